@@ -1,0 +1,104 @@
+"""Write files and folders so that a failure never leaves a half-written result.
+
+Everything the user makes (exports, corrections, logs) goes through these helpers: the data
+is written under a temporary name beside the target and renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success rename it onto ``target``.
+
+    On an exception the temporary file or folder is removed and ``target`` is untouched.
+    A folder target that already exists is replaced only after the new one is complete.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    inner = tmp / target.name
+    try:
+        if is_dir:
+            inner.mkdir()
+        yield inner
+        if is_dir and target.exists():
+            old = target.with_name(f".{target.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(target, old)
+            os.replace(inner, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(inner, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_text_atomic(target: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``target`` atomically (fsync'd before the rename)."""
+    with atomic_path(target) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    return Path(target)
+
+
+def write_json_atomic(target: str | os.PathLike, obj: Any, *, indent: int = 2) -> Path:
+    """Write ``obj`` as JSON to ``target`` atomically."""
+    return write_text_atomic(target, json.dumps(obj, indent=indent, default=_json_default) + "\n")
+
+
+def append_jsonl(target: str | os.PathLike, record: dict) -> None:
+    """Append one JSON record as a line and fsync: a log that survives a crash.
+
+    A torn last line (power loss mid-write) is skipped by :func:`read_jsonl`.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, default=_json_default) + "\n"
+    with open(target, "a", encoding="utf-8") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Read a JSON-lines log written by :func:`append_jsonl`, skipping a torn last line."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``glandseg`` CLI (see ``napari_glandseg.cli``)."""
