@@ -1,0 +1,29 @@
+"""The gland model: dual-path Swin U-Net, presets, checkpoints, device choice."""
+
+from napari_glandseg.model.card import ModelCard
+from napari_glandseg.model.checkpoint import load_checkpoint, read_card, save_checkpoint
+from napari_glandseg.model.device import autocast_dtype, pick_device
+from napari_glandseg.model.network import DualSwinUNet, EncoderSpec
+from napari_glandseg.model.registry import (
+    DEFAULT_MODEL,
+    create_model,
+    list_models,
+    load_model,
+    register_preset,
+)
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DualSwinUNet",
+    "EncoderSpec",
+    "ModelCard",
+    "autocast_dtype",
+    "create_model",
+    "list_models",
+    "load_checkpoint",
+    "load_model",
+    "pick_device",
+    "read_card",
+    "register_preset",
+    "save_checkpoint",
+]

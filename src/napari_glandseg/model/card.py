@@ -1,0 +1,78 @@
+"""The model card: everything needed to run a checkpoint besides its weights."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_POSTPROCESS: dict[str, Any] = {
+    "gland_threshold": 0.5,  # P(gland) + P(border) above this is gland tissue
+    "border_threshold": 0.5,  # P(border) above this separates touching glands
+    "min_area_um2": 200.0,  # smaller objects are noise, not glands
+    "fill_holes": True,
+}
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Architecture, input conventions, post-processing and provenance of a model.
+
+    ``mpp`` is the resolution (µm/px) the model was trained at; images are resampled to it.
+    """
+
+    name: str
+    arch: str = "dual_swin_unet"
+    arch_args: dict[str, Any] = field(default_factory=dict)
+    mpp: float = 1.24
+    tile_px: int = 384
+    overlap_px: int = 64
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    classes: tuple[str, ...] = ("background", "gland", "border")
+    postprocess: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_POSTPROCESS))
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.mpp > 0:
+            raise ValueError(f"model card {self.name!r}: mpp must be > 0, got {self.mpp}")
+        if self.tile_px % 32 or self.tile_px <= 0:
+            raise ValueError(f"model card {self.name!r}: tile_px must be a positive multiple of 32, got {self.tile_px}")
+        if not 0 <= self.overlap_px < self.tile_px // 2:
+            raise ValueError(
+                f"model card {self.name!r}: overlap_px must be in [0, tile_px/2), got {self.overlap_px}"
+            )
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError(f"model card {self.name!r}: mean/std need 3 values, std > 0")
+        if len(self.classes) < 2 or self.classes[0] != "background":
+            raise ValueError(f"model card {self.name!r}: classes must start with 'background'")
+
+    def replace(self, **changes: Any) -> ModelCard:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["mean"], d["std"], d["classes"] = list(self.mean), list(self.std), list(self.classes)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelCard:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model card fields: {sorted(unknown)}; allowed: {sorted(known)}")
+        d = dict(d)
+        for key in ("mean", "std", "classes"):
+            if key in d:
+                d[key] = tuple(d[key])
+        if "postprocess" in d:
+            d["postprocess"] = {**DEFAULT_POSTPROCESS, **d["postprocess"]}
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        return cls.from_dict(json.loads(text))

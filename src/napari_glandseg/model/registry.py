@@ -1,0 +1,146 @@
+"""Presets by name, timm-style: ``list_models``, ``create_model``, ``load_model``."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from napari_glandseg.model.card import ModelCard
+from napari_glandseg.model.network import DualSwinUNet, EncoderSpec
+
+log = logging.getLogger(__name__)
+
+_PRESETS: dict[str, Callable[[], dict[str, Any]]] = {}
+DEFAULT_MODEL = "glandseg_small"
+
+
+def register_preset(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """Register a preset: a function returning the architecture arguments and card fields."""
+    _PRESETS[fn.__name__] = fn
+    return fn
+
+
+@register_preset
+def glandseg_small() -> dict[str, Any]:
+    """CPU-friendly default (~7 M parameters): Swin embed 48 (2-2-2-2) + patch-8 Swin embed 48."""
+    return {
+        "arch_args": {
+            "enc_a": {"patch_size": 4, "embed_dim": 48, "depths": [2, 2, 2, 2], "num_heads": [3, 6, 12, 24], "window_size": 8},
+            "enc_b": {"patch_size": 8, "embed_dim": 48, "depths": [2, 2, 2], "num_heads": [3, 6, 12], "window_size": 8},
+            "stem_channels": [16, 32],
+            "fusion_heads": 8,
+            "img_px": 256,
+        },
+        "card": {"mpp": 1.24, "tile_px": 384, "overlap_px": 64},
+    }
+
+
+@register_preset
+def glandseg_base() -> dict[str, Any]:
+    """Paper scale (for a GPU): Swin-B (patch 4) + Swin-T-width patch-8 path."""
+    return {
+        "arch_args": {
+            "enc_a": {"patch_size": 4, "embed_dim": 128, "depths": [2, 2, 18, 2], "num_heads": [4, 8, 16, 32], "window_size": 8},
+            "enc_b": {"patch_size": 8, "embed_dim": 96, "depths": [2, 2, 6], "num_heads": [3, 6, 12], "window_size": 8},
+            "stem_channels": [32, 64],
+            "fusion_heads": 16,
+            "img_px": 512,
+            "drop_path_rate": 0.2,
+        },
+        "card": {"mpp": 0.62, "tile_px": 512, "overlap_px": 64},
+    }
+
+
+@register_preset
+def glandseg_tiny() -> dict[str, Any]:
+    """For tests: a few hundred thousand parameters, 64-128 px inputs."""
+    return {
+        "arch_args": {
+            "enc_a": {"patch_size": 4, "embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 4, 8], "window_size": 4},
+            "enc_b": {"patch_size": 8, "embed_dim": 16, "depths": [1, 1, 1], "num_heads": [1, 2, 4], "window_size": 4},
+            "stem_channels": [8, 8],
+            "fusion_heads": 4,
+            "img_px": 64,
+        },
+        "card": {"mpp": 1.24, "tile_px": 128, "overlap_px": 32},
+    }
+
+
+def list_models() -> list[str]:
+    """Names of the registered presets."""
+    return sorted(_PRESETS)
+
+
+def build_network(arch_args: dict[str, Any]) -> DualSwinUNet:
+    """Build the network from card-style (JSON) architecture arguments."""
+    args = dict(arch_args)
+    try:
+        enc_a = EncoderSpec(**_tuples(args.pop("enc_a")))
+        enc_b = EncoderSpec(**_tuples(args.pop("enc_b")))
+        return DualSwinUNet(enc_a, enc_b, **args)
+    except TypeError as exc:
+        raise ValueError(f"bad architecture arguments {arch_args}: {exc}") from exc
+
+
+def create_model(name: str = DEFAULT_MODEL, **overrides: Any) -> DualSwinUNet:
+    """A freshly initialised model of preset ``name``.
+
+    ``overrides`` may set architecture arguments (``num_classes``, ``img_px``, ``drop_path_rate``,
+    ``enc_a``…) or card fields (``mpp``, ``tile_px``, ``overlap_px``…).
+    """
+    if name not in _PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; available: {', '.join(list_models())}")
+    preset = _PRESETS[name]()
+    arch_args, card_fields = dict(preset["arch_args"]), dict(preset["card"])
+    card_names = set(ModelCard.__dataclass_fields__)
+    for key, value in overrides.items():
+        (card_fields if key in card_names else arch_args)[key] = value
+    num_classes = arch_args.get("num_classes", 3)
+    card_fields.setdefault("classes", ("background", "gland", "border")[:num_classes])
+    card_fields.setdefault("name", name)
+    model = build_network(arch_args)
+    model.card = ModelCard(arch_args=arch_args, **card_fields)
+    return model
+
+
+def bundled_weights_dir() -> Path:
+    return Path(str(resources.files("napari_glandseg.model") / "weights"))
+
+
+def load_model(name_or_path: str | Path | None = None, *, device: str | torch.device | None = None) -> DualSwinUNet:
+    """Load a model for inference (eval mode).
+
+    None gives the bundled default; a preset name gives its bundled trained weights when they
+    ship, else (with a warning) an untrained model; a path loads that checkpoint.
+    """
+    from napari_glandseg.model.checkpoint import load_checkpoint
+    from napari_glandseg.model.device import pick_device
+
+    name = DEFAULT_MODEL if name_or_path is None else name_or_path
+    path = Path(name)
+    if isinstance(name, str) and name in _PRESETS:
+        bundled = bundled_weights_dir() / f"{name}.safetensors"
+        if bundled.exists():
+            model = load_checkpoint(bundled)
+        else:
+            warnings.warn(
+                f"no trained weights ship for preset {name!r}: the model is untrained", stacklevel=2
+            )
+            model = create_model(name)
+    elif path.suffix in (".safetensors", ".json", ".pt", ".pth") or path.exists():
+        model = load_checkpoint(path)
+    else:
+        raise ValueError(
+            f"{name!r} is neither a preset ({', '.join(list_models())}) nor a checkpoint file"
+        )
+    return model.to(pick_device(device)).eval()
+
+
+def _tuples(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}

@@ -1,0 +1,170 @@
+"""What the training scripts share: YAML configs with command-line overrides, distributed
+set-up, checkpoint/resume state, and whole-image validation."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+
+from napari_glandseg._atomic import append_jsonl, atomic_path, write_text_atomic
+
+# ---------------------------------------------------------------- configs
+
+
+def parse_config(cls, argv: list[str] | None, description: str):
+    """``--config FILE.yaml`` plus ``--key value`` overrides for every dataclass field."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", type=Path, help="YAML file with the settings")
+    for f in dataclasses.fields(cls):
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=str, default=None,
+                            help=f"(default: {f.default if f.default is not dataclasses.MISSING else 'required'})")
+    args = parser.parse_args(argv)
+    values: dict[str, Any] = {}
+    if args.config:
+        try:
+            values.update(yaml.safe_load(args.config.read_text(encoding="utf-8")) or {})
+        except (OSError, yaml.YAMLError) as exc:
+            parser.error(f"{args.config}: cannot read config: {exc}")
+    for f in dataclasses.fields(cls):
+        raw = getattr(args, f.name)
+        if raw is not None:
+            values[f.name] = yaml.safe_load(raw)  # "3e-4" → float, "[a, b]" → list, "true" → bool
+    unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        parser.error(f"unknown settings {sorted(unknown)}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        parser.error(str(exc))
+
+
+def save_resolved_config(cfg, out: Path) -> None:
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+
+
+# ---------------------------------------------------------------- distributed
+
+
+@dataclasses.dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the torchrun process group when launched by torchrun (gloo on CPU, nccl on GPU)."""
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return DistInfo()
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend)
+    info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    if device.type == "cuda":
+        torch.cuda.set_device(info.local_rank)
+    return info
+
+
+def cleanup_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+# ---------------------------------------------------------------- resume state
+
+
+def save_state(out: Path, model, optimizer, step: int, extra: dict | None = None) -> None:
+    """``last.safetensors/.json`` (the model) + ``last_state.pt`` (optimizer; tensors only)."""
+    from napari_glandseg.model import save_checkpoint
+
+    save_checkpoint(unwrap(model), out / "last")
+    state = {"optimizer": optimizer.state_dict(), "step": step, "extra": json.dumps(extra or {})}
+    with atomic_path(out / "last_state.pt") as tmp:
+        torch.save(state, tmp)
+
+
+def load_state(out: Path, model, optimizer) -> tuple[int, dict]:
+    """Resume from ``out``; returns (step, extra) — (0, {}) when there is nothing to resume."""
+    from napari_glandseg.model.checkpoint import load_state as load_weights
+
+    state_path = out / "last_state.pt"
+    if not state_path.exists() or not (out / "last.safetensors").exists():
+        return 0, {}
+    from safetensors.torch import load_file
+
+    load_weights(unwrap(model), load_file(str(out / "last.safetensors")), source=out / "last.safetensors")
+    state = torch.load(state_path, map_location="cpu", weights_only=True)  # never unpickle code
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"]), json.loads(state["extra"])
+
+
+def cosine_lr(step: int, total: int, base: float, warmup: int, floor: float = 0.01) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * t)))
+
+
+class Logger:
+    """JSON-lines log beside the checkpoints, echoed to stderr on the main rank."""
+
+    def __init__(self, out: Path, enabled: bool):
+        self.path, self.enabled, self.t0 = out / "log.jsonl", enabled, time.time()
+
+    def __call__(self, **record: Any) -> None:
+        if not self.enabled:
+            return
+        record = {"time_s": round(time.time() - self.t0, 1), **record}
+        append_jsonl(self.path, record)
+        print(json.dumps(record), file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def predict_probs(model, image: np.ndarray, device: torch.device, amp: bool) -> np.ndarray:
+    """Whole-image class probabilities (C×H×W), padding to a multiple of 32 with reflection."""
+    h, w = image.shape[:2]
+    ph, pw = (-h) % 32, (-w) % 32
+    padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+    x = unwrap(model).normalize(torch.from_numpy(padded)[None].to(device))
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = model(x)
+    return logits.float().softmax(1)[0, :, :h, :w].cpu().numpy()
+
+
+def validate(model, samples, device: torch.device, amp: bool, postprocess: dict | None = None) -> dict[str, float]:
+    """Object F1, object Dice, pixel Dice over whole validation images."""
+    from napari_glandseg.inference.postprocess import probabilities_to_instances
+    from napari_glandseg.labels.metrics import evaluate_pair
+
+    net = unwrap(model)
+    was_training = net.training
+    net.eval()
+    rows = []
+    for s in samples:
+        probs = predict_probs(net, s.image, device, amp)
+        pred = probabilities_to_instances(probs, mpp=net.card.mpp, params=postprocess or net.card.postprocess)
+        rows.append(evaluate_pair(pred, s.labels))
+    net.train(was_training)
+    keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float))]
+    return {k: float(np.mean([r[k] for r in rows])) for k in keys}

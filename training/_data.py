@@ -1,0 +1,201 @@
+"""Training data: GlaS-style folders and exported training packages, resampled to the model's
+µm/px, with the augmentations that matter for H&E, and 3-class targets (background, gland,
+gland border) derived from instance labels. Pixels nobody reviewed carry IGNORE."""
+
+from __future__ import annotations
+
+import csv
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage as ndi
+from skimage.color import hed2rgb, rgb2hed
+
+IGNORE = 255
+
+
+@dataclass
+class Sample:
+    """One labelled image at the model's µm/px."""
+
+    name: str
+    image: np.ndarray  # H×W×3 uint8
+    labels: np.ndarray  # H×W int32 instances
+    valid: np.ndarray  # H×W bool: pixels whose label counts
+    tumor: int = -1  # 1 malignant, 0 benign, -1 unknown
+
+
+def _resize(arr: np.ndarray, shape: tuple[int, int], nearest: bool) -> np.ndarray:
+    if arr.shape[:2] == shape:
+        return arr
+    img = Image.fromarray(arr)
+    out = img.resize((shape[1], shape[0]), Image.NEAREST if nearest else Image.BILINEAR)
+    return np.asarray(out)
+
+
+def rescale_sample(name: str, image, labels, valid, scale: float, tumor: int = -1) -> Sample:
+    """Resample a sample by ``scale`` (source µm/px ÷ model µm/px)."""
+    h, w = image.shape[:2]
+    shape = (max(1, round(h * scale)), max(1, round(w * scale)))
+    lab = labels.astype(np.int32)
+    # PIL nearest on int32 ("I" mode) keeps instance ids exact.
+    lab = np.asarray(Image.fromarray(lab, mode="I").resize((shape[1], shape[0]), Image.NEAREST))
+    return Sample(
+        name,
+        _resize(image, shape, nearest=False),
+        lab.astype(np.int32),
+        _resize(valid.astype(np.uint8), shape, nearest=True).astype(bool),
+        tumor,
+    )
+
+
+def read_grades(csv_path: Path) -> dict[str, int]:
+    """GlaS Grade.csv → {image name: 1 malignant / 0 benign}."""
+    grades = {}
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        for row in csv.reader(f):
+            if len(row) >= 3 and row[2].strip() in ("benign", "malignant"):
+                grades[row[0].strip()] = int(row[2].strip() == "malignant")
+    return grades
+
+
+def load_glas_folder(folder: Path, *, source_mpp: float, model_mpp: float, names: list[str] | None = None) -> list[Sample]:
+    """``folder/images/*.png`` + ``folder/masks/*.png`` (binary → connected components, or instances)."""
+    folder = Path(folder)
+    images = sorted((folder / "images").glob("*.png"))
+    if not images:
+        raise FileNotFoundError(f"{folder}: no images/*.png (a GlaS-style folder has images/ and masks/)")
+    grades_csv = next((p for p in (folder / "Grade.csv", folder.parent / "Grade.csv") if p.exists()), None)
+    grades = read_grades(grades_csv) if grades_csv else {}
+    samples = []
+    for img_path in images:
+        if names is not None and img_path.stem not in names:
+            continue
+        mask_path = folder / "masks" / img_path.name
+        if not mask_path.exists():
+            raise FileNotFoundError(f"{mask_path}: mask for {img_path.name} is missing")
+        image = np.asarray(Image.open(img_path).convert("RGB"))
+        labels = to_instances(np.asarray(Image.open(mask_path)))
+        if labels.shape != image.shape[:2]:
+            raise ValueError(f"{mask_path}: mask shape {labels.shape} != image shape {image.shape[:2]}")
+        valid = np.ones(labels.shape, bool)
+        samples.append(
+            rescale_sample(img_path.stem, image, labels, valid, source_mpp / model_mpp, grades.get(img_path.stem, -1))
+        )
+    return samples
+
+
+def load_training_package(folder: Path, *, model_mpp: float) -> list[Sample]:
+    """A training package exported by the plugin: only reviewed pixels count."""
+    from napari_glandseg.labels.export import read_training_package
+
+    samples = []
+    for i, item in enumerate(read_training_package(folder)):
+        scale = float(item.get("mpp", model_mpp)) / model_mpp
+        samples.append(
+            rescale_sample(item.get("name", f"{Path(folder).name}_{i}"), item["image"], item["mask"], item["valid"] > 0, scale)
+        )
+    return samples
+
+
+def to_instances(mask: np.ndarray) -> np.ndarray:
+    """Binary (0/255 or 0/1) masks → connected components; instance masks pass through."""
+    if mask.ndim == 3:
+        mask = mask[..., 0]
+    if len(np.unique(mask)) <= 2:
+        return ndi.label(mask > 0)[0].astype(np.int32)
+    return mask.astype(np.int32)
+
+
+def make_targets(labels: np.ndarray, valid: np.ndarray, border_px: int = 2) -> np.ndarray:
+    """Instance labels → class map: 0 background, 1 gland interior, 2 gland border, IGNORE."""
+    fg = labels > 0
+    target = fg.astype(np.uint8)
+    # A pixel is border if a different label (or background) lies within border_px of it.
+    size = 2 * border_px + 1
+    lo = ndi.minimum_filter(labels, size=size)
+    hi = ndi.maximum_filter(labels, size=size)
+    target[fg & ((lo != labels) | (hi != labels))] = 2
+    target[~valid] = IGNORE
+    return target
+
+
+def hed_jitter(image: np.ndarray, rng: np.random.Generator, sigma: float = 0.05, bias: float = 0.02) -> np.ndarray:
+    """Stain augmentation: perturb haematoxylin, eosin and DAB channels (Tellez et al. style)."""
+    hed = rgb2hed(image)
+    alpha = rng.uniform(1 - sigma, 1 + sigma, size=3)
+    beta = rng.uniform(-bias, bias, size=3)
+    rgb = hed2rgb(hed * alpha + beta)
+    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+class CropDataset(torch.utils.data.Dataset):
+    """Random augmented crops; ``length`` crops per epoch, deterministic given ``seed`` and index."""
+
+    def __init__(self, samples: list[Sample], crop_px: int, length: int, *, seed: int = 0, augment: bool = True,
+                 border_px: int = 2, scale_jitter: float = 0.2):
+        if not samples:
+            raise ValueError("no training samples")
+        self.samples, self.crop_px, self.length = samples, crop_px, length
+        self.seed, self.augment, self.border_px, self.scale_jitter = seed, augment, border_px, scale_jitter
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        s = self.samples[rng.integers(len(self.samples))]
+        scale = float(np.exp(rng.uniform(-self.scale_jitter, self.scale_jitter))) if self.augment else 1.0
+        src = max(8, round(self.crop_px / scale))
+        image, labels, valid = _random_crop(s, src, rng)
+        if src != self.crop_px:
+            image = _resize(image, (self.crop_px, self.crop_px), nearest=False)
+            labels = np.asarray(Image.fromarray(labels, mode="I").resize((self.crop_px,) * 2, Image.NEAREST)).astype(np.int32)
+            valid = _resize(valid.astype(np.uint8), (self.crop_px, self.crop_px), nearest=True).astype(bool)
+        if self.augment:
+            image, labels, valid = _geometric(image, labels, valid, rng)
+            if rng.random() < 0.8:
+                image = hed_jitter(image, rng)
+            if rng.random() < 0.2:
+                sigma = rng.uniform(0.3, 1.2)
+                image = ndi.gaussian_filter(image.astype(np.float32), (sigma, sigma, 0)).clip(0, 255).astype(np.uint8)
+        target = make_targets(labels, valid, self.border_px)
+        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(target.astype(np.int64)), s.tumor
+
+
+def _random_crop(s: Sample, size: int, rng: np.random.Generator):
+    h, w = s.labels.shape
+    ph, pw = max(0, size - h), max(0, size - w)
+    image, labels, valid = s.image, s.labels, s.valid
+    if ph or pw:  # small images: pad with white, padded pixels are ignored
+        pad = ((0, ph), (0, pw))
+        image = np.pad(image, pad + ((0, 0),), constant_values=255)
+        labels = np.pad(labels, pad)
+        valid = np.pad(valid, pad)
+    y = rng.integers(labels.shape[0] - size + 1)
+    x = rng.integers(labels.shape[1] - size + 1)
+    sl = np.s_[y:y + size, x:x + size]
+    return image[sl], labels[sl], valid[sl]
+
+
+def _geometric(image, labels, valid, rng):
+    k = int(rng.integers(4))
+    flip = rng.random() < 0.5
+    out = []
+    for a in (image, labels, valid):
+        a = np.rot90(a, k, axes=(0, 1))
+        out.append(a[:, ::-1] if flip else a)
+    return out
+
+
+def split_names(names: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Deterministic train/validation split of image names."""
+    names = sorted(names)
+    rnd = random.Random(seed)
+    val = sorted(rnd.sample(names, max(1, round(len(names) * val_fraction)))) if val_fraction > 0 else []
+    return [n for n in names if n not in val], val

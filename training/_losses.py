@@ -1,0 +1,57 @@
+"""Segmentation losses. Every term is a mean of per-sample losses, so that DDP's gradient
+averaging over equal per-rank batches equals single-process training on the global batch."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from _data import IGNORE
+
+
+def per_sample_ce(logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy averaged over each sample's labelled pixels → N values."""
+    ce = F.cross_entropy(logits.float(), target, weight=class_weights, ignore_index=IGNORE, reduction="none")
+    valid = (target != IGNORE).float()
+    return (ce * valid).flatten(1).sum(1) / valid.flatten(1).sum(1).clamp_min(1.0)
+
+
+def per_sample_dice(logits: torch.Tensor, target: torch.Tensor, classes=(1, 2), eps: float = 1.0) -> torch.Tensor:
+    """1 − soft Dice of the gland region (gland ∪ border) and of each foreground class → N values."""
+    probs = logits.float().softmax(1)
+    valid = (target != IGNORE).float()
+    t = torch.where(target == IGNORE, torch.zeros_like(target), target)
+    terms = []
+    region_p = probs[:, list(classes)].sum(1)
+    region_t = (t > 0).float()
+    terms.append(_dice(region_p, region_t, valid, eps))
+    for c in classes:
+        if c < probs.shape[1]:
+            terms.append(_dice(probs[:, c], (t == c).float(), valid, eps))
+    return 1.0 - torch.stack(terms, 1).mean(1)
+
+
+def _dice(p: torch.Tensor, t: torch.Tensor, valid: torch.Tensor, eps: float) -> torch.Tensor:
+    p, t = (p * valid).flatten(1), (t * valid).flatten(1)
+    return (2 * (p * t).sum(1) + eps) / (p.sum(1) + t.sum(1) + eps)
+
+
+def segmentation_loss(
+    out: dict, target: torch.Tensor, *, dice_weight: float = 1.0, deep_weights=(0.2, 0.1, 0.05),
+    class_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Dice + CE on the full-resolution logits plus down-weighted deep-supervision terms."""
+    main_ce = per_sample_ce(out["logits"], target, class_weights)
+    main_dice = per_sample_dice(out["logits"], target)
+    loss = main_ce + dice_weight * main_dice
+    for w, logits in zip(deep_weights, out.get("deep", []), strict=False):
+        small = F.interpolate(target[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
+        loss = loss + w * (per_sample_ce(logits, small, class_weights) + dice_weight * per_sample_dice(logits, small))
+    return loss.mean(), {"ce": float(main_ce.mean()), "dice_loss": float(main_dice.mean())}
+
+
+def tumor_loss(out: dict, tumor: torch.Tensor) -> torch.Tensor:
+    """Per-sample CE of the tumor head where the label is known (−1 = unknown → 0 loss)."""
+    known = tumor >= 0
+    ce = F.cross_entropy(out["tumor"].float(), tumor.clamp_min(0), reduction="none")
+    return (ce * known.float()).mean()
