@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-from _pyramids import write_pyramid_tiff
 
+from _pyramids import write_pyramid_tiff
 from napari_glandseg.errors import SlideError
 from napari_glandseg.slide import open_slide
 

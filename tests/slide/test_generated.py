@@ -7,9 +7,9 @@ import warnings
 import numpy as np
 import pytest
 import tifffile
-from _pyramids import write_ome_zarr, write_pyramid_tiff
 from PIL import Image
 
+from _pyramids import write_ome_zarr, write_pyramid_tiff
 from napari_glandseg.slide import open_slide
 
 

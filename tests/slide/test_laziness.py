@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import psutil
 import pytest
-from _pyramids import write_huge_junk_tiff
 
+from _pyramids import write_huge_junk_tiff
 from napari_glandseg.errors import SlideError
 from napari_glandseg.slide import open_slide
 from napari_glandseg.slide.tissue import tissue_mask

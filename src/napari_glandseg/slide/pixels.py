@@ -73,7 +73,7 @@ def to_rgb8(
     elif dtype not in (np.dtype(np.uint8), np.dtype(bool)):
         raise SlideError(path, f"pixel type {dtype} is not supported (shape {shape}); expected uint8 or uint16")
     else:
-        maxval = 1.0 if dtype == bool else 255.0
+        maxval = 1.0 if dtype == np.dtype(bool) else 255.0
     if arr.chunks[2] != (channels,):
         arr = arr.rechunk({2: channels})
     if chunk_px is not None:
