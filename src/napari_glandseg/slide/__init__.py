@@ -6,6 +6,7 @@ and ``image`` (PNG/JPEG/...). ``tissue.tissue_mask`` finds tissue on a low level
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from napari_glandseg.slide._base import Slide
 from napari_glandseg.slide.sample import SAMPLE_MPP, sample_slide_path
 
 __all__ = ["BACKENDS", "SAMPLE_MPP", "Slide", "SlideError", "open_slide", "sample_slide_path"]
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("tifffile", "zarr", "openslide", "image")
 #: Formats that OpenSlide reads better than tifffile (or tifffile cannot read at all).
@@ -67,9 +70,12 @@ def open_slide(
             if not openslide_backend.available():
                 raise
             try:
-                return openslide_backend.open_openslide(p, mpp=mpp)
+                slide = openslide_backend.open_openslide(p, mpp=mpp)
             except SlideError:
                 raise first from None
+            # say so: a tifffile failure on a TIFF is worth knowing about even when OpenSlide copes
+            log.warning("%s; opened with OpenSlide instead", first)
+            return slide
     if head.startswith(image.MAGIC):
         return image.open_image(p, mpp=mpp)
     if openslide_backend.available():
