@@ -1,0 +1,25 @@
+"""napari dock widgets (the only package besides _reader/_writer/_sample_data that imports Qt).
+
+The widget classes load lazily so that GUI-free helpers here (``_view_geometry``,
+``_layer_meta``, ``_review``) import without pulling in Qt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["CorrectWidget", "ExportWidget", "SegmentWidget"]
+
+_WHERE = {
+    "SegmentWidget": "napari_glandseg._widgets._segment",
+    "CorrectWidget": "napari_glandseg._widgets._correct",
+    "ExportWidget": "napari_glandseg._widgets._export",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

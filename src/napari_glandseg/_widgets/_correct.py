@@ -1,0 +1,376 @@
+"""The "Correct glands" dock widget: edit a region, gland tools with shortcuts, commit (autosave)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Labels, Shapes
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QDoubleSpinBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_glandseg._widgets import _layer_meta as lm
+from napari_glandseg._widgets import _tools as tools
+from napari_glandseg._widgets._jobs import JobPanel
+from napari_glandseg._widgets._view_geometry import visible_bbox0
+
+if TYPE_CHECKING:
+    import napari
+
+#: Shortcuts on gland layers. napari's Labels keys are 1-7, E P F L Z M X B - = [ ] and
+#: Ctrl+Z; the viewer uses Shift+V. Shift+letter combinations below are free.
+KEYS = {
+    "delete": "Shift-D",
+    "merge": "Shift-M",
+    "split": "Shift-S",
+    "fill": "Shift-H",
+    "small": "Shift-R",
+    "relabel": "Shift-C",
+}
+SPLIT_LAYER = "split line"
+#: "Edit this view" reads at most this many store pixels per side (a 64 MB int32 array).
+MAX_EDIT_PX = 4096
+
+
+class CorrectWidget(QWidget):
+    """Correct the active gland labels layer; every Commit is written to disk at once."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self._merge_first: int | None = None
+        self._bound: set[int] = set()
+
+        self.layer_info = QLabel("")
+        self.layer_info.setWordWrap(True)
+        self.edit_button = QPushButton("Edit this view")
+        self.edit_button.setToolTip("Open the visible part of a whole-slide result as an editable layer")
+        self.commit_button = QPushButton("Commit")
+        self.commit_button.setToolTip("Write the corrections to the label store and mark the region reviewed (autosave)")
+        self.min_area = QDoubleSpinBox()
+        self.min_area.setRange(0.0, 1e7)
+        self.min_area.setDecimals(0)
+        self.min_area.setValue(200.0)
+        self.min_area.setSuffix(" µm²")
+        self.min_area.setToolTip("Glands smaller than this are removed by 'Remove small'")
+        self.reviewed_info = QLabel("")
+        self.jobs = JobPanel(self)
+
+        grid = QGridLayout()
+        specs = [
+            ("Delete gland", "delete", "Delete the gland under the cursor", self.delete_under_cursor),
+            ("Merge (click two)", "merge", "Click two glands (or press the key over each) to merge them", self.start_merge_pick),
+            ("Split along line", "split", f"Draw a path in the '{SPLIT_LAYER}' layer across a gland, then apply", self.split_along_line),
+            ("Draw split line", None, f"Add/select the '{SPLIT_LAYER}' shapes layer in path mode", self.draw_split_line),
+            ("Fill holes", "fill", "Fill background holes inside glands", self.fill_holes),
+            ("Remove small", "small", "Remove glands smaller than the size below", self.remove_small),
+            ("Relabel 1..n", "relabel", "Renumber the glands consecutively", self.relabel),
+        ]
+        self.tool_buttons: dict[str, QPushButton] = {}
+        for i, (text, key, tip, slot) in enumerate(specs):
+            b = QPushButton(text)
+            b.setToolTip(f"{tip} [{KEYS[key]}]" if key else tip)
+            b.clicked.connect(lambda *_, s=slot: s())
+            grid.addWidget(b, i // 2, i % 2)
+            self.tool_buttons[key or "draw"] = b
+        row = QHBoxLayout()
+        row.addWidget(self.edit_button)
+        row.addWidget(self.commit_button)
+        size_row = QHBoxLayout()
+        size_row.addWidget(QLabel("Min gland size"))
+        size_row.addWidget(self.min_area)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.layer_info)
+        lay.addLayout(row)
+        lay.addLayout(grid)
+        lay.addLayout(size_row)
+        keys = ", ".join(f"{v}: {k}" for k, v in KEYS.items())
+        help_label = QLabel(f"Keys on gland layers — {keys}; Ctrl+Z undo")
+        help_label.setWordWrap(True)
+        lay.addWidget(help_label)
+        lay.addWidget(self.reviewed_info)
+        lay.addWidget(self.jobs)
+        lay.addStretch(1)
+        self.setToolTip("Gland tools: " + keys + "; brush with napari's paint (P) / erase (E); Ctrl+Z undoes any edit")
+
+        self._measure_timer = QTimer(self)
+        self._measure_timer.setSingleShot(True)
+        self._measure_timer.setInterval(500)
+        self._measure_timer.timeout.connect(lambda: self.refresh_measurements())
+        self.edit_button.clicked.connect(self.edit_view)
+        self.commit_button.clicked.connect(self.commit)
+        napari_viewer.layers.selection.events.active.connect(self._on_active)
+        self._on_active()
+
+    # ------------------------------------------------------------------ layers
+    def layer(self) -> Labels | None:
+        """The active Labels layer (the one the tools act on)."""
+        active = self.viewer.layers.selection.active
+        return active if isinstance(active, Labels) else None
+
+    def _editable(self) -> Labels | None:
+        layer = self.layer()
+        if layer is None:
+            show_error("select a gland labels layer first")
+            return None
+        if layer.multiscale or not isinstance(layer.data, np.ndarray):
+            show_error(f"{layer.name} is a whole-slide result: press 'Edit this view' to edit part of it")
+            return None
+        return layer
+
+    def _on_active(self, *_: Any) -> None:
+        layer = self.layer()
+        if layer is None:
+            self.layer_info.setText("no labels layer selected")
+            return
+        meta = lm.get_meta(layer.metadata) or {}
+        kind = meta.get("kind", "plain labels")
+        self.layer_info.setText(f"{layer.name} ({kind})")
+        self.edit_button.setEnabled(kind == "store")
+        self._show_reviewed(layer)
+        if id(layer) not in self._bound:
+            self._bind_keys(layer)
+
+    def _bind_keys(self, layer: Labels) -> None:
+        actions = {
+            "delete": lambda ly: self.delete_under_cursor(),
+            "merge": lambda ly: self._merge_pick(tools.label_at(ly, self.viewer.cursor.position)),
+            "split": lambda ly: self.split_along_line(),
+            "fill": lambda ly: self.fill_holes(),
+            "small": lambda ly: self.remove_small(),
+            "relabel": lambda ly: self.relabel(),
+        }
+        for name, fn in actions.items():
+            layer.bind_key(KEYS[name], fn, overwrite=True)
+        layer.events.paint.connect(lambda *_: self._measure_timer.start())
+        self._bound.add(id(layer))
+
+    def _show_reviewed(self, layer: Labels) -> None:
+        meta = lm.get_meta(layer.metadata) or {}
+        n = len(meta.get("reviewed", []))
+        self.reviewed_info.setText(f"{n} commit(s) of this layer reviewed and saved" if n else "not committed yet")
+
+    # ------------------------------------------------------------- gland tools
+    def _apply(self, fn, window=None, *, what: str) -> int:
+        layer = self._editable()
+        if layer is None:
+            return 0
+        try:
+            win = window or (slice(0, layer.data.shape[0]), slice(0, layer.data.shape[1]))
+            n = tools.apply_new_labels(layer, tools.on_window(fn, layer.data, win), win)
+        except Exception as exc:
+            show_error(f"{what}: {exc}")
+            return 0
+        self.refresh_measurements(layer)
+        return n
+
+    def delete_gland(self, label: int) -> int:
+        """Delete gland ``label`` (one undo step); returns pixels changed."""
+        from napari_glandseg.labels.edit import delete_gland
+
+        layer = self._editable()
+        win = None if layer is None else tools.gland_window(layer.data, label)
+        if label <= 0 or win is None:
+            return 0
+        return self._apply(lambda a: delete_gland(a, label), win, what="delete gland")
+
+    def delete_under_cursor(self) -> int:
+        layer = self.layer()
+        return 0 if layer is None else self.delete_gland(tools.label_at(layer, self.viewer.cursor.position))
+
+    def merge(self, a: int, b: int) -> int:
+        """Merge glands ``a`` and ``b`` into one."""
+        from napari_glandseg.labels.edit import merge_glands
+
+        layer = self._editable()
+        if layer is None or a <= 0 or b <= 0 or a == b:
+            return 0
+        wa, wb = tools.gland_window(layer.data, a, 3), tools.gland_window(layer.data, b, 3)
+        if wa is None or wb is None:
+            return 0
+        return self._apply(lambda arr: merge_glands(arr, [a, b]), tools.union_window(wa, wb), what="merge glands")
+
+    def start_merge_pick(self) -> None:
+        """Next two clicks on the layer pick the glands to merge."""
+        layer = self._editable()
+        if layer is None:
+            return
+        self._merge_first = None
+        layer.mode = "pan_zoom"  # a click must pick, not paint
+
+        def pick(ly, event):
+            if event.type == "mouse_press":
+                if self._merge_pick(tools.label_at(ly, event.position)):
+                    ly.mouse_drag_callbacks.remove(pick)
+
+        layer.mouse_drag_callbacks.append(pick)
+        show_info("merge: click the first gland, then the second")
+
+    def _merge_pick(self, label: int) -> bool:
+        """Record one picked gland; on the second, merge. Returns True when the pick is done."""
+        if label <= 0:
+            show_info("merge: no gland there")
+            return False
+        if self._merge_first is None:
+            self._merge_first = label
+            show_info(f"merge: gland {label} picked; now the second")
+            return False
+        first, self._merge_first = self._merge_first, None
+        self.merge(first, label)
+        return True
+
+    def draw_split_line(self) -> Shapes:
+        """The shapes layer for split lines, in path-drawing mode."""
+        if SPLIT_LAYER in self.viewer.layers:
+            shapes = self.viewer.layers[SPLIT_LAYER]
+        else:
+            shapes = self.viewer.add_shapes(name=SPLIT_LAYER, edge_color="yellow", edge_width=2)
+        keep = self.layer()
+        self.viewer.layers.selection.active = shapes
+        shapes.mode = "add_path"
+        self._split_target = keep
+        return shapes
+
+    def split_along_line(self, world_vertices: np.ndarray | None = None, layer: Labels | None = None) -> int:
+        """Split the gland the (last drawn) line crosses into the parts on either side."""
+        from napari_glandseg.labels.edit import split_gland
+
+        if world_vertices is None:
+            shapes = self.viewer.layers[SPLIT_LAYER] if SPLIT_LAYER in self.viewer.layers else None
+            if shapes is None or not len(shapes.data):
+                show_error(f"split: draw a line in the '{SPLIT_LAYER}' layer first")
+                return 0
+            world_vertices = shapes.data_to_world(shapes.data[-1]) if hasattr(shapes, "data_to_world") else shapes.data[-1]
+            shapes.data = shapes.data[:-1]
+        layer = layer or getattr(self, "_split_target", None) or self.layer()
+        if layer is not None:
+            self.viewer.layers.selection.active = layer
+        layer = self._editable()
+        if layer is None:
+            return 0
+        line = tools.line_in_data(layer, np.asarray(world_vertices))
+        label = tools.label_under_line(layer.data, line)
+        win = tools.gland_window(layer.data, label, 3) if label else None
+        if win is None:
+            show_error("split: the line crosses no gland")
+            return 0
+        local = line - np.array([win[0].start, win[1].start])
+        return self._apply(lambda arr: split_gland(arr, label, local), win, what="split gland")
+
+    def fill_holes(self) -> int:
+        from napari_glandseg.labels.edit import fill_holes
+
+        return self._apply(fill_holes, what="fill holes")
+
+    def remove_small(self) -> int:
+        """Remove glands below the µm² in the spin box (needs the layer's µm/px)."""
+        from napari_glandseg.labels.edit import remove_small
+
+        layer = self._editable()
+        if layer is None:
+            return 0
+        mpp = lm.labels_mpp(lm.get_meta(layer.metadata) or {})
+        if not mpp:
+            show_error("remove small: this layer's µm/px is unknown")
+            return 0
+        min_px = float(self.min_area.value()) / (mpp * mpp)
+        return self._apply(lambda a: remove_small(a, min_px), what="remove small glands")
+
+    def relabel(self) -> int:
+        from napari_glandseg.labels.edit import relabel_consecutive
+
+        return self._apply(relabel_consecutive, what="relabel")
+
+    def refresh_measurements(self, layer: Labels | None = None) -> None:
+        """Per-gland measurements of ``layer`` into ``layer.features``."""
+        from napari_glandseg._widgets._segment import _features, _measure
+
+        layer = layer or self.layer()
+        if layer is None or layer.multiscale or not isinstance(layer.data, np.ndarray):
+            return
+        mpp = lm.labels_mpp(lm.get_meta(layer.metadata) or {})
+        if not mpp:
+            return
+        try:
+            feats = _features(_measure(layer.data, mpp))
+            if feats is not None:
+                layer.features = feats
+        except Exception as exc:
+            show_error(f"measurements: {exc}")
+
+    # ------------------------------------------------------- edit view, commit
+    def edit_view(self) -> Labels | None:
+        """Open the visible part of a whole-slide (store) layer as an editable layer."""
+        layer = self.layer()
+        meta = lm.get_meta(layer.metadata) if layer is not None else None
+        if meta is None or meta.get("kind") != "store":
+            show_error("Edit this view: select a whole-slide gland layer (from Segment slide)")
+            return None
+        try:
+            from napari_glandseg.labels.store import LabelStore
+
+            store = LabelStore.open(meta["store"])
+            shape0 = store.levels[0].shape
+            camera = getattr(self.viewer, "scene", self.viewer).camera
+            view = visible_bbox0(
+                camera.center, camera.zoom, self.viewer.canvas.size, layer.world_to_data, shape0,
+                max_model_px=MAX_EDIT_PX * MAX_EDIT_PX,
+            )
+            y, x, h, w = view.bbox
+            data = np.asarray(store.read_region(y, x, h, w)).astype(np.int32, copy=False)
+        except Exception as exc:
+            show_error(f"Edit this view: {exc}")
+            return None
+        f = float(meta["label_scale0"])
+        t0 = meta["label_translate0"]
+        s = np.asarray(layer.scale)[-2:]
+        edit_meta = {**meta, "kind": "edit", "store_region": [y, x, h, w],
+                     "label_translate0": [t0[0] + y * f, t0[1] + x * f], "reviewed": []}
+        new = self.viewer.add_labels(
+            np.array(data), name=f"{meta['slide_name']} glands (editing {y},{x})", scale=tuple(s),
+            translate=tuple(np.asarray(layer.translate)[-2:] + np.array([y, x]) * s),
+            metadata={lm.KEY: edit_meta, "model": meta.get("model"), "mpp": meta.get("model_mpp")},
+        )
+        if view.capped:
+            show_info(f"editing the centre {h}×{w} px of the view; zoom in to edit elsewhere")
+        self.refresh_measurements(new)
+        return new
+
+    def commit(self) -> Any:
+        """Write the active layer's labels to its store and log the region reviewed (in a worker)."""
+        from napari_glandseg._widgets._review import commit
+
+        layer = self._editable()
+        meta = lm.get_meta(layer.metadata) if layer is not None else None
+        if layer is None:
+            return None
+        if meta is None or not meta.get("store"):
+            show_error(f"{layer.name}: not a gland layer from this plugin; nothing to commit to")
+            return None
+        data = np.array(layer.data, copy=True)  # edits after the click go in the next commit
+        meta_now = dict(meta)
+
+        def run(progress, cancel):
+            return commit(data, meta_now)
+
+        def done(record: dict) -> None:
+            meta.setdefault("reviewed", []).append(record)
+            for other in self.viewer.layers:  # whole-slide views of this store show the edit
+                om = lm.get_meta(other.metadata)
+                if om and om.get("kind") == "store" and om.get("store") == meta["store"]:
+                    other.refresh()
+            self._show_reviewed(layer)
+            self.refresh_measurements(layer)
+            self.jobs.status.setText(f"saved to {record['store']} (region {record['region']})")
+
+        return self.jobs.start(run, description=f"Commit {layer.name}", on_done=done)
+

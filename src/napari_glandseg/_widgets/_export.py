@@ -1,0 +1,215 @@
+"""The "Export glands" dock widget: training package, QuPath GeoJSON out/in, OME files, CSV."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_glandseg import _writer
+from napari_glandseg._widgets import _layer_meta as lm
+from napari_glandseg._widgets._jobs import JobPanel
+from napari_glandseg._widgets._slides import slide_ref
+from napari_glandseg._widgets._view_geometry import place_on_image
+
+if TYPE_CHECKING:
+    import napari
+
+#: File name suffix per export kind (the writer functions pick the format).
+SUFFIXES = {"geojson": ".geojson", "ome_zarr": ".ome.zarr", "ome_tiff": ".ome.tif", "csv": ".csv"}
+
+
+def layer_attributes(layer: Labels) -> dict[str, Any]:
+    """The npe2 writer ``attributes`` of a layer (what napari's save passes)."""
+    return {"name": layer.name, "scale": tuple(layer.scale), "translate": tuple(layer.translate),
+            "metadata": layer.metadata}
+
+
+class ExportWidget(QWidget):
+    """Exports of the active gland layer; writes are atomic (labels/ writes to a temp name)."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.out_edit = QLineEdit()
+        self.out_edit.setPlaceholderText("next to the slide")
+        out_button = QPushButton("…")
+        out_button.clicked.connect(self._choose_out_dir)
+        self.object_type = QComboBox()
+        self.object_type.addItems(["annotation", "detection"])
+        self.object_type.setToolTip("QuPath object type: annotations are editable, detections are light-weight")
+        self.jobs = JobPanel(self)
+
+        buttons = {
+            "training": ("Export for retraining", "Reviewed regions → image tiles + masks + manifest.json at the model's µm/px", self.export_training),
+            "geojson": ("Export GeoJSON", "QuPath GeoJSON polygons in slide pixels, with measurements", lambda: self.export("geojson")),
+            "import": ("Import GeoJSON…", "QuPath GeoJSON → a labels layer on the slide", self._import_dialog),
+            "ome_zarr": ("OME-Zarr labels", "Labels as OME-Zarr (NGFF) at their µm/px", lambda: self.export("ome_zarr")),
+            "ome_tiff": ("OME-TIFF mask", "Pyramidal OME-TIFF label mask", lambda: self.export("ome_tiff")),
+            "csv": ("Measurements CSV", "One row per gland: area µm², perimeter µm, shape, centroid", lambda: self.export("csv")),
+        }
+        grid = QGridLayout()
+        self.buttons: dict[str, QPushButton] = {}
+        for i, (key, (text, tip, slot)) in enumerate(buttons.items()):
+            b = QPushButton(text)
+            b.setToolTip(tip)
+            b.clicked.connect(lambda *_, s=slot: s())
+            grid.addWidget(b, i // 2, i % 2)
+            self.buttons[key] = b
+        form = QFormLayout()
+        out_row = QHBoxLayout()
+        out_row.addWidget(self.out_edit, 1)
+        out_row.addWidget(out_button)
+        form.addRow("Output folder", out_row)
+        form.addRow("GeoJSON objects", self.object_type)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addLayout(grid)
+        lay.addWidget(self.jobs)
+        lay.addStretch(1)
+
+    def _choose_out_dir(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Output folder")
+        if folder:
+            self.out_edit.setText(folder)
+
+    def _layer(self) -> Labels | None:
+        active = self.viewer.layers.selection.active
+        if not isinstance(active, Labels):
+            show_error("select a gland labels layer to export")
+            return None
+        return active
+
+    def out_dir(self, layer: Labels) -> Path:
+        """The chosen folder, else the slide's folder, else the current directory."""
+        if self.out_edit.text().strip():
+            return Path(self.out_edit.text().strip())
+        meta = lm.get_meta(layer.metadata) or {}
+        return Path(meta["slide_path"]).parent if meta.get("slide_path") else Path.cwd()
+
+    # ----------------------------------------------------------------- exports
+    def export(self, kind: str, path: str | Path | None = None) -> Any:
+        """Write the active layer as ``kind`` (geojson, ome_zarr, ome_tiff, csv) in a worker."""
+        layer = self._layer()
+        if layer is None:
+            return None
+        target = Path(path) if path else self.out_dir(layer) / (_safe(layer.name) + SUFFIXES[kind])
+        data = layer.data if layer.multiscale else np.array(layer.data, copy=True)
+        attrs = layer_attributes(layer)
+        obj_type = self.object_type.currentText()
+        writers = {
+            "geojson": lambda: _writer.write_geojson(str(target), data, attrs, object_type=obj_type),
+            "ome_zarr": lambda: _writer.write_ome_zarr(str(target), data, attrs),
+            "ome_tiff": lambda: _writer.write_ome_tiff(str(target), data, attrs),
+            "csv": lambda: _writer.write_measurements(str(target), data, attrs),
+        }
+        return self.jobs.start(
+            lambda progress, cancel: writers[kind](), description=f"Export {kind} of {layer.name}",
+            on_done=lambda paths: self.jobs.status.setText("written: " + ", ".join(paths)),
+        )
+
+    def export_training(self, out_dir: str | Path | None = None) -> Any:
+        """Export the reviewed regions of the active layer's store as a training package."""
+        from napari_glandseg._widgets._training import export_reviewed
+
+        layer = self._layer()
+        meta = lm.get_meta(layer.metadata) if layer is not None else None
+        if layer is None:
+            return None
+        if not meta or not meta.get("store"):
+            show_error(f"{layer.name}: not a gland layer from this plugin (no label store)")
+            return None
+        target = Path(out_dir) if out_dir else self.out_dir(layer) / f"{meta['slide_name']}.training"
+        return self.jobs.start(
+            lambda progress, cancel: export_reviewed(meta, target), description="Export for retraining",
+            on_done=lambda p: self.jobs.status.setText(f"training package: {p}"),
+        )
+
+    # ------------------------------------------------------------------ import
+    def _import_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import QuPath GeoJSON", "", "GeoJSON (*.geojson *.json)")
+        if path:
+            self.import_geojson(path)
+
+    def import_geojson(self, path: str | Path, *, like: Labels | None = None, image: Image | None = None) -> Labels | None:
+        """Read QuPath GeoJSON into a labels layer placed on the slide.
+
+        With ``like`` (default: the active gland layer) the glands are rasterised on that
+        layer's pixel grid; otherwise on a level-0-aligned grid around the polygons.
+        """
+        from napari_glandseg.labels.geojson import features_to_labels, read_geojson
+
+        path = Path(path)
+        if like is None and isinstance(self.viewer.layers.selection.active, Labels):
+            like = self.viewer.layers.selection.active
+        if image is None:
+            image = next((ly for ly in self.viewer.layers if isinstance(ly, Image)), None)
+        try:
+            fc = read_geojson(path)
+            like_meta = lm.get_meta(like.metadata) if like is not None else None
+            if like_meta and not like.multiscale:
+                base = dict(like_meta)
+                shape = tuple(like.data.shape[-2:])
+                s, t = float(base["label_scale0"]), tuple(base["label_translate0"])
+            else:
+                if image is None:
+                    raise ValueError("open the slide first: the glands are placed on it")
+                ref = slide_ref(image)
+                base = lm.make_meta(kind="import", slide_path=ref.path, slide_name=ref.name, slide_mpp=ref.mpp,
+                                    slide_shape=ref.shape, label_scale0=1.0, label_translate0=(0.0, 0.0),
+                                    store=str(lm.default_store_path(ref.path or ref.name, ref.name)))
+                shape, t = _polygon_extent(fc)  # level-0 grid (scale 1: centre and corner agree)
+                s = 1.0
+            # napari places pixel centres; GeoJSON coordinates are pixel corners.
+            corner = (t[0] - (s - 1) / 2, t[1] - (s - 1) / 2)
+            labels = features_to_labels(fc, shape, scale=s, offset=corner)
+        except Exception as exc:
+            show_error(f"cannot import {path}: {exc}")
+            return None
+        meta = {**base, "kind": "import", "label_scale0": s, "label_translate0": [float(t[0]), float(t[1])],
+                "source_geojson": str(path), "reviewed": []}
+        if image is not None:
+            scale, translate = place_on_image(image.scale, image.translate, s, t)
+        else:
+            scale, translate = tuple(like.scale), tuple(like.translate)
+        return self.viewer.add_labels(np.asarray(labels, np.int32), name=f"{path.stem} (imported)",
+                                      scale=scale, translate=translate, metadata={lm.KEY: meta})
+
+
+def _polygon_extent(fc: dict) -> tuple[tuple[int, int], tuple[float, float]]:
+    """((h, w), (y, x)): a level-0 pixel box around all polygon coordinates (x, y in GeoJSON)."""
+    xs, ys = [], []
+
+    def walk(c: Any) -> None:
+        if isinstance(c, (list, tuple)) and c and isinstance(c[0], (int, float)):
+            xs.append(float(c[0]))
+            ys.append(float(c[1]))
+        elif isinstance(c, (list, tuple)):
+            for item in c:
+                walk(item)
+
+    for feat in fc.get("features", []):
+        walk((feat.get("geometry") or {}).get("coordinates", []))
+    if not xs:
+        raise ValueError("the GeoJSON has no polygon coordinates")
+    y0, x0 = math.floor(min(ys)), math.floor(min(xs))
+    return (math.ceil(max(ys)) - y0 + 1, math.ceil(max(xs)) - x0 + 1), (float(y0), float(x0))
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("_") or "glands"

@@ -1,0 +1,98 @@
+"""GUI-free commit of corrected labels into the slide's label store (autosave + review log).
+
+A corrected layer is either a region opened from the store ("edit": same pixel grid, written
+back as is) or a "Segment view"/imported result placed on the slide in level-0 px (resampled
+onto the store's grid, creating the store next to the slide at the model's µm/px if needed).
+``LabelStore.write_region`` writes atomically per chunk and appends the reviewed-region log,
+so every commit is on disk at once.
+"""
+
+from __future__ import annotations
+
+import getpass
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_glandseg._widgets._view_geometry import resample_to_grid
+
+
+def store_mpp_for(meta: dict[str, Any]) -> float:
+    """µm/px of a new store for this layer's slide: the model's (what segment_slide writes)."""
+    if meta.get("model_mpp"):
+        return float(meta["model_mpp"])
+    if meta.get("slide_mpp"):
+        return float(meta["slide_mpp"]) * float(meta.get("label_scale0", 1.0))
+    raise ValueError("cannot autosave: neither the model's nor the slide's µm/px is known")
+
+
+def open_or_create_store(meta: dict[str, Any]) -> Any:
+    """The layer's label store; created (empty, at the model's µm/px) if it does not exist yet."""
+    from napari_glandseg.labels.store import LabelStore
+
+    path = meta.get("store")
+    if not path:
+        raise ValueError("this layer has no label store to commit to")
+    path = Path(path)
+    if path.exists():
+        return LabelStore.open(path)
+    mpp = store_mpp_for(meta)
+    slide_mpp = meta.get("slide_mpp")
+    f = mpp / float(slide_mpp) if slide_mpp else float(meta.get("label_scale0", 1.0))
+    h0, w0 = meta["slide_shape"]
+    shape = (max(1, math.ceil(h0 / f)), max(1, math.ceil(w0 / f)))
+    return LabelStore.create(path, shape, mpp=mpp, source=meta.get("slide_path"))
+
+
+def store_grid(store: Any, meta: dict[str, Any]) -> float:
+    """Level-0 slide px per store px."""
+    store_mpp = getattr(store, "mpp", None)
+    if store_mpp and meta.get("slide_mpp"):
+        return float(store_mpp) / float(meta["slide_mpp"])
+    return float(meta["slide_shape"][0]) / float(store.levels[0].shape[0])
+
+
+def to_store_region(labels: np.ndarray, meta: dict[str, Any], store: Any) -> tuple[int, int, np.ndarray]:
+    """``(y, x, data)``: the layer's labels on the store's level-0 grid."""
+    if meta.get("kind") == "edit" and meta.get("store_region"):
+        y, x = meta["store_region"][:2]
+        return int(y), int(x), np.asarray(labels)
+    f = store_grid(store, meta)
+    s = float(meta.get("label_scale0", 1.0))
+    ty, tx = meta.get("label_translate0", (0.0, 0.0))
+    # Store pixel j's centre sits at level-0 j*f + (f-1)/2: shift so the grid starts at 0.
+    shift = (f - 1.0) / 2.0
+    return resample_to_grid(
+        np.asarray(labels), s, (float(ty) - shift, float(tx) - shift), f, dst_shape=store.levels[0].shape
+    )
+
+
+def commit(labels: np.ndarray, meta: dict[str, Any], *, reviewed_by: str | None = None) -> dict[str, Any]:
+    """Write the layer's labels into its store and log the region as reviewed.
+
+    Returns the review record (store path, region in store px, time, model), which the widget
+    also keeps in the layer's metadata.
+    """
+    store = open_or_create_store(meta)
+    y, x, data = to_store_region(labels, meta, store)
+    if data.size == 0:
+        raise ValueError("the layer does not overlap the slide: nothing to commit")
+    user = reviewed_by or _user()
+    store.write_region(y, x, data.astype(np.int32, copy=False), reviewed_by=user, model=meta.get("model"))
+    return {
+        "store": str(meta["store"]),
+        "region": [int(y), int(x), int(data.shape[0]), int(data.shape[1])],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "model": meta.get("model"),
+        "reviewed_by": user,
+    }
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"

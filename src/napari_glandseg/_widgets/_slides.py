@@ -1,0 +1,106 @@
+"""From napari layers back to slides and label stores (no Qt here; napari layers only).
+
+The reader puts ``metadata["glandseg_slide"]`` (``Slide.info()``) and ``metadata["path"]`` on
+every slide layer; from those the widgets reopen the slide lazily for the engines.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_glandseg._widgets import _layer_meta as lm
+from napari_glandseg._widgets._view_geometry import place_on_image
+
+_OPEN: dict[tuple[str, float | None], Any] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class SlideRef:
+    """What the widgets need to know about a slide layer, captured at click time."""
+
+    path: str | None
+    name: str
+    mpp: float | None
+    shape: tuple[int, int]
+
+    def open(self) -> Any:
+        """The Slide (cached per path and µm/px; opening is lazy and cheap)."""
+        from napari_glandseg.slide import open_slide
+
+        if self.path is None:
+            raise ValueError(
+                f"{self.name}: this image layer was not opened by napari-glandseg; "
+                "open the slide file with the plugin (File > Open, napari-glandseg)"
+            )
+        key = (self.path, self.mpp)
+        with _OPEN_LOCK:
+            if key not in _OPEN:
+                _OPEN[key] = open_slide(self.path, mpp=self.mpp)
+            return _OPEN[key]
+
+
+def slide_ref(layer: Any, mpp_override: float | None = None) -> SlideRef:
+    """Slide facts of an image layer: reader metadata first, then the layer itself."""
+    info = layer.metadata.get("glandseg_slide") or {}
+    path = layer.metadata.get("path") or info.get("path")
+    if path is None and getattr(layer.source, "path", None):
+        path = str(layer.source.path)
+    mpp = mpp_override or info.get("mpp")
+    if mpp is None and not np.allclose(np.asarray(layer.scale)[-2:], 1.0):
+        # A layer scaled in µm (e.g. opened by another reader) still tells us its µm/px.
+        mpp = float(np.asarray(layer.scale)[-1])
+    data0 = layer.data[0] if layer.multiscale else layer.data
+    shape = tuple(int(v) for v in (info.get("shape") or data0.shape[:2]))
+    return SlideRef(path=path, name=info.get("name") or layer.name, mpp=mpp, shape=shape)  # type: ignore[arg-type]
+
+
+def store_factor(store: Any, ref: SlideRef) -> float:
+    """Level-0 slide px per store level-0 px (stores are written at the model's µm/px)."""
+    store_mpp = getattr(store, "mpp", None)
+    if store_mpp and ref.mpp:
+        return float(store_mpp) / float(ref.mpp)
+    shape0 = store.levels[0].shape
+    return float(ref.shape[0]) / float(shape0[0])
+
+
+def store_translate0(factor: float) -> tuple[float, float]:
+    """Level-0 position of store pixel 0's centre: it covers slide px [0, factor)."""
+    t = (factor - 1.0) / 2.0
+    return t, t
+
+
+def store_layer_kwargs(
+    path: Path,
+    ref: SlideRef,
+    placement: tuple[Any, Any],
+    *,
+    model: str | None,
+    model_mpp: float | None,
+    store: Any = None,
+) -> dict[str, Any]:
+    """``viewer.add_labels`` arguments showing a label store as a multiscale layer on the slide."""
+    from napari_glandseg.labels.store import LabelStore
+
+    store = store or LabelStore.open(path)
+    f = store_factor(store, ref)
+    t0 = store_translate0(f)
+    scale, translate = place_on_image(placement[0], placement[1], f, t0)
+    levels = list(store.levels)
+    meta = lm.make_meta(
+        kind="store", slide_path=ref.path, slide_name=ref.name, slide_mpp=ref.mpp, slide_shape=ref.shape,
+        label_scale0=f, label_translate0=t0, model=model, model_mpp=model_mpp, store=str(path),
+    )
+    return {
+        "data": levels if len(levels) > 1 else levels[0],
+        "multiscale": len(levels) > 1,
+        "name": f"{ref.name} glands (slide)",
+        "scale": scale,
+        "translate": translate,
+        "metadata": {lm.KEY: meta, "model": model, "mpp": model_mpp},
+    }

@@ -1,0 +1,30 @@
+"""GUI-free: export the reviewed regions of a layer's label store as a training package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def export_reviewed(meta: dict[str, Any], out_dir: str | Path) -> Path:
+    """Write image tiles + masks of every reviewed region of ``meta["store"]`` to ``out_dir``.
+
+    Raises ``ValueError`` when nothing was committed yet: only reviewed regions are ground truth.
+    """
+    from napari_glandseg.labels.export import export_training_package
+    from napari_glandseg.labels.store import LabelStore
+    from napari_glandseg.slide import open_slide
+
+    store_path = Path(meta["store"])
+    if not store_path.exists():
+        raise ValueError(f"{store_path}: no label store yet; Commit your corrections first")
+    store = LabelStore.open(store_path)
+    regions = store.reviewed_regions()
+    if not regions:
+        raise ValueError(f"{store_path}: no reviewed regions; Commit your corrections first")
+    if not meta.get("slide_path"):
+        raise ValueError("the slide file of this layer is unknown; open the slide with napari-glandseg")
+    slide = open_slide(meta["slide_path"], mpp=meta.get("slide_mpp"))
+    mpp = getattr(store, "mpp", None) or meta.get("model_mpp")
+    out = export_training_package(out_dir, slide, store, regions, mpp=mpp, model_name=meta.get("model"))
+    return Path(out) if out is not None else Path(out_dir)

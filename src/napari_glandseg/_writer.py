@@ -1,0 +1,128 @@
+"""npe2 writers for gland labels layers: QuPath GeoJSON, OME-TIFF, OME-Zarr, measurements CSV.
+
+Each takes napari's single-layer writer arguments ``(path, data, attributes)`` and returns the
+paths written. The labels/ functions do the (atomic) writing; this module only works out where
+the labels sit on the slide: from ``metadata["glandseg"]`` when the plugin made the layer,
+else from the layer's world ``scale``/``translate`` (µm when the slide's µm/px is known).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from napari_glandseg._widgets._layer_meta import get_meta, labels_mpp
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Labels on the slide: pixel ``i`` covers level-0 px ``[offset + i*scale, offset + (i+1)*scale)``."""
+
+    scale: float
+    offset: tuple[float, float]
+    mpp: float | None  # µm per label pixel, when known
+
+
+def placement_from_attributes(attributes: dict[str, Any]) -> Placement:
+    """Where a labels layer sits in level-0 slide pixels (corner convention, as GeoJSON wants)."""
+    metadata = attributes.get("metadata") or {}
+    meta = get_meta(metadata)
+    if meta is not None:
+        s = float(meta.get("label_scale0", 1.0))
+        t = meta.get("label_translate0", (0.0, 0.0))
+        mpp = labels_mpp(meta)
+    else:
+        scale = np.asarray(attributes.get("scale", (1.0, 1.0)), float)[-2:]
+        translate = np.asarray(attributes.get("translate", (0.0, 0.0)), float)[-2:]
+        slide_mpp = metadata.get("slide_mpp") or (metadata.get("glandseg_slide") or {}).get("mpp")
+        if slide_mpp:
+            # World units are µm: back to level-0 px with the slide's µm/px.
+            s, t = float(scale[0]) / float(slide_mpp), translate / float(slide_mpp)
+            mpp = float(scale[0])
+        else:
+            s, t = float(scale[0]), translate
+            mpp = metadata.get("mpp")
+    # napari puts pixel centres at translate + i*scale; GeoJSON/QuPath use pixel corners.
+    corner = (float(t[0]) - (s - 1.0) / 2.0, float(t[1]) - (s - 1.0) / 2.0)
+    return Placement(scale=s, offset=corner, mpp=None if mpp is None else float(mpp))
+
+
+def labels_array(data: Any) -> np.ndarray:
+    """Level 0 of (possibly multiscale) labels data as an integer numpy array."""
+    if isinstance(data, (list, tuple)):
+        data = data[0]
+    arr = np.asarray(data)
+    if arr.ndim != 2:
+        arr = np.squeeze(arr)
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"expected 2-D integer labels (Y×X), got shape {arr.shape} dtype {arr.dtype}")
+    return arr
+
+
+def _need_mpp(place: Placement, path: str) -> float:
+    if place.mpp is None:
+        raise ValueError(f"{path}: the labels' µm/px is unknown (set the slide's µm/px in Segment glands)")
+    return place.mpp
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn`` with the keyword arguments it takes (optional placement arguments differ)."""
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    return fn(*args, **kwargs)
+
+
+def measurement_rows(labels: np.ndarray, place: Placement) -> list[dict]:
+    """Per-gland measurements with centroids in level-0 slide px."""
+    from napari_glandseg.labels.measure import measure_glands
+
+    mpp = place.mpp if place.mpp is not None else 1.0
+    return _call(measure_glands, labels, mpp, scale=place.scale, offset=place.offset)
+
+
+def write_geojson(path: str, data: Any, attributes: dict[str, Any], *, object_type: str = "annotation") -> list[str]:
+    """QuPath GeoJSON polygons in level-0 px (with per-gland measurements as properties)."""
+    from napari_glandseg.labels import geojson
+
+    labels = labels_array(data)
+    place = placement_from_attributes(attributes)
+    rows = measurement_rows(labels, place) if place.mpp is not None else None
+    fc = _call(
+        geojson.labels_to_features, labels, scale=place.scale, offset=place.offset,
+        object_type=object_type, measurements=rows,
+    )
+    geojson.write_geojson(path, fc)
+    return [os.fspath(path)]
+
+
+def write_ome_tiff(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
+    """A pyramidal OME-TIFF label mask at the labels' µm/px."""
+    from napari_glandseg.labels.export import write_ome_tiff_mask
+
+    place = placement_from_attributes(attributes)
+    write_ome_tiff_mask(path, labels_array(data), _need_mpp(place, path))
+    return [os.fspath(path)]
+
+
+def write_ome_zarr(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
+    """OME-Zarr labels at the labels' µm/px."""
+    from napari_glandseg.labels.export import write_ome_zarr_labels
+
+    place = placement_from_attributes(attributes)
+    write_ome_zarr_labels(path, labels_array(data), _need_mpp(place, path))
+    return [os.fspath(path)]
+
+
+def write_measurements(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
+    """One CSV row per gland: area (µm²), perimeter (µm), shape, centroid (level-0 px)."""
+    from napari_glandseg.labels.export import write_measurements_csv
+
+    place = placement_from_attributes(attributes)
+    _need_mpp(place, path)
+    write_measurements_csv(path, measurement_rows(labels_array(data), place))
+    return [os.fspath(path)]

@@ -1,0 +1,89 @@
+"""Fixtures for the widget tests: a deterministic "dark pixels are gland" model, known slides."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/_pyramids.py
+
+from napari_glandseg.model.card import ModelCard  # noqa: E402
+
+#: Where the dark blobs of the generated slide are, level-0 (y, x, h, w).
+BLOBS = [(400, 600, 160, 240), (900, 1500, 200, 200), (1500, 300, 120, 300)]
+SYNTH_SHAPE = (2048, 2560)
+SYNTH_MPP = 0.5
+
+
+class DarkModel(torch.nn.Module):
+    """A real torch model whose "gland" logit is high where the pixel is dark (grey < 0.5).
+
+    Deterministic and instant, so a known dark region must come back as a known gland: what
+    the tests check is where the widgets put it, not what a trained network thinks.
+    """
+
+    def __init__(self, mpp: float = 1.0, tile_px: int = 128, overlap_px: int = 16, delay_s: float = 0.0):
+        super().__init__()
+        self.card = ModelCard(
+            name="dark-test", mpp=mpp, tile_px=tile_px, overlap_px=overlap_px,
+            mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+            postprocess={"gland_threshold": 0.5, "border_threshold": 0.99, "min_area_um2": 50.0, "fill_holes": True},
+        )
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # so .to(device)/.parameters() work
+        self.delay_s = delay_s
+
+    def normalize(self, rgb: torch.Tensor) -> torch.Tensor:
+        x = rgb.permute(0, 3, 1, 2).float() / 255.0
+        mean = torch.tensor(self.card.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.card.std, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def forward(self, x: torch.Tensor, return_all: bool = False):
+        if self.delay_s:
+            import time
+
+            time.sleep(self.delay_s)  # lets a test pan the camera while the run is going
+        grey = x.float().mean(1, keepdim=True)
+        gland = 40.0 * (0.5 - grey)
+        logits = torch.cat([-gland, gland, torch.full_like(gland, -40.0)], 1) + 0 * self.anchor
+        return {"logits": logits} if return_all else logits
+
+
+@pytest.fixture
+def dark_model() -> DarkModel:
+    return DarkModel().eval()
+
+
+@pytest.fixture(scope="session")
+def synth_image() -> np.ndarray:
+    """White slide with dark rectangles at ``BLOBS`` (level-0 px)."""
+    img = np.full((*SYNTH_SHAPE, 3), 235, np.uint8)
+    for y, x, h, w in BLOBS:
+        img[y : y + h, x : x + w] = (60, 30, 90)
+    return img
+
+
+@pytest.fixture(scope="session")
+def synth_slide(tmp_path_factory, synth_image) -> Path:
+    """A 3-level tiled pyramidal TIFF (lossless) of ``synth_image`` at 0.5 µm/px."""
+    from _pyramids import write_pyramid_tiff
+
+    path = tmp_path_factory.mktemp("synth") / "synth.tif"
+    write_pyramid_tiff(path, synth_image, n_levels=3, mpp=SYNTH_MPP, compression="zlib")
+    return path
+
+
+@pytest.fixture
+def cmu_svs(shared_data: Path) -> Path:
+    return shared_data / "slides" / "cmu-1-small-region.svs"
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    out = Path(__file__).resolve().parents[2] / "test-artifacts"
+    out.mkdir(exist_ok=True)
+    return out
