@@ -8,6 +8,7 @@ own bar and a napari activity-dock bar.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,7 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBox
 from napari_glandseg.errors import Cancelled
 
 ProgressFn = Callable[[int, int, str], None]
+log = logging.getLogger(__name__)
 
 
 class _ActivityBar(cancelable_progress):
@@ -33,6 +35,13 @@ class _ActivityBar(cancelable_progress):
     def cancel(self) -> None:
         super().cancel()
         self._event.set()
+
+
+class _Failed:
+    """An exception raised by a job, carried back to the GUI thread as a return value."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
 
 
 class JobPanel(QWidget):
@@ -100,19 +109,27 @@ class JobPanel(QWidget):
             # Called from the worker thread: a queued signal hands it to the GUI thread.
             self.progressed.emit(int(done), int(total), str(message))
 
-        worker = create_worker(fn, report, event, _start_thread=False)
+        def guarded(progress: ProgressFn, cancel: threading.Event) -> Any:
+            # Exceptions come back as values: napari's worker would otherwise re-raise them in
+            # the GUI thread and show a cancel as an error with a traceback.
+            try:
+                return fn(progress, cancel)
+            except BaseException as exc:  # noqa: BLE001 - everything must reach the user
+                return _Failed(exc)
+
+        worker = create_worker(guarded, report, event, _start_thread=False)
 
         def returned(result: Any) -> None:
+            if isinstance(result, _Failed):
+                if isinstance(result.exc, Cancelled):
+                    self.status.setText(f"{description}: cancelled")
+                    show_info(f"{description}: cancelled")
+                else:
+                    self._report_error(result.exc, description)
+                return
             try:
                 on_done(result)
             except Exception as exc:  # a bug in result handling must not kill napari
-                self._report_error(exc, description)
-
-        def errored(exc: BaseException) -> None:
-            if isinstance(exc, Cancelled):
-                self.status.setText(f"{description}: cancelled")
-                show_info(f"{description}: cancelled")
-            else:
                 self._report_error(exc, description)
 
         def finished() -> None:
@@ -126,7 +143,6 @@ class JobPanel(QWidget):
                 on_finally()
 
         worker.returned.connect(returned)
-        worker.errored.connect(errored)
         worker.finished.connect(finished)
         self.worker = worker
         worker.start()
@@ -156,6 +172,7 @@ class JobPanel(QWidget):
 
     def _report_error(self, exc: BaseException, description: str) -> None:
         self.last_error = exc
+        log.error("%s failed", description, exc_info=exc)  # the traceback, for bug reports
         self.status.setText(f"{description} failed: {exc}")
         show_error(f"{description} failed: {exc}")
 
