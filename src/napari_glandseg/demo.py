@@ -43,11 +43,8 @@ def run_headless(slide: Path, out: Path, mpp: float | None, model: str | None) -
     return rc
 
 
-def run_gui(slide: Path, mpp: float | None) -> int:
-    """Open the slide through the plugin reader, dock the widgets and run napari."""
-    import napari
-
-    viewer = napari.Viewer(title="napari-glandseg demo")
+def setup_viewer(viewer, slide: Path, mpp: float | None) -> dict:
+    """Open the slide through the plugin reader and dock the three widgets; returns them by name."""
     viewer.open(slide, plugin="napari-glandseg")
     widgets = {}
     for name in WIDGETS:
@@ -55,6 +52,14 @@ def run_gui(slide: Path, mpp: float | None) -> int:
     if mpp is not None:
         # The sample's file states no µm/px: give the Segment widget the documented estimate.
         widgets["Segment glands"].mpp_spin.setValue(mpp)
+    return widgets
+
+
+def run_gui(slide: Path, mpp: float | None) -> int:
+    """The demo window: slide + widgets, then napari's event loop."""
+    import napari
+
+    setup_viewer(napari.Viewer(title="napari-glandseg demo"), slide, mpp)
     napari.run()
     return 0
 

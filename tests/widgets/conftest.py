@@ -11,12 +11,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/_pyramids.py
 
-from napari_glandseg.model.card import ModelCard  # noqa: E402
+from _layers import BLOBS, SYNTH_MPP, SYNTH_SHAPE  # noqa: E402
 
-#: Where the dark blobs of the generated slide are, level-0 (y, x, h, w).
-BLOBS = [(400, 600, 160, 240), (900, 1500, 200, 200), (1500, 300, 120, 300)]
-SYNTH_SHAPE = (2048, 2560)
-SYNTH_MPP = 0.5
+from napari_glandseg.model.card import ModelCard  # noqa: E402
 
 
 class DarkModel(torch.nn.Module):
@@ -56,6 +53,12 @@ class DarkModel(torch.nn.Module):
 @pytest.fixture
 def dark_model() -> DarkModel:
     return DarkModel().eval()
+
+
+@pytest.fixture
+def make_dark_model():
+    """DarkModel factory (e.g. a slow one: ``make_dark_model(delay_s=0.2)``)."""
+    return lambda **kw: DarkModel(**kw).eval()
 
 
 @pytest.fixture(scope="session")

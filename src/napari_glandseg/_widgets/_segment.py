@@ -28,7 +28,12 @@ from napari_glandseg._widgets import _layer_meta as lm
 from napari_glandseg._widgets._jobs import JobPanel
 from napari_glandseg._widgets._models import LOAD_CHECKPOINT, ModelChoices
 from napari_glandseg._widgets._slides import SlideRef, slide_ref, store_layer_kwargs
-from napari_glandseg._widgets._view_geometry import MAX_VIEW_MODEL_PX, ViewBox, place_on_image, visible_bbox0
+from napari_glandseg._widgets._view_geometry import (
+    MAX_VIEW_MODEL_PX,
+    ViewBox,
+    place_on_image,
+    visible_bbox0,
+)
 
 if TYPE_CHECKING:
     import napari

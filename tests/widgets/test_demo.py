@@ -1,0 +1,40 @@
+"""``python -m napari_glandseg.demo``: headless mode runs the CLI; the GUI mode docks the widgets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_glandseg import demo
+
+
+def test_headless_demo_segments_a_small_slide(tmp_path, capsys):
+    from PIL import Image
+
+    if not demo._segment_accepts("--out"):
+        pytest.skip("`glandseg segment` is not available yet")
+    img = np.full((256, 320, 3), 230, np.uint8)
+    img[60:140, 80:200] = (90, 40, 120)
+    slide = tmp_path / "tiny.png"
+    Image.fromarray(img).save(slide)
+    out = tmp_path / "out"
+    rc = demo.main(["--headless", "--slide", str(slide), "--mpp", "1.0", "--out", str(out),
+                    "--model", "glandseg_tiny"])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert "running: glandseg segment" in printed and str(out.resolve()) in printed
+    assert any(out.iterdir())
+
+
+@pytest.mark.gui
+def test_gui_demo_docks_three_widgets_on_the_sample(make_napari_viewer):
+    from napari_glandseg.slide import SAMPLE_MPP, sample_slide_path
+
+    viewer = make_napari_viewer()
+    widgets = demo.setup_viewer(viewer, sample_slide_path(), SAMPLE_MPP)
+    assert set(widgets) == set(demo.WIDGETS)
+    assert len(viewer.layers) == 1 and viewer.layers[0].multiscale
+    assert len([n for n in viewer.window.dock_widgets if "glands" in n]) == 3
+    seg = widgets["Segment glands"]
+    assert seg.mpp_spin.value() == pytest.approx(SAMPLE_MPP)
+    assert f"slide: {SAMPLE_MPP:g} µm/px" in seg.mpp_info.text()
