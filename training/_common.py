@@ -111,7 +111,11 @@ def load_state(out: Path, model, optimizer) -> tuple[int, dict]:
     from safetensors.torch import load_file
 
     load_weights(unwrap(model), load_file(str(out / "last.safetensors")), source=out / "last.safetensors")
-    state = torch.load(state_path, map_location="cpu", weights_only=True)  # never unpickle code
+    # weights_only: tensors and plain data only, never code. Older states hold numpy scalars
+    # (learning rates); those two numpy types are data and are allowed explicitly.
+    numpy_data = [np._core.multiarray.scalar, np.dtype, type(np.dtype(np.float64))]
+    with torch.serialization.safe_globals(numpy_data):
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     return int(state["step"]), json.loads(state["extra"])
 
@@ -120,7 +124,7 @@ def cosine_lr(step: int, total: int, base: float, warmup: int, floor: float = 0.
     if step < warmup:
         return base * (step + 1) / warmup
     t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * t)))
+    return float(base * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * t))))
 
 
 class Logger:
