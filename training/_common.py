@@ -91,12 +91,20 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 # ---------------------------------------------------------------- resume state
 
 
-def save_state(out: Path, model, optimizer, step: int, extra: dict | None = None) -> None:
-    """``last.safetensors/.json`` (the model) + ``last_state.pt`` (optimizer; tensors only)."""
+def save_state(out: Path, model, optimizer, step: int, extra: dict | None = None,
+               tensors: dict[str, torch.Tensor] | None = None) -> None:
+    """``last.safetensors/.json`` (the model) + ``last_state.pt`` (optimizer; tensors only).
+
+    ``tensors``: further training state that is not part of the model (an EMA teacher,
+    projection heads, centers); kept in ``last_state.pt`` so that it is written in one rename
+    with the step it belongs to.
+    """
     from napari_glandseg.model import save_checkpoint
 
     save_checkpoint(unwrap(model), out / "last")
     state = {"optimizer": optimizer.state_dict(), "step": step, "extra": json.dumps(extra or {})}
+    if tensors:
+        state["tensors"] = {k: v.detach().cpu().clone() for k, v in tensors.items()}
     with atomic_path(out / "last_state.pt") as tmp:
         torch.save(state, tmp)
 
@@ -111,13 +119,62 @@ def load_state(out: Path, model, optimizer) -> tuple[int, dict]:
     from safetensors.torch import load_file
 
     load_weights(unwrap(model), load_file(str(out / "last.safetensors")), source=out / "last.safetensors")
+    state = _read_state(state_path)
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"]), json.loads(state["extra"])
+
+
+def _read_state(state_path: Path) -> dict:
     # weights_only: tensors and plain data only, never code. Older states hold numpy scalars
     # (learning rates); those two numpy types are data and are allowed explicitly.
     numpy_data = [np._core.multiarray.scalar, np.dtype, type(np.dtype(np.float64))]
     with torch.serialization.safe_globals(numpy_data):
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"]), json.loads(state["extra"])
+        return torch.load(state_path, map_location="cpu", weights_only=True)
+
+
+def read_state_tensors(out: Path) -> dict[str, torch.Tensor]:
+    """The ``tensors`` saved with the resume state ({} when there is none)."""
+    state_path = out / "last_state.pt"
+    if not state_path.exists():
+        return {}
+    return dict(_read_state(state_path).get("tensors", {}))
+
+
+def freeze_unused(net) -> None:
+    """Freeze parameters the forward pass never uses, so that DDP reduces every bucket.
+
+    The Swin encoders' final ``norm`` is skipped by ``forward_intermediates(intermediates_only=
+    True)``. Left trainable, it never receives a gradient: DDP then never reduces the bucket
+    holding it (gradients silently stay per-rank) and the next iteration fails.
+    """
+    for swin in (net.swin_a, net.swin_b):
+        for p in swin.norm.parameters():
+            p.requires_grad_(False)
+
+
+def build_model(model: str, *, crop_px: int, mpp: float | None = None, init: str | None = None):
+    """A preset (fresh, sized for ``crop_px``) or a checkpoint; ``init`` copies in the tensors of
+    another checkpoint whose names and shapes fit (e.g. pretrained encoders)."""
+    from napari_glandseg.model import create_model, load_checkpoint
+
+    if Path(model).suffix in (".safetensors", ".json") or Path(model).exists():
+        net = load_checkpoint(model)
+    else:
+        net = create_model(model, img_px=crop_px if crop_px % 256 == 0 else 256)
+    if mpp:
+        net.card = net.card.replace(mpp=mpp)
+    if init:
+        from safetensors.torch import load_file
+
+        from napari_glandseg.model.checkpoint import checkpoint_paths
+        from napari_glandseg.model.checkpoint import load_state as load_weights
+
+        weights = load_file(str(checkpoint_paths(init)[0]))
+        own = net.state_dict()
+        fitting = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+        load_weights(net, fitting, source=init, strict=False)
+        print(f"init: {len(fitting)}/{len(own)} tensors from {init}", file=sys.stderr)
+    return net
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int, floor: float = 0.01) -> float:

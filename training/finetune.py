@@ -20,10 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+import _common
 from _common import (
     Logger,
     cleanup_distributed,
     cosine_lr,
+    freeze_unused,
     init_distributed,
     load_state,
     parse_config,
@@ -34,8 +37,7 @@ from _common import (
 )
 from _data import CropDataset, Sample, load_glas_folder, load_training_package, split_names
 from _losses import segmentation_loss, tumor_loss
-
-from napari_glandseg.model import create_model, load_checkpoint, pick_device, save_checkpoint
+from napari_glandseg.model import pick_device, save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -97,23 +99,7 @@ def load_samples(cfg: FinetuneConfig, model_mpp: float) -> tuple[list[Sample], l
 
 
 def build_model(cfg: FinetuneConfig):
-    if Path(cfg.model).suffix in (".safetensors", ".json") or Path(cfg.model).exists():
-        model = load_checkpoint(cfg.model)
-    else:
-        model = create_model(cfg.model, img_px=cfg.crop_px if cfg.crop_px % 256 == 0 else 256)
-    if cfg.mpp:
-        model.card = model.card.replace(mpp=cfg.mpp)
-    if cfg.init:
-        from safetensors.torch import load_file
-
-        from napari_glandseg.model.checkpoint import checkpoint_paths, load_state as load_weights
-
-        weights = load_file(str(checkpoint_paths(cfg.init)[0]))
-        own = model.state_dict()
-        fitting = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
-        load_weights(model, fitting, source=cfg.init, strict=False)
-        print(f"init: {len(fitting)}/{len(own)} tensors from {cfg.init}", file=sys.stderr)
-    return model
+    return _common.build_model(cfg.model, crop_px=cfg.crop_px, mpp=cfg.mpp, init=cfg.init)
 
 
 def batch_at(dataset: CropDataset, step: int, batch: int, rank: int, world: int):
@@ -162,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, extra = load_state(out, model, optimizer)
     best = extra.get("best", {"object_f1": -1.0})
+    freeze_unused(model)  # after the optimizer: its parameter list (resume format) is unchanged
     if dist_info.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
     if dist_info.is_main:
