@@ -113,6 +113,12 @@ def to_instances(mask: np.ndarray) -> np.ndarray:
 
 def make_targets(labels: np.ndarray, valid: np.ndarray, border_px: int = 2) -> np.ndarray:
     """Instance labels → class map: 0 background, 1 gland interior, 2 gland border, IGNORE."""
+    if not valid.all() and valid.any():
+        # Unreviewed pixels hold anything (old predictions, garbage). Let each take the label of
+        # the nearest reviewed pixel, so that they cannot create borders inside reviewed glands:
+        # the targets of reviewed pixels must not depend on unreviewed ones.
+        idx = ndi.distance_transform_edt(~valid, return_distances=False, return_indices=True)
+        labels = labels[tuple(idx)]
     fg = labels > 0
     target = fg.astype(np.uint8)
     # A pixel is border if a different label (or background) lies within border_px of it.

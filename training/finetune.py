@@ -68,6 +68,7 @@ class FinetuneConfig:
     device: str = "auto"
     threads: int | None = None
     max_minutes: float | None = None  # stop cleanly (after a checkpoint) when this much time is used
+    stop_at: int | None = None  # stop cleanly (after a checkpoint) at this step, as if interrupted
 
     def __post_init__(self):
         if not self.data:
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             tiles_done, t_window = 0, now
         done = step >= cfg.steps
         out_of_time = cfg.max_minutes is not None and (time.time() - t_start) / 60 > cfg.max_minutes
+        out_of_time = out_of_time or (cfg.stop_at is not None and step >= cfg.stop_at)
         if dist_info.is_main and val and (step % cfg.val_every == 0 or done or out_of_time):
             metrics = validate(model, val, device, cfg.amp)
             log(step=step, event="validation", **{k: round(v, 4) for k, v in metrics.items()})
