@@ -47,7 +47,7 @@ def segmentation_loss(
     for w, logits in zip(deep_weights, out.get("deep", []), strict=False):
         small = F.interpolate(target[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
         loss = loss + w * (per_sample_ce(logits, small, class_weights) + dice_weight * per_sample_dice(logits, small))
-    return loss.mean(), {"ce": float(main_ce.mean()), "dice_loss": float(main_dice.mean())}
+    return loss.mean(), {"ce": float(main_ce.detach().mean()), "dice_loss": float(main_dice.detach().mean())}
 
 
 def tumor_loss(out: dict, tumor: torch.Tensor) -> torch.Tensor:

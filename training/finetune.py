@@ -123,7 +123,7 @@ def train_step(model, optimizer, images, targets, tumor, cfg: FinetuneConfig, de
     # Always in the graph (weight 0 included) so DDP sees every parameter used.
     t_loss = tumor_loss(out, tumor.to(device))
     loss = loss + cfg.tumor_weight * t_loss
-    parts["tumor"] = float(t_loss)
+    parts["tumor"] = float(t_loss.detach())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
