@@ -49,3 +49,46 @@ def glas_image(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     path = sorted((folder / "images").glob("*.png"))[0]
     image = np.asarray(Image.open(path).convert("RGB"))
     return image, to_instances(np.asarray(Image.open(folder / "masks" / path.name)))
+
+
+def _read(path: Path) -> np.ndarray:
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        return tifffile.imread(path)
+    return np.asarray(Image.open(path))
+
+
+def _write(path: Path, arr: np.ndarray) -> None:
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        tifffile.imwrite(path, arr)
+    else:
+        Image.fromarray(arr).save(path)
+
+
+def export_half_reviewed_package(folder: Path, out: Path, seed: int) -> Path:
+    """Export the first GlaS image of ``folder`` (all reviewed) with the package API, then make
+    the right half of every tile unreviewed (valid = 0) and fill its labels with garbage."""
+    from napari_glandseg.labels.export import export_training_package
+
+    from napari_glandseg.slide import open_slide
+
+    path = sorted((folder / "images").glob("*.png"))[0]
+    _, labels = glas_image(folder)
+    h, w = labels.shape
+    slide = open_slide(path, mpp=0.62)
+    regions = [{"bounds": [0, 0, h, w], "time": "2025-01-01T00:00:00", "model": "test"}]
+    export_training_package(out, slide, labels, regions, mpp=1.24, model_name="test")
+    for valid_path in sorted((out / "valid").iterdir()):
+        mask_path = next((out / "masks").glob(valid_path.stem + ".*"))
+        valid, mask = _read(valid_path), _read(mask_path)
+        cut = valid.shape[1] // 2
+        valid = valid.copy()
+        valid[:, cut:] = 0
+        mask = mask.copy()
+        mask[:, cut:] = garbage_labels((mask.shape[0], mask.shape[1] - cut), seed).astype(mask.dtype) * (seed + 1)
+        _write(valid_path, valid)
+        _write(mask_path, mask)
+    return out
