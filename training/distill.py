@@ -156,7 +156,7 @@ def train_step(model, net, teacher, optimizer, images, tumor, centers, cfg: Dist
         ema_update(teacher, unwrap(model), cfg.teacher_momentum)
     update_center(centers["patch"], t_out["patch"], cfg.center_momentum)
     update_center(centers["image"], t_out["image"], cfg.center_momentum)
-    return float(loss), {"tumor_ce": float(tumor_ce.detach().mean()), "distill": float(distill.detach().mean())}
+    return float(loss.detach()), {"tumor_ce": float(tumor_ce.detach().mean()), "distill": float(distill.detach().mean())}
 
 
 @torch.no_grad()

@@ -137,7 +137,7 @@ def train_step(model, net, teacher, optimizer, batch, centers, cfg: PretrainConf
     ema_update(teacher, unwrap(model), ema_momentum(step, cfg.steps, cfg.ema_momentum))
     update_center(centers["patch"], t_out["patch"], cfg.center_momentum)
     update_center(centers["image"], t_out["image"], cfg.center_momentum)
-    return float(loss), {k: float(v.detach().mean()) for k, v in terms.items()}
+    return float(loss.detach()), {k: float(v.detach().mean()) for k, v in terms.items()}
 
 
 def aux_tensors(student, teacher, centers) -> dict[str, torch.Tensor]:
