@@ -57,7 +57,11 @@ def setup_viewer(viewer, slide: Path, mpp: float | None) -> dict:
 
 def run_gui(slide: Path, mpp: float | None) -> int:
     """The demo window: slide + widgets, then napari's event loop."""
+    # Load torch (timm -> torchvision -> torch._dynamo -> triton) before napari opens its GL
+    # context: on Mesa (llvmpipe) drivers, triton's bundled LLVM loaded after Mesa's segfaults.
     import napari
+
+    import napari_glandseg.model  # noqa: F401
 
     setup_viewer(napari.Viewer(title="napari-glandseg demo"), slide, mpp)
     napari.run()
