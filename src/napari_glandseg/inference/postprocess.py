@@ -25,6 +25,21 @@ def probabilities_to_instances(
     params: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """C×H×W probabilities (background, gland[, border]) → int32 H×W gland labels (0 = none)."""
+    return _to_instances(probs, mpp=mpp, params=params, keep_edge_objects=False)
+
+
+def probabilities_to_instances_keep_edges(
+    probs: np.ndarray, *, mpp: float, params: dict[str, Any] | None = None
+) -> np.ndarray:
+    """As :func:`probabilities_to_instances`, but objects touching the image edge are kept
+    whatever their size: in a whole-slide run they may be parts of a gland cut by the chunk's
+    edge, and the stitch pass filters them by the area of the whole gland."""
+    return _to_instances(probs, mpp=mpp, params=params, keep_edge_objects=True)
+
+
+def _to_instances(
+    probs: np.ndarray, *, mpp: float, params: dict[str, Any] | None, keep_edge_objects: bool
+) -> np.ndarray:
     if probs.ndim != 3 or probs.shape[0] < 2:
         raise ValueError(f"expected C×H×W class probabilities with C >= 2, got {probs.shape}")
     p = {**DEFAULT_POSTPROCESS, **(params or {})}
@@ -33,11 +48,18 @@ def probabilities_to_instances(
     region = (gland + border) >= p["gland_threshold"]
     interior = region & (border < p["border_threshold"]) & (gland >= border)
     min_area_px = float(p["min_area_um2"]) / (mpp * mpp)
-    return _instances_from_masks(region, interior, min_area_px, bool(p["fill_holes"]))
+    return _instances_from_masks(
+        region, interior, min_area_px, bool(p["fill_holes"]), keep_edge_objects=keep_edge_objects
+    )
 
 
 def _instances_from_masks(
-    region: np.ndarray, interior: np.ndarray, min_area_px: float, fill_holes: bool
+    region: np.ndarray,
+    interior: np.ndarray,
+    min_area_px: float,
+    fill_holes: bool,
+    *,
+    keep_edge_objects: bool = False,
 ) -> np.ndarray:
     # Seeds must be a meaningful part of a gland; specks in the border band would split glands.
     seeds, n = ndi.label(interior)
@@ -51,7 +73,10 @@ def _instances_from_masks(
     labels = watershed(ndi.distance_transform_edt(~interior), seeds, mask=region)
     if fill_holes:
         labels = fill_label_holes(labels)
-    return remove_small_objects(labels, min_area_px)
+    keep = None
+    if keep_edge_objects:
+        keep = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return remove_small_objects(labels, min_area_px, keep=keep)
 
 
 def fill_label_holes(labels: np.ndarray) -> np.ndarray:
@@ -67,11 +92,15 @@ def fill_label_holes(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def remove_small_objects(labels: np.ndarray, min_area_px: float) -> np.ndarray:
-    """Drop objects under ``min_area_px`` and renumber the rest 1..n (int32)."""
+def remove_small_objects(
+    labels: np.ndarray, min_area_px: float, keep: np.ndarray | None = None
+) -> np.ndarray:
+    """Drop objects under ``min_area_px`` (except the ids in ``keep``); renumber the rest 1..n (int32)."""
     sizes = np.bincount(labels.ravel())
-    keep = sizes >= min_area_px
-    keep[0] = False
+    keep_mask = sizes >= min_area_px
+    if keep is not None:
+        keep_mask[np.asarray(keep, np.intp)] = True
+    keep_mask[0] = False
     lut = np.zeros(len(sizes), np.int32)
-    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    lut[keep_mask] = np.arange(1, int(keep_mask.sum()) + 1, dtype=np.int32)
     return lut[labels]

@@ -1,0 +1,148 @@
+"""Run a model on batches of uint8 tiles: device, channels_last, mixed precision, reused buffers.
+
+A peer engine ran the same network 1.5–2× slower than a bare loop because every batch made
+fresh large allocations (page faults, system time). Here the host input buffer (pinned on
+CUDA) and the output buffer are allocated once per batch shape and reused; on CUDA an
+out-of-memory error halves the batch and retries instead of failing the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_glandseg.errors import GlandsegError
+from napari_glandseg.model.device import autocast_dtype, pick_device
+
+log = logging.getLogger(__name__)
+
+
+def default_batch_size(device: torch.device, tile_px: int = 384) -> int:
+    """Tiles per batch: enough to keep the device busy, small enough for its memory."""
+    px = tile_px * tile_px
+    if device.type == "cuda":
+        try:
+            free = torch.cuda.mem_get_info(device)[0]
+        except Exception:  # noqa: BLE001 - a query failure only changes the guess
+            free = 8 << 30
+        # a generous ~2 kB of activations per input pixel; OOM retry halves if it is too many
+        return int(max(1, min(64, free // 2 // (px * 2048))))
+    if device.type == "mps":
+        return 8
+    return 8 if px <= 256 * 256 else 4
+
+
+class Predictor:
+    """``predict(tiles uint8 N×H×W×3) -> float32 N×C×H×W`` class probabilities.
+
+    ``model`` is any module with ``.card`` (ModelCard), ``.normalize(uint8 NHWC tensor)`` and a
+    forward returning N×C×H×W logits.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: str | torch.device | None = None,
+        batch_size: int | None = None,
+        amp: bool = True,
+    ):
+        if not hasattr(model, "card") or not hasattr(model, "normalize"):
+            raise GlandsegError("the model needs a .card (ModelCard) and a .normalize method")
+        self.device = pick_device(device)
+        self.model = model.to(self.device)
+        if self.device.type != "mps":  # channels_last: faster convolutions on cpu and cuda
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model.eval()
+        self.card = model.card
+        self.n_classes = len(self.card.classes)
+        self.amp_dtype = autocast_dtype(self.device) if amp else None
+        if batch_size is not None and batch_size < 1:
+            raise GlandsegError(f"batch size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size or default_batch_size(self.device, self.card.tile_px))
+        self.calls = 0  # forward calls (benchmarks count them)
+        self.tiles = 0  # tiles run through the model
+        self._in: torch.Tensor | None = None  # host input buffer, reused
+        self._out: np.ndarray | None = None  # host output buffer, reused
+
+    # -- buffers ------------------------------------------------------------------------
+    def _input_buffer(self, n: int, h: int, w: int) -> torch.Tensor:
+        buf = self._in
+        if buf is None or buf.shape[0] < n or buf.shape[1:3] != (h, w):
+            pin = self.device.type == "cuda"
+            buf = torch.empty((max(n, self.batch_size), h, w, 3), dtype=torch.uint8, pin_memory=pin)
+            self._in = buf
+        return buf[:n]
+
+    def _output_buffer(self, n: int, h: int, w: int) -> np.ndarray:
+        buf = self._out
+        if buf is None or buf.shape[0] < n or buf.shape[2:] != (h, w):
+            buf = np.empty((max(n, self.batch_size), self.n_classes, h, w), np.float32)
+            self._out = buf
+        return buf[:n]
+
+    # -- running ------------------------------------------------------------------------
+    def predict(self, tiles: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Probabilities for N×H×W×3 uint8 tiles (H, W multiples of 32).
+
+        Without ``out`` the result is a view of a buffer that the next call overwrites: copy
+        it if you keep it.
+        """
+        tiles = np.asarray(tiles)
+        if tiles.ndim != 4 or tiles.shape[-1] != 3 or tiles.dtype != np.uint8:
+            raise GlandsegError(f"expected N×H×W×3 uint8 tiles, got {tiles.dtype} {tiles.shape}")
+        n, h, w = tiles.shape[:3]
+        if h % 32 or w % 32:
+            raise GlandsegError(f"tile sides must be multiples of 32, got {h}×{w}")
+        if out is None:
+            out = self._output_buffer(n, h, w)
+        start = 0
+        while start < n:
+            stop = min(n, start + self.batch_size)
+            try:
+                self._run(tiles[start:stop], out[start:stop])
+            except torch.cuda.OutOfMemoryError:
+                if stop - start <= 1:
+                    raise GlandsegError(
+                        f"out of GPU memory with a batch of one {h}×{w} tile; use a smaller "
+                        "model or run on the CPU (--device cpu)"
+                    ) from None
+                self.batch_size = max(1, (stop - start) // 2)
+                log.warning("out of GPU memory: batch size lowered to %d", self.batch_size)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue  # retry the same tiles with the smaller batch
+            start = stop
+        return out
+
+    def _run(self, tiles: np.ndarray, out: np.ndarray) -> None:
+        n, h, w = tiles.shape[:3]
+        host = self._input_buffer(n, h, w)
+        host.numpy()[...] = tiles  # copy into the reused (pinned) buffer
+        x = host.to(self.device, non_blocking=True)
+        dt = self.amp_dtype
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=dt, enabled=dt is not None):
+            logits = self.model(self.model.normalize(x))
+            if isinstance(logits, dict):
+                logits = logits["logits"]
+            probs = torch.softmax(logits.float(), dim=1)
+        self.calls += 1
+        self.tiles += n
+        if probs.shape != (n, self.n_classes, h, w):
+            raise GlandsegError(
+                f"model {self.card.name!r} returned {tuple(probs.shape)}, expected "
+                f"{(n, self.n_classes, h, w)} (classes {self.card.classes})"
+            )
+        out[...] = probs.cpu().numpy()
+
+    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        return self.predict(tiles)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "device": str(self.device),
+            "batch_size": self.batch_size,
+            "amp": None if self.amp_dtype is None else str(self.amp_dtype).replace("torch.", ""),
+        }

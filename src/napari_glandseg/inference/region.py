@@ -1,0 +1,215 @@
+"""Segment one image (``segment_image``) or one box of a slide (``segment_region``).
+
+Both resample to the model's µm/px, run overlapping tiles, blend, and turn the blended
+probabilities into gland instances. A slide box is read with a context margin so that glands
+at its edge are segmented with their surroundings, then cropped back to the box.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_glandseg.errors import GlandsegError
+from napari_glandseg.inference.postprocess import probabilities_to_instances
+from napari_glandseg.inference.predictor import Predictor
+from napari_glandseg.inference.tiling import predict_tiled
+
+Progress = Callable[[int, int, str], None]
+
+#: Relative µm/px difference below which an image is used as is (no resampling).
+MPP_TOLERANCE = 0.01
+
+
+@dataclass
+class RegionResult:
+    """Labels of a slide box at the model's µm/px, and where they sit on the slide.
+
+    Label pixel (i, j) covers level-0 px [y0 + i*scale, y0 + (i+1)*scale) (same for x); in
+    napari's pixel-centre convention (the slide layer has translate 0) its centre is at
+    ``translate + (i, j) * scale`` with ``translate = y0 + 0.5*scale - 0.5``.
+    """
+
+    labels: np.ndarray
+    scale: float
+    translate: tuple[float, float]
+    mpp: float
+    bbox0: tuple[int, int, int, int]
+    probs: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def get_predictor(
+    model: Any = None,
+    device: str | torch.device | None = None,
+    batch_size: int | None = None,
+    predictor: Predictor | None = None,
+) -> Predictor:
+    """A Predictor for ``model`` (a module, a preset name or checkpoint path, or None: the default)."""
+    if predictor is not None:
+        return predictor
+    if isinstance(model, Predictor):
+        return model
+    if model is None or isinstance(model, str | bytes) or hasattr(model, "__fspath__"):
+        from napari_glandseg.model import load_model
+
+        try:
+            model = load_model(model, device=device)
+        except ValueError as exc:
+            raise GlandsegError(str(exc)) from exc
+    return Predictor(model, device=device, batch_size=batch_size)
+
+
+def check_rgb(rgb: np.ndarray, what: str = "image") -> np.ndarray:
+    """H×W×3 uint8 (RGBA loses alpha, grey is repeated); anything else is a GlandsegError."""
+    a = np.asarray(rgb)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise GlandsegError(f"{what}: expected an H×W×3 RGB image, got shape {a.shape}")
+    if a.dtype != np.uint8:
+        raise GlandsegError(f"{what}: expected uint8 pixels (0-255), got {a.dtype}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise GlandsegError(f"{what}: the image is empty ({a.shape[0]}×{a.shape[1]})")
+    return np.ascontiguousarray(a[..., :3])
+
+
+def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of H×W×3 uint8 (PIL widens the kernel when shrinking: anti-aliased)."""
+    from PIL import Image
+
+    if rgb.shape[:2] == (height, width):
+        return rgb
+    img = Image.fromarray(rgb)
+    return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR))
+
+
+def resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize by pixel centres (exact, label ids unchanged)."""
+    h, w = labels.shape
+    if (h, w) == (height, width):
+        return labels
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.intp), h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.intp), w - 1)
+    return labels[rows[:, None], cols[None, :]]
+
+
+def probabilities(
+    rgb: np.ndarray, predictor: Predictor, *, progress: Progress | None = None, cancel: Any = None
+) -> np.ndarray:
+    """Blended C×H×W probabilities of an image already at the model's µm/px."""
+    card = predictor.card
+    return predict_tiled(
+        rgb, predictor.predict, n_classes=predictor.n_classes, tile_px=card.tile_px,
+        overlap_px=card.overlap_px, batch_size=predictor.batch_size, progress=progress, cancel=cancel,
+    )
+
+
+def segment_image(
+    rgb: np.ndarray,
+    model: Any = None,
+    *,
+    mpp: float | None = None,
+    device: str | torch.device | None = None,
+    progress: Progress | None = None,
+    cancel: Any = None,
+    batch_size: int | None = None,
+    predictor: Predictor | None = None,
+) -> np.ndarray:
+    """Gland instance labels (int32, the input's H×W) of an RGB image at ``mpp`` µm/px.
+
+    ``mpp`` None means the image is already at the model's µm/px.
+    """
+    rgb = check_rgb(rgb)
+    pred = get_predictor(model, device, batch_size, predictor)
+    card = pred.card
+    if mpp is not None and not mpp > 0:
+        raise GlandsegError(f"mpp must be a positive number of µm per pixel, got {mpp!r}")
+    h, w = rgb.shape[:2]
+    img = rgb
+    if mpp is not None and abs(mpp / card.mpp - 1) > MPP_TOLERANCE:
+        f = mpp / card.mpp
+        img = resize_rgb(rgb, max(1, round(h * f)), max(1, round(w * f)))
+    probs = probabilities(img, pred, progress=progress, cancel=cancel)
+    labels = probabilities_to_instances(probs, mpp=card.mpp, params=card.postprocess)
+    return resize_labels(labels, h, w)
+
+
+def segment_region(
+    slide: Any,
+    bbox0: tuple[float, float, float, float],
+    *,
+    model: Any = None,
+    device: str | torch.device | None = None,
+    mpp: float | None = None,
+    progress: Progress | None = None,
+    cancel: Any = None,
+    batch_size: int | None = None,
+    return_probs: bool = False,
+    predictor: Predictor | None = None,
+) -> RegionResult:
+    """Segment the level-0 box ``bbox0 = (y, x, h, w)`` of ``slide`` at the model's µm/px.
+
+    ``mpp`` overrides the slide's µm/px (needed when the file does not say it).
+    """
+    slide = with_mpp(slide, mpp)
+    y0, x0, bh, bw = (float(v) for v in bbox0)
+    if bh <= 0 or bw <= 0:
+        raise GlandsegError(f"{slide.path}: empty region {tuple(bbox0)} (y, x, h, w in level-0 px)")
+    pred = get_predictor(model, device, batch_size, predictor)
+    card = pred.card
+    f = card.mpp / slide.mpp  # level-0 px per label px
+    out_h, out_w = max(1, round(bh / f)), max(1, round(bw / f))
+    m = card.overlap_px  # context margin in label px
+    # the read box is whole label pixels around the box: read_at_mpp returns exactly this size
+    box = (y0 - m * f, x0 - m * f, (out_h + 2 * m) * f, (out_w + 2 * m) * f)
+    rgb = slide.read_at_mpp(box, card.mpp)
+    if rgb.shape[:2] != (out_h + 2 * m, out_w + 2 * m):  # rounding in the reader: fit it
+        rgb = resize_rgb(rgb, out_h + 2 * m, out_w + 2 * m)
+    probs = probabilities(rgb, pred, progress=progress, cancel=cancel)
+    labels = probabilities_to_instances(probs, mpp=card.mpp, params=card.postprocess)
+    labels = relabel_consecutive(labels[m : m + out_h, m : m + out_w])
+    return RegionResult(
+        labels=labels,
+        scale=float(f),
+        translate=(y0 + 0.5 * f - 0.5, x0 + 0.5 * f - 0.5),
+        mpp=float(card.mpp),
+        bbox0=(int(round(y0)), int(round(x0)), int(round(bh)), int(round(bw))),
+        probs=np.ascontiguousarray(probs[:, m : m + out_h, m : m + out_w]) if return_probs else None,
+        info={"model": card.name, "slide_mpp": slide.mpp, **pred.info()},
+    )
+
+
+def with_mpp(slide: Any, mpp: float | None) -> Any:
+    """The slide with ``mpp`` as its µm/px (a shallow copy when it overrides the file's)."""
+    if mpp is not None:
+        if not (isinstance(mpp, int | float) and math.isfinite(mpp) and mpp > 0):
+            raise GlandsegError(f"{slide.path}: mpp must be a positive number of µm per pixel, got {mpp!r}")
+        if slide.mpp != mpp:
+            slide = copy.copy(slide)
+            slide.mpp = float(mpp)
+    if slide.mpp is None:
+        raise GlandsegError(
+            f"{slide.path}: the file does not say its resolution (µm/px); pass mpp=... "
+            "(CLI: --mpp) to say what it is"
+        )
+    return slide
+
+
+def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
+    """Renumber the ids present to 1..n (int32), keeping their order."""
+    ids = np.unique(labels)
+    ids = ids[ids != 0]
+    if len(ids) == 0:
+        return np.zeros(labels.shape, np.int32)
+    if ids[-1] == len(ids):
+        return labels.astype(np.int32, copy=False)
+    lut = np.zeros(int(ids[-1]) + 1, np.int32)
+    lut[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
+    return lut[labels]
