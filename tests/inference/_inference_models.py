@@ -13,8 +13,10 @@ class ThresholdModel(torch.nn.Module):
     Instant and exactly reproducible, so whole-slide runs can be compared pixel for pixel.
     """
 
-    def __init__(self, mpp: float = 1.0, tile_px: int = 128, overlap_px: int = 16, min_area_um2: float = 20.0):
+    def __init__(self, mpp: float = 1.0, tile_px: int = 128, overlap_px: int = 16, min_area_um2: float = 20.0,
+                 delay_s: float = 0.0):
         super().__init__()
+        self.delay_s = delay_s  # a slow model, for tests that interrupt a run
         self.card = ModelCard(
             name="threshold-test", mpp=mpp, tile_px=tile_px, overlap_px=overlap_px,
             mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
@@ -27,6 +29,10 @@ class ThresholdModel(torch.nn.Module):
         return rgb.permute(0, 3, 1, 2).float() / 255.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.delay_s:
+            import time
+
+            time.sleep(self.delay_s)
         grey = x.float().mean(1, keepdim=True)
         gland = 40.0 * (0.5 - grey)
         return torch.cat([-gland, gland, torch.full_like(gland, -40.0)], 1) + 0 * self.anchor

@@ -20,12 +20,22 @@ def threshold_model() -> ThresholdModel:
     return ThresholdModel().eval()
 
 
-def disc_image(height: int, width: int, discs: list[tuple[int, int, int]]) -> np.ndarray:
-    """White (glass-like, slightly pink so tissue detection sees it) with dark discs (cy, cx, r)."""
-    img = np.full((height, width, 3), (235, 200, 225), np.uint8)
+def disc_image(
+    height: int, width: int, discs: list[tuple[int, int, int]], tissue: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
+    """Glass (near white) with a pink tissue box (y0, x0, y1, x1) and dark discs (cy, cx, r).
+
+    Without ``tissue`` the whole image is pink.
+    """
+    img = np.full((height, width, 3), (200, 120, 180), np.uint8)
+    if tissue is not None:
+        y0, x0, y1, x1 = tissue
+        glass = np.full_like(img, 246)
+        glass[y0:y1, x0:x1] = img[y0:y1, x0:x1]
+        img = glass
     yy, xx = np.mgrid[:height, :width]
     for cy, cx, r in discs:
-        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = (70, 30, 100)
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = (60, 45, 75)
     return img
 
 

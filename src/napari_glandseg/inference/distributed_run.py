@@ -1,0 +1,137 @@
+"""Whole-slide chunks as dask.distributed tasks.
+
+Tasks carry only small specs: the slide's path and µm/px, the model reference (a preset name
+or checkpoint path, a picklable factory, or a module scattered once to every worker), the run
+plan and the chunk's geometry. Each worker process keeps the opened slide, the loaded model
+(wrapped in a Predictor with its reused buffers) and the opened label store in a module-level
+cache, so a model is loaded once per worker, not once per task. At most two tasks per worker
+are in flight, which bounds memory on the workers and on the client.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from napari_glandseg.errors import Cancelled
+from napari_glandseg.inference.chunks import RunPlan, run_chunk
+from napari_glandseg.inference.stitch import ChunkGeom
+
+#: Per-process cache on the workers: slides, predictors, stores (a few of each, newest last).
+_CACHE: dict[Any, Any] = {}
+_LIMITS = {"model": 2, "slide": 8, "store": 4}
+_LOCK = threading.Lock()
+_STATS = {"model_loads": 0, "slide_opens": 0, "chunks": 0}
+
+
+def _cached(key: tuple, make) -> Any:
+    with _LOCK:
+        if key in _CACHE:
+            _CACHE[key] = _CACHE.pop(key)  # most recently used last
+            return _CACHE[key]
+        same_kind = [k for k in _CACHE if k[0] == key[0]]
+        for k in same_kind[: max(0, len(same_kind) - _LIMITS[key[0]] + 1)]:
+            del _CACHE[k]  # bounded: a long-lived worker does not pile up models
+        _CACHE[key] = make()
+        return _CACHE[key]
+
+
+def _predictor(model_ref: tuple[str, Any], device: Any, batch_size: int | None):
+    from napari_glandseg.inference.predictor import Predictor
+
+    kind, ref = model_ref
+
+    def make():
+        _STATS["model_loads"] += 1
+        if kind == "spec":
+            from napari_glandseg.model import load_model
+
+            model = load_model(ref, device=device)
+        elif kind == "factory":
+            model = ref()
+        else:  # a scattered module: already in this worker's memory
+            model = ref
+        return Predictor(model, device=device, batch_size=batch_size)
+
+    key = ("model", kind, id(ref) if kind == "object" else repr(ref), str(device), batch_size)
+    return _cached(key, make)
+
+
+def _slide(path: str, mpp: float | None):
+    from napari_glandseg.slide import open_slide
+
+    def make():
+        _STATS["slide_opens"] += 1
+        return open_slide(path, mpp=mpp)
+
+    return _cached(("slide", path, mpp), make)
+
+
+def _store(path: str, run_id: str):
+    from napari_glandseg.labels.store import LabelStore
+
+    # keyed by run: a store re-created at the same path must not be served from an old handle
+    return _cached(("store", path, run_id), lambda: LabelStore.open(path))
+
+
+def chunk_task(slide_spec: tuple[str, float | None], model_ref: tuple[str, Any], device: Any,
+               batch_size: int | None, plan: RunPlan, geom: ChunkGeom, with_tissue: bool) -> dict:
+    """One chunk on a worker (see ``chunks.run_chunk``)."""
+    slide = _slide(*slide_spec)
+    predictor = _predictor(model_ref, device, batch_size) if with_tissue else None
+    out = run_chunk(slide, predictor, plan, geom, _store(plan.store_path, plan.run_id), with_tissue)
+    _STATS["chunks"] += 1
+    return out
+
+
+def worker_stats() -> dict[str, int]:
+    """This process's counts (``client.run(worker_stats)`` in tests)."""
+    return dict(_STATS)
+
+
+def run_distributed(client: Any, slide: Any, model_ref: tuple[str, Any], device: Any,
+                    batch_size: int | None, plan: RunPlan, todo: list[ChunkGeom],
+                    with_tissue: dict[int, bool], *, progress=None, cancel=None,
+                    done: int = 0, total: int = 0) -> list[dict]:
+    """Run ``todo`` on the cluster, at most 2 tasks per worker in flight; returns summaries."""
+    import uuid
+
+    from distributed import as_completed
+
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    limit = 2 * n_workers
+    slide_spec = (str(slide.path), slide.mpp)
+    pending = iter(todo)
+    summaries: list[dict] = []
+    ac = as_completed()
+    token = uuid.uuid4().hex[:8]  # task keys unique per run
+
+    def submit_next() -> bool:
+        g = next(pending, None)
+        if g is None:
+            return False
+        ac.add(client.submit(chunk_task, slide_spec, model_ref, device, batch_size, plan, g,
+                             with_tissue[g.index], pure=False, key=f"glandseg-chunk-{g.cy}-{g.cx}-{token}"))
+        return True
+
+    for _ in range(limit):
+        if not submit_next():
+            break
+    stopping = False
+    try:
+        for fut in ac:
+            summaries.append(fut.result())  # a failed chunk raises here, with its error
+            done += 1
+            if progress is not None:
+                progress(done, total, "chunks")
+            if cancel is not None and cancel.is_set():
+                stopping = True  # let the chunks in flight finish writing, start no more
+            if not stopping:
+                submit_next()
+    except BaseException:
+        for fut in list(ac.futures):
+            fut.cancel()
+        raise
+    if stopping:
+        raise Cancelled(f"cancelled after {done}/{total} chunks; run again to resume")
+    return summaries

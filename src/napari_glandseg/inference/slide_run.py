@@ -1,0 +1,287 @@
+"""Whole-slide segmentation into a resumable label pyramid: ``segment_slide``, ``segment_many``.
+
+Design (memory bounded, resumable, distributable):
+
+* The label store's level 0 is the model's µm/px grid over the slide (store px ``j`` covers
+  slide level-0 px ``[j*f, (j+1)*f)``, ``f = model mpp / slide mpp``); store chunks are the
+  work units.
+* Tissue is found first on a low level; chunks without tissue are written as zeros without
+  running the model, so the time grows with the tissue area, not the slide area.
+* A chunk is read with a context margin (the model's overlap), tiled, predicted in batches
+  through reused buffers, blended and post-processed on its own; only its core is written.
+  The blended probabilities of one chunk are the largest array held: never the slide's.
+* Glands crossing chunk borders: see ``inference.stitch`` (global ids per chunk, seam bands
+  compared after all chunks are done, a lookup table applied chunk by chunk).
+* Every chunk's seam file and data are written before its done-log entry; a rerun skips done
+  chunks, and the stitch is recomputed from the seam files (idempotent).
+* With a dask ``client`` the chunks run as tasks (``inference.distributed_run``); the stitch and
+  the pyramid run here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_glandseg._atomic import write_json_atomic
+from napari_glandseg.errors import Cancelled, GlandsegError
+from napari_glandseg.inference.chunks import RUN_DIR, RunPlan, needs_model, run_chunk
+from napari_glandseg.inference.region import get_predictor, with_mpp
+from napari_glandseg.inference.stitch import ChunkGeom, apply_chunk_lut, build_lut, chunk_grid, chunk_luts
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int, str], None]
+
+#: Store chunk edge (model px): large chunks keep the margin overhead small (about 13 % at 2048).
+DEFAULT_CHUNK_PX = 2048
+RECORD = "run.json"
+
+
+def segment_slide(
+    slide: Any,
+    out_path: str | os.PathLike,
+    *,
+    model: Any = None,
+    device: str | None = None,
+    batch_size: int | None = None,
+    client: Any = None,
+    progress: Progress | None = None,
+    cancel: Any = None,
+    resume: bool = True,
+    chunk_px: int | None = None,
+    workers: int | None = None,
+    mpp: float | None = None,
+    stats: dict | None = None,
+) -> Any:
+    """Segment every chunk with tissue of ``slide`` into the label store at ``out_path``.
+
+    ``model``: a module, preset name, checkpoint path, or (with a cluster) a zero-argument
+    factory. ``workers`` > 1 without a ``client`` starts a local process cluster. ``stats``
+    (a dict) receives timings and counts.
+    """
+    from napari_glandseg.labels.store import LabelStore
+
+    t_start = time.perf_counter()
+    slide = with_mpp(slide, mpp)
+    out_path = Path(out_path)
+    own_cluster = None
+    if client is None and workers and workers > 1:
+        own_cluster, client = _local_cluster(workers)
+    try:
+        predictor, model_ref, card = _resolve_model(model, device, batch_size, client)
+        f = card.mpp / slide.mpp
+        h0, w0 = slide.shape
+        shape = (max(1, math.ceil(h0 / f)), max(1, math.ceil(w0 / f)))
+        chunk = int(chunk_px or DEFAULT_CHUNK_PX)
+        margin = max(int(card.overlap_px), 16)
+        record = {
+            "slide": str(slide.path), "slide_shape": [h0, w0], "slide_mpp": slide.mpp,
+            "model": card.name, "model_mpp": card.mpp, "downsample": f, "shape": list(shape),
+            "chunk_px": chunk, "margin_px": margin, "postprocess": card.postprocess,
+        }
+        store = _open_store(LabelStore, out_path, shape, chunk, card.mpp, slide, record, resume)
+        run_dir = out_path / RUN_DIR
+        plan = RunPlan(str(out_path), str(run_dir / "seams"), float(f), float(card.mpp), uuid.uuid4().hex)
+        geoms = chunk_grid(shape, chunk, margin)
+        t0 = time.perf_counter()
+        tissue = _tissue(slide)
+        t_tissue = time.perf_counter() - t0
+        todo = [g for g in geoms if not store.is_done(g.cy, g.cx)]
+        with_tissue = {g.index: needs_model(g, tissue[0], tissue[1], f) for g in todo}
+        done = len(geoms) - len(todo)
+        _report(progress, done, len(geoms), "chunks")
+        t0 = time.perf_counter()
+        if todo:
+            _write_record(run_dir, {**record, "stitched": False})
+        if client is None:
+            summaries = _run_local(slide, predictor, plan, todo, with_tissue, store, progress, cancel, done, len(geoms))
+        else:
+            from napari_glandseg.inference.distributed_run import run_distributed
+
+            summaries = run_distributed(
+                client, slide, model_ref, device, batch_size, plan, todo, with_tissue,
+                progress=progress, cancel=cancel, done=done, total=len(geoms),
+            )
+            store = LabelStore.open(out_path)  # workers wrote chunks and log entries
+        t_chunks = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        prev = _read_record(run_dir)
+        if todo or not prev.get("stitched"):
+            n_relabelled = stitch_store(store, geoms, Path(plan.seam_dir), card, progress)
+            store.build_pyramid()
+            _write_record(run_dir, {**record, "stitched": True})
+        else:
+            n_relabelled = 0
+        t_stitch = time.perf_counter() - t0
+        if stats is not None:
+            stats.update(
+                chunks=len(geoms), chunks_run=len(todo), chunks_with_tissue=sum(with_tissue.values()),
+                model_calls=getattr(predictor, "calls", None), tiles=getattr(predictor, "tiles", None),
+                relabelled_chunks=n_relabelled, objects=sum(s.get("objects", 0) for s in summaries),
+                t_tissue_s=t_tissue, t_chunks_s=t_chunks, t_stitch_s=t_stitch,
+                t_total_s=time.perf_counter() - t_start, shape=list(shape), downsample=f,
+            )
+        return store
+    finally:
+        if own_cluster is not None:
+            client.close()
+            own_cluster.close()
+
+
+def stitch_store(store: Any, geoms: list[ChunkGeom], seam_dir: Path, card: Any,
+                 progress: Progress | None = None) -> int:
+    """Merge glands across chunk borders and drop small ones; returns chunks rewritten."""
+    min_area_px = float(card.postprocess.get("min_area_um2", 0.0)) / (card.mpp * card.mpp)
+    lut = build_lut(geoms, seam_dir, min_area_px)
+    tables = chunk_luts(lut)
+    by_index = {g.index: g for g in geoms}
+    # a chunk holds its own ids before the stitch and final ids after it: the table handles both
+    for i, (index, table) in enumerate(sorted(tables.items())):
+        g = by_index[index]
+        data = np.asarray(store.read_region(g.y0, g.x0, g.h, g.w))
+        store.write_chunk(g.cy, g.cx, apply_chunk_lut(data, index, table))
+        _report(progress, i + 1, len(tables), "joining glands across chunk borders")
+    return len(tables)
+
+
+def _run_local(slide, predictor, plan, todo, with_tissue, store, progress, cancel, done, total) -> list[dict]:
+    summaries = []
+    for g in todo:
+        summaries.append(run_chunk(slide, predictor, plan, g, store, with_tissue[g.index]))
+        done += 1
+        _report(progress, done, total, "chunks")
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"cancelled after {done}/{total} chunks; run again to resume")
+    return summaries
+
+
+def _resolve_model(model: Any, device: Any, batch_size: int | None, client: Any):
+    """(local predictor or None, what workers load, model card)."""
+    if client is None:
+        pred = get_predictor(model, device, batch_size)
+        return pred, None, pred.card
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        # shipped once to every worker (broadcast), never with each task
+        ref = client.scatter(model, broadcast=True, hash=False)
+        return None, ("object", ref), model.card
+    if callable(model) and not isinstance(model, str | os.PathLike):
+        return None, ("factory", model), model().card
+    from napari_glandseg.model import load_model
+
+    spec = None if model is None else str(model)
+    try:
+        card = load_model(spec, device="cpu").card
+    except ValueError as exc:
+        raise GlandsegError(str(exc)) from exc
+    return None, ("spec", spec), card
+
+
+def _open_store(LabelStore, path: Path, shape, chunk, mpp, slide, record, resume):
+    run_dir = path / RUN_DIR
+    if path.exists():
+        prev = _read_record(run_dir)
+        if not prev:
+            raise GlandsegError(f"{path}: exists and is not a label store written by segment_slide; "
+                                "remove it or choose another output")
+        if resume:
+            keys = ("slide_shape", "model", "model_mpp", "chunk_px", "margin_px", "shape", "postprocess")
+            diff = [k for k in keys if prev.get(k) != _jsonable(record.get(k))]
+            if diff:
+                raise GlandsegError(
+                    f"{path}: cannot resume: the earlier run differs in {', '.join(diff)}; "
+                    "run without resume to start over"
+                )
+            return LabelStore.open(path)
+        shutil.rmtree(path)
+    store = LabelStore.create(path, shape, chunk_px=chunk, mpp=mpp, source=str(slide.path))
+    _write_record(run_dir, {**record, "stitched": False})
+    return store
+
+
+def _jsonable(v: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(v))
+
+
+def _read_record(run_dir: Path) -> dict:
+    import json
+
+    p = run_dir / RECORD
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_record(run_dir: Path, record: dict) -> None:
+    write_json_atomic(run_dir / RECORD, record)
+
+
+def _tissue(slide: Any) -> tuple[np.ndarray, float]:
+    from napari_glandseg.slide.tissue import tissue_mask
+
+    return tissue_mask(slide)
+
+
+def _report(progress: Progress | None, done: int, total: int, message: str) -> None:
+    if progress is not None:
+        progress(done, total, message)
+
+
+def _local_cluster(workers: int):
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise GlandsegError("--workers needs dask.distributed: pip install 'napari-glandseg[distributed]'") from exc
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    return cluster, Client(cluster)
+
+
+def segment_many(
+    paths: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    mpp: float | None = None,
+    client: Any = None,
+    max_parallel: int = 4,
+    store_name: str = "labels.ome.zarr",
+    **kwargs: Any,
+) -> dict[str, Path]:
+    """Segment several slides into ``out_dir/<slide name>/<store_name>``.
+
+    With a ``client`` up to ``max_parallel`` slides feed the cluster at once, so that workers
+    stay busy across slide boundaries; without one they run one after the other.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from napari_glandseg.slide import open_slide
+
+    out_dir = Path(out_dir)
+
+    def one(p: str | os.PathLike) -> tuple[str, Path]:
+        slide = open_slide(p, mpp=mpp)
+        target = out_dir / slide.name / store_name
+        segment_slide(slide, target, client=client, **kwargs)
+        slide.close()
+        return str(p), target
+
+    paths = list(paths)
+    if client is None or len(paths) <= 1:
+        return dict(one(p) for p in paths)
+    with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(paths)))) as pool:
+        return dict(pool.map(one, paths))
+
+
+__all__ = ["segment_many", "segment_slide", "stitch_store"]
