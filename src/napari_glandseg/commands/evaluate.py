@@ -1,0 +1,140 @@
+"""``glandseg evaluate``: segment a folder of images and score them against their masks (GlaS metrics)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from napari_glandseg.errors import GlandsegError
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
+METRICS = ("pixel_dice", "pixel_iou", "object_f1", "object_dice", "object_hausdorff")
+#: GlaS images are 20× scans at about 0.62 µm/px.
+GLAS_MPP = 0.62
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="segment images and score them against ground-truth masks",
+        description="Segment each image in --images and compare with the mask of the same name in "
+        "--masks (binary masks become connected components; instance masks are used as they are).",
+    )
+    parser.add_argument("--images", required=True, type=Path, help="folder of RGB images")
+    parser.add_argument("--masks", required=True, type=Path, help="folder of masks (same file names)")
+    parser.add_argument("--model", default=None, help="preset name or checkpoint path (default: bundled)")
+    parser.add_argument("--mpp", type=float, default=GLAS_MPP, help=f"the images' µm/px (default {GLAS_MPP}, GlaS)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
+
+
+def find_pairs(images: Path, masks: Path, limit: int | None = None) -> list[tuple[Path, Path]]:
+    """(image, mask) pairs by file name (a mask may also be NAME_anno.*)."""
+    for folder, what in ((images, "--images"), (masks, "--masks")):
+        if not folder.is_dir():
+            raise GlandsegError(f"{folder}: {what} is not a folder")
+    by_stem: dict[str, Path] = {}
+    for m in sorted(masks.iterdir()):
+        if m.suffix.lower() in IMAGE_SUFFIXES:
+            by_stem[m.stem] = m
+            if m.stem.endswith("_anno"):
+                by_stem.setdefault(m.stem[: -len("_anno")], m)
+    files = sorted((p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural)
+    if not files:
+        raise GlandsegError(f"{images}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    pairs, missing = [], []
+    for f in files:
+        if f.stem in by_stem:
+            pairs.append((f, by_stem[f.stem]))
+        else:
+            missing.append(f.name)
+    if missing:
+        raise GlandsegError(f"{masks}: no mask for {len(missing)} image(s), e.g. {missing[:3]}")
+    return pairs[:limit] if limit else pairs
+
+
+def _natural(p: Path) -> tuple:
+    import re
+
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name))
+
+
+def _read(path: Path, rgb: bool):
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB") if rgb else im)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise GlandsegError(f"{path}: cannot read the image: {exc}") from exc
+
+
+def evaluate_folder(images: Path, masks: Path, *, model: Any = None, mpp: float = GLAS_MPP,
+                    device: str | None = None, batch_size: int | None = None, limit: int | None = None,
+                    progress=None) -> dict[str, Any]:
+    """Per-image metrics and their means: ``{"per_image", "overall", "model"}``."""
+    from napari_glandseg.inference.region import get_predictor, segment_image
+    from napari_glandseg.labels.metrics import evaluate_pair, to_instances
+
+    pairs = find_pairs(images, masks, limit)
+    predictor = get_predictor(model, device, batch_size)
+    rows = []
+    for i, (img_path, mask_path) in enumerate(pairs):
+        rgb, gt = _read(img_path, True), to_instances(_read(mask_path, False))
+        if gt.shape != rgb.shape[:2]:
+            raise GlandsegError(f"{mask_path}: mask is {gt.shape}, image {img_path.name} is {rgb.shape[:2]}")
+        t0 = time.perf_counter()
+        pred = segment_image(rgb, mpp=mpp, predictor=predictor)
+        row = {"image": img_path.name, **evaluate_pair(pred, gt), "seconds": time.perf_counter() - t0}
+        rows.append(row)
+        if progress is not None:
+            progress(i + 1, len(pairs), img_path.name)
+    overall = {k: _mean([r[k] for r in rows]) for k in METRICS}
+    overall["images"] = len(rows)
+    return {"per_image": rows, "overall": overall, "model": predictor.card.name}
+
+
+def _mean(values: list[float]) -> float | None:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else None
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_glandseg.commands.segment import progress_bar
+
+    if not args.mpp > 0:
+        raise GlandsegError(f"--mpp must be a positive number of µm per pixel, got {args.mpp}")
+    with progress_bar("evaluate", unit="image") as bar:
+        result = evaluate_folder(
+            args.images, args.masks, model=args.model, mpp=args.mpp, device=args.device,
+            batch_size=args.batch_size, limit=args.limit, progress=bar,
+        )
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(format_table(result))
+    return 0
+
+
+def format_table(result: dict[str, Any]) -> str:
+    heads = ("image", "Dice", "IoU", "objF1", "objDice", "objHaus", "pred", "true")
+    lines = [f"model: {result['model']}", f"{heads[0]:<24}" + "".join(f"{h:>9}" for h in heads[1:])]
+    for r in result["per_image"]:
+        vals = [_fmt(r[k]) for k in METRICS] + [str(r["n_pred"]), str(r["n_true"])]
+        lines.append(f"{r['image'][:24]:<24}" + "".join(f"{v:>9}" for v in vals))
+    o = result["overall"]
+    lines.append(f"{'mean (' + str(o['images']) + ' images)':<24}" + "".join(f"{_fmt(o[k]):>9}" for k in METRICS))
+    return "\n".join(lines)
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.1f}" if abs(v) >= 10 else f"{v:.3f}"

@@ -1,0 +1,48 @@
+"""``glandseg evaluate`` on two GlaS testA images with a tiny untrained model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from napari_glandseg.cli import main
+
+
+def _two(shared_data, tmp_path):
+    src = shared_data / "glas" / "testA"
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+        for name in ("testA_1.png", "testA_2.png"):
+            shutil.copy(src / sub / name, tmp_path / sub / name)
+    return tmp_path / "images", tmp_path / "masks"
+
+
+def test_evaluate_json(shared_data, tiny_checkpoint, tmp_path, capsys):
+    images, masks = _two(shared_data, tmp_path)
+    rc = main(["evaluate", "--images", str(images), "--masks", str(masks), "--model", str(tiny_checkpoint),
+               "--device", "cpu", "--json"])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"] == "glandseg_tiny"
+    assert [r["image"] for r in result["per_image"]] == ["testA_1.png", "testA_2.png"]
+    for key in ("pixel_dice", "pixel_iou", "object_f1", "object_dice", "object_hausdorff"):
+        assert key in result["overall"]
+        assert all(key in r for r in result["per_image"])
+    assert 0 <= result["overall"]["pixel_dice"] <= 1
+    assert result["overall"]["images"] == 2
+
+
+def test_evaluate_table_and_limit(shared_data, tiny_checkpoint, tmp_path, capsys):
+    images, masks = _two(shared_data, tmp_path)
+    rc = main(["evaluate", "--images", str(images), "--masks", str(masks), "--model", str(tiny_checkpoint),
+               "--device", "cpu", "--limit", "1"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "testA_1.png" in out and "testA_2.png" not in out and "mean (1 images)" in out
+
+
+def test_evaluate_missing_masks(shared_data, tiny_checkpoint, tmp_path, capsys):
+    images, masks = _two(shared_data, tmp_path)
+    (masks / "testA_2.png").unlink()
+    assert main(["evaluate", "--images", str(images), "--masks", str(masks), "--model", str(tiny_checkpoint)]) == 2
+    assert "no mask" in capsys.readouterr().err
