@@ -1,0 +1,183 @@
+"""``glandseg segment SLIDE... --out DIR``: whole slides (or a region) to labels, polygons, measurements.
+
+Per slide, ``OUT/<slide name>/`` gets ``labels.ome.zarr`` (the label pyramid at the model's
+µm/px, resumable), ``glands.geojson`` (QuPath polygons in level-0 px), ``measurements.csv``
+and ``summary.json``. Polygons and measurements are made block by block from the store, so a
+gigapixel label image is never held in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from napari_glandseg.errors import GlandsegError
+
+log = logging.getLogger(__name__)
+STORE_NAME = "labels.ome.zarr"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "segment", help="segment glands in whole slides (or a region of them)",
+        description="Segment glands in each SLIDE; results go to OUT/<slide name>/. A stopped run "
+        "resumes where it stopped (--resume, the default).",
+    )
+    parser.add_argument("slides", nargs="+", metavar="SLIDE", help="slide files or OME-Zarr folders")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--model", default=None, help="preset name or checkpoint path (default: bundled)")
+    parser.add_argument("--region", default=None, metavar="X,Y,W,H", help="only this box (level-0 px)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    parser.add_argument("--mpp", type=float, default=None, help="the slides' µm/px (overrides the files)")
+    parser.add_argument("--batch-size", type=int, default=None, help="tiles per model call")
+    parser.add_argument("--chunk-px", type=int, default=None, help="store chunk edge in model px")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--workers", type=int, default=None, help="run on a local cluster of N processes")
+    group.add_argument("--scheduler", default=None, metavar="ADDR", help="dask.distributed scheduler address")
+    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                        help="continue an earlier run into the same folder (default) or start over")
+    parser.add_argument("--geojson", action=argparse.BooleanOptionalAction, default=True,
+                        help="write glands.geojson (default yes)")
+    parser.set_defaults(func=run)
+
+
+@contextlib.contextmanager
+def progress_bar(desc: str, unit: str = "chunk") -> Iterator[Any]:
+    """A ``progress(done, total, message)`` callback drawing a tqdm bar on a terminal, else None."""
+    if not sys.stdout.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit=unit, dynamic_ncols=True)
+
+    def update(done: int, total: int, message: str) -> None:
+        if bar.total != total:
+            bar.reset(total=total)
+        bar.set_postfix_str(message, refresh=False)
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def parse_region(text: str) -> tuple[int, int, int, int]:
+    """'X,Y,W,H' (level-0 px) → (y, x, h, w)."""
+    try:
+        x, y, w, h = (int(float(v)) for v in text.split(","))
+    except ValueError:
+        raise GlandsegError(f"--region must be X,Y,W,H in level-0 pixels, got {text!r}") from None
+    if w <= 0 or h <= 0 or x < 0 or y < 0:
+        raise GlandsegError(f"--region {text!r}: X, Y must be >= 0 and W, H > 0")
+    return y, x, h, w
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_glandseg.inference.region import get_predictor
+
+    if args.mpp is not None and not args.mpp > 0:
+        raise GlandsegError(f"--mpp must be a positive number of µm per pixel, got {args.mpp}")
+    region = parse_region(args.region) if args.region else None
+    client, cluster = _client(args) if region is None else (None, None)
+    try:
+        # locally the model is loaded once for all slides; a cluster loads it on each worker
+        model = args.model if client is not None else get_predictor(args.model, args.device, args.batch_size)
+        for path in args.slides:
+            summary = segment_one(path, args, model=model, region=region, client=client)
+            print(f"{summary['slide']}: {summary['glands']} glands -> {summary['out']}")
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    return 0
+
+
+def _client(args: argparse.Namespace):
+    if not (args.workers or args.scheduler):
+        return None, None
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise GlandsegError("--workers/--scheduler need dask.distributed: pip install 'napari-glandseg[distributed]'") from None
+    if args.scheduler:
+        return Client(args.scheduler), None
+    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    return Client(cluster), cluster
+
+
+def segment_one(path: str, args: argparse.Namespace, *, model: Any, region, client) -> dict[str, Any]:
+    """Segment one slide (or its region) and write all outputs; returns the summary."""
+    from napari_glandseg._atomic import write_json_atomic
+    from napari_glandseg.inference import outputs as _outputs
+    from napari_glandseg.inference import segment_region, segment_slide
+    from napari_glandseg.slide import open_slide
+
+    t0 = time.perf_counter()
+    slide = open_slide(path, mpp=args.mpp)
+    if slide.mpp is None:
+        raise GlandsegError(f"{slide.path}: the file does not say its µm/px; pass --mpp")
+    out_dir = args.out / slide.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store_path = out_dir / STORE_NAME
+    stats: dict[str, Any] = {}
+    with progress_bar(slide.name) as bar:
+        if region is None:
+            store = segment_slide(
+                slide, store_path, model=model, device=args.device, batch_size=args.batch_size,
+                client=client, progress=bar, resume=args.resume, chunk_px=args.chunk_px, stats=stats,
+            )
+            card_name, model_mpp = _card_of(model, store)
+            factor = stats["downsample"]
+            region_info = None
+        else:
+            res = segment_region(slide, _snap(region, slide, model), model=model, progress=bar)
+            card_name, model_mpp = res.info["model"], res.mpp
+            factor = res.scale
+            store = _outputs.region_store(store_path, slide, res)
+            region_info = {"bbox0": list(res.bbox0), "scale": res.scale, "translate": list(res.translate)}
+    t_seg = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    glands = _outputs.write_tables(store, out_dir, factor=factor, mpp=model_mpp, geojson=args.geojson)
+    summary = {
+        "slide": str(slide.path), "slide_mpp": slide.mpp, "slide_shape": list(slide.shape),
+        "model": card_name, "model_mpp": model_mpp, "downsample": factor, "glands": glands,
+        "out": str(out_dir), "labels": STORE_NAME, "region": region_info,
+        "geojson": "glands.geojson" if args.geojson else None, "measurements": "measurements.csv",
+        "timings_s": {"segment": t_seg, "tables": time.perf_counter() - t1, "total": time.perf_counter() - t0},
+        "run": {k: v for k, v in stats.items() if k not in ("shape",)},
+    }
+    write_json_atomic(out_dir / "summary.json", summary)
+    slide.close()
+    return summary
+
+
+def _card_of(model: Any, store: Any) -> tuple[str, float]:
+    card = getattr(model, "card", None)
+    if card is not None:
+        return card.name, float(card.mpp)
+    from napari_glandseg.inference.chunks import RUN_DIR
+    from napari_glandseg.inference.slide_run import _read_record
+
+    rec = _read_record(Path(store.path) / RUN_DIR) if hasattr(store, "path") else {}
+    return rec.get("model", str(model)), float(rec.get("model_mpp") or getattr(store, "mpp", 0.0))
+
+
+def _snap(region: tuple[int, int, int, int], slide: Any, model: Any) -> tuple[float, float, float, float]:
+    """The region grown to whole store pixels (model µm/px grid from the slide's origin)."""
+    import math
+
+    f = model.card.mpp / slide.mpp
+    y, x, h, w = region
+    y0, x0 = math.floor(y / f), math.floor(x / f)
+    y1, x1 = math.ceil((y + h) / f), math.ceil((x + w) / f)
+    return y0 * f, x0 * f, (y1 - y0) * f, (x1 - x0) * f
