@@ -1,0 +1,183 @@
+"""Whole-slide run on a generated slide of real tissue; prints one JSON line per slide size.
+
+The slide (default 50,000² px at 0.5 µm/px) is a pyramidal JPEG TIFF written once to
+bench_out/ from pre-compressed tiles: about 30 % real GlaS tissue (a few large ellipses of
+tissue tiles), the rest white glass. Measured in the same process:
+
+* end-to-end ``segment_slide`` time, output Mpx/s (store px at the model's µm/px) and the
+  engine's model throughput (tiles run / wall time) against the bare forward throughput of the
+  same Predictor on the same tiles and batch size (``engine_ratio``, target >= 0.85);
+* peak RSS (psutil, sampled every 50 ms in a thread; target < 3 GB) and its growth with a 4×
+  larger slide;
+* model runs on chunks whose padded box holds no tissue at all (must be 0).
+
+    .venv/bin/python benchmarks/segment_slide.py [--size 50000] [--quick] [--model NAME|PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+GLAS = ROOT / ".." / "shared" / "data" / "glas" / "train" / "images"
+MPP = 0.5
+TILE = 512
+#: tissue ellipses (cy, cx, ry, rx) as fractions of the side: about 30 % of the area
+ELLIPSES = ((0.30, 0.32, 0.22, 0.20), (0.68, 0.62, 0.20, 0.26), (0.25, 0.78, 0.12, 0.12))
+
+
+def tissue_at(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Ground-truth tissue layout at relative coordinates (0..1)."""
+    inside = np.zeros(np.broadcast(y, x).shape, bool)
+    for cy, cx, ry, rx in ELLIPSES:
+        inside |= ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1
+    return inside
+
+
+def write_slide(path: Path, side: int) -> Path:
+    """Pyramidal JPEG TIFF from pre-compressed tiles (tissue or glass by the layout)."""
+    import imagecodecs
+    import tifffile
+    from PIL import Image
+
+    if path.exists():
+        return path
+    tissue = []
+    for f in sorted(GLAS.glob("*.png"))[:24]:
+        im = np.asarray(Image.open(f).convert("RGB"))
+        if min(im.shape[:2]) >= TILE:
+            tissue.append(imagecodecs.jpeg_encode(im[:TILE, :TILE], level=85))
+    glass = imagecodecs.jpeg_encode(np.full((TILE, TILE, 3), 243, np.uint8), level=85)
+    sizes = [side]
+    while sizes[-1] > 1024:
+        sizes.append(sizes[-1] // 2)
+
+    def stream(s: int):
+        n = -(-s // TILE)
+        for i in range(n):
+            for j in range(n):
+                rel_y, rel_x = (i + 0.5) * TILE / s, (j + 0.5) * TILE / s
+                yield tissue[(i * 7 + j * 3) % len(tissue)] if tissue_at(np.array(rel_y), np.array(rel_x)) else glass
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tifffile.TiffWriter(tmp, bigtiff=True) as tw:
+        for k, s in enumerate(sizes):
+            tw.write(stream(s), shape=(s, s, 3), dtype="uint8", tile=(TILE, TILE), compression="jpeg",
+                     photometric="rgb", subfiletype=1 if k else 0, metadata=None,
+                     resolution=(1e4 / (MPP * 2**k),) * 2, resolutionunit="CENTIMETER")
+    tmp.rename(path)
+    return path
+
+
+class PeakRSS:
+    """Peak resident memory of this process, sampled in a thread."""
+
+    def __init__(self, every_s: float = 0.05):
+        import psutil
+
+        self.proc, self.every, self.peak = psutil.Process(), every_s, 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> PeakRSS:
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+def run_one(side: int, args, model, name: str) -> dict:
+    from model_forward import forward_rate
+
+    from napari_glandseg.inference import segment_slide
+    from napari_glandseg.inference.predictor import Predictor
+    from napari_glandseg.slide import open_slide
+
+    slide = open_slide(write_slide(args.out / f"slide_{side}.tif", side))
+    pred = Predictor(model, device=args.device, batch_size=args.batch_size)
+    card = pred.card
+    f = card.mpp / slide.mpp
+    # count reads of chunks with no tissue anywhere in their box (the model runs on every read)
+    background_runs = [0]
+    read = slide.read_at_mpp
+
+    def counting_read(box, target_mpp):
+        y, x, h, w = box
+        ys = np.linspace(max(y, 0), min(y + h, side) - 1, 24) / side
+        xs = np.linspace(max(x, 0), min(x + w, side) - 1, 24) / side
+        if not tissue_at(ys[:, None], xs[None, :]).any():
+            background_runs[0] += 1
+        return read(box, target_mpp)
+
+    slide.read_at_mpp = counting_read
+    # bare forward throughput: same predictor, same batch size, tissue tiles from this slide
+    t = card.tile_px
+    tiles = np.stack([read((side * 0.3 + i * t * f, side * 0.32, t * f, t * f), card.mpp)[:t, :t]
+                      for i in range(2 * pred.batch_size)])
+    bare = forward_rate(pred, tiles, args.bare_batches)
+    pred.calls = pred.tiles = 0
+    out = args.out / f"store_{side}.zarr"
+    shutil.rmtree(out, ignore_errors=True)
+    stats: dict = {}
+    with PeakRSS() as rss:
+        t0 = time.perf_counter()
+        segment_slide(slide, out, model=pred, chunk_px=args.chunk_px, stats=stats)
+        wall = time.perf_counter() - t0
+    engine = pred.tiles / stats["t_chunks_s"]
+    shape = stats["shape"]
+    return {
+        "benchmark": "segment_slide", "model": name, **pred.info(), "slide_px": side, "slide_mpp": MPP,
+        "store_px": shape, "chunks": stats["chunks"], "chunks_with_tissue": stats["chunks_with_tissue"],
+        "tiles": pred.tiles, "model_calls": pred.calls, "objects": stats["objects"],
+        "seconds": round(wall, 1), "t_chunks_s": round(stats["t_chunks_s"], 1),
+        "t_stitch_pyramid_s": round(stats["t_stitch_s"], 1), "t_tissue_s": round(stats["t_tissue_s"], 2),
+        "output_mpx_per_s": round(shape[0] * shape[1] / 1e6 / wall, 2),
+        "tissue_chunk_mpx_per_s": round(stats["chunks_with_tissue"] * args.chunk_px**2 / 1e6 / wall, 3),
+        "bare_tiles_per_s": round(bare, 2), "engine_tiles_per_s": round(engine, 2),
+        "engine_tiles_per_s_incl_stitch": round(pred.tiles / wall, 2),
+        "engine_ratio": round(engine / bare, 3), "engine_ratio_incl_stitch": round(pred.tiles / wall / bare, 3),
+        "peak_rss_gb": round(rss.peak / 1e9, 3), "background_chunk_model_runs": background_runs[0],
+    }
+
+
+def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from model_forward import load
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=50_000, help="slide side in level-0 px")
+    ap.add_argument("--quick", action="store_true", help="only the given size, not 4× its area")
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--chunk-px", type=int, default=2048)
+    ap.add_argument("--bare-batches", type=int, default=12)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench_out")
+    args = ap.parse_args()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, name = load(args.model)
+    sizes = [args.size] if args.quick else [args.size, 2 * args.size]
+    for side in sizes:
+        print(json.dumps(run_one(side, args, model, name)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
