@@ -40,6 +40,9 @@ def load(model_name: str | None):
     from napari_glandseg.model import DEFAULT_MODEL, load_model
     from napari_glandseg.model.registry import bundled_weights_dir
 
+    import torch
+
+    torch.manual_seed(0)  # an untrained model is the same in every run
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = load_model(model_name, device="cpu")

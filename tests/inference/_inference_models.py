@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 
 from napari_glandseg.model.card import ModelCard
@@ -66,3 +69,33 @@ class FlakyOOMModel(ThresholdModel):
 def make_threshold_model(**kw) -> ThresholdModel:
     """Factory a dask worker can call (the model spec of the distributed tests)."""
     return ThresholdModel(**kw).eval()
+
+
+def disc_image(
+    height: int, width: int, discs: list[tuple[int, int, int]], tissue: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
+    """Glass (near white) with a pink tissue box (y0, x0, y1, x1) and dark discs (cy, cx, r).
+
+    Without ``tissue`` the whole image is pink.
+    """
+    img = np.full((height, width, 3), (200, 120, 180), np.uint8)
+    if tissue is not None:
+        y0, x0, y1, x1 = tissue
+        glass = np.full_like(img, 246)
+        glass[y0:y1, x0:x1] = img[y0:y1, x0:x1]
+        img = glass
+    yy, xx = np.mgrid[:height, :width]
+    for cy, cx, r in discs:
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = (60, 45, 75)
+    return img
+
+
+def write_disc_slide(path: Path, img: np.ndarray, mpp: float) -> Path:
+    """A lossless 2-level tiled pyramidal TIFF of ``img``."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/_pyramids.py
+    from _pyramids import write_pyramid_tiff
+
+    write_pyramid_tiff(path, img, n_levels=2, mpp=mpp, compression="zlib", tile=128)
+    return path

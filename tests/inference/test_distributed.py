@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _inference_models import ThresholdModel, make_threshold_model
-from conftest import disc_image, write_disc_slide
+from _inference_models import ThresholdModel, disc_image, make_threshold_model, write_disc_slide
 
 from napari_glandseg.inference import segment_many, segment_slide
 from napari_glandseg.inference.distributed_run import worker_stats

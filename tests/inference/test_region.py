@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import disc_image, write_disc_slide
+from _inference_models import disc_image, write_disc_slide
 from scipy import ndimage as ndi
 
 from napari_glandseg.errors import GlandsegError

@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _inference_models import ThresholdModel
-from conftest import disc_image, write_disc_slide
+from _inference_models import ThresholdModel, disc_image, write_disc_slide
 
 from napari_glandseg.inference import segment_slide
 from napari_glandseg.inference.chunks import RUN_DIR

@@ -6,8 +6,7 @@ import threading
 
 import numpy as np
 import pytest
-from _inference_models import ThresholdModel
-from conftest import disc_image, write_disc_slide
+from _inference_models import ThresholdModel, disc_image, write_disc_slide
 from scipy import ndimage as ndi
 
 from napari_glandseg.errors import Cancelled, GlandsegError

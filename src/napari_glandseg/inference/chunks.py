@@ -52,14 +52,17 @@ def needs_model(geom: ChunkGeom, tissue: np.ndarray, tissue_ds: float, factor: f
     return bool(tissue[y0:y1, x0:x1].any())
 
 
-def segment_chunk(slide: Any, predictor: Predictor, plan: RunPlan, geom: ChunkGeom) -> np.ndarray:
-    """Local instance labels (uint16-range int32) of the chunk's padded box."""
-    card = predictor.card
+def chunk_probabilities(slide: Any, predictor: Predictor, plan: RunPlan, geom: ChunkGeom) -> np.ndarray:
+    """Blended probabilities of the chunk's padded box (read at the model's µm/px)."""
     ph, pw = geom.padded_shape
-    rgb = slide.read_at_mpp(plan.level0_box(geom), card.mpp)
+    rgb = slide.read_at_mpp(plan.level0_box(geom), predictor.card.mpp)
     if rgb.shape[:2] != (ph, pw):  # reader rounding: fit the grid exactly
         rgb = resize_rgb(rgb, ph, pw)
-    probs = probabilities(rgb, predictor)
+    return probabilities(rgb, predictor)
+
+
+def chunk_instances(slide: Any, card: Any, geom: ChunkGeom, probs: np.ndarray) -> np.ndarray:
+    """Local instance labels (1..65535, int32) of the chunk's padded box."""
     local = probabilities_to_instances_keep_edges(probs, mpp=card.mpp, params=card.postprocess)
     if local.max() > LOCAL_MAX:
         raise GlandsegError(
@@ -69,15 +72,26 @@ def segment_chunk(slide: Any, predictor: Predictor, plan: RunPlan, geom: ChunkGe
     return local
 
 
-def run_chunk(slide: Any, predictor: Predictor | None, plan: RunPlan, geom: ChunkGeom, store: Any,
-              with_tissue: bool) -> dict[str, Any]:
-    """Segment (or, without tissue, zero-fill) one chunk and write it; returns a summary."""
+def finish_chunk(slide: Any, card: Any, plan: RunPlan, geom: ChunkGeom, store: Any,
+                 probs: np.ndarray) -> dict[str, Any]:
+    """Post-process a chunk's probabilities, write its seam file, then its labels (+ done log)."""
+    local = chunk_instances(slide, card, geom, probs)
     m = geom.margin
-    if not with_tissue or predictor is None:
-        store.write_chunk(geom.cy, geom.cx, np.zeros((geom.h, geom.w), np.int32))
-        return {"cy": geom.cy, "cx": geom.cx, "tissue": False, "objects": 0}
-    local = segment_chunk(slide, predictor, plan, geom)
     areas = write_seam(Path(plan.seam_dir), geom, local)
     core = to_global(local[m : m + geom.h, m : m + geom.w], geom.index)
     store.write_chunk(geom.cy, geom.cx, core)
     return {"cy": geom.cy, "cx": geom.cx, "tissue": True, "objects": len(areas)}
+
+
+def write_empty(geom: ChunkGeom, store: Any) -> dict[str, Any]:
+    store.write_chunk(geom.cy, geom.cx, np.zeros((geom.h, geom.w), np.int32))
+    return {"cy": geom.cy, "cx": geom.cx, "tissue": False, "objects": 0}
+
+
+def run_chunk(slide: Any, predictor: Predictor | None, plan: RunPlan, geom: ChunkGeom, store: Any,
+              with_tissue: bool) -> dict[str, Any]:
+    """Segment (or, without tissue, zero-fill) one chunk and write it; returns a summary."""
+    if not with_tissue or predictor is None:
+        return write_empty(geom, store)
+    probs = chunk_probabilities(slide, predictor, plan, geom)
+    return finish_chunk(slide, predictor.card, plan, geom, store, probs)

@@ -34,7 +34,14 @@ import numpy as np
 
 from napari_glandseg._atomic import write_json_atomic
 from napari_glandseg.errors import Cancelled, GlandsegError
-from napari_glandseg.inference.chunks import RUN_DIR, RunPlan, needs_model, run_chunk
+from napari_glandseg.inference.chunks import (
+    RUN_DIR,
+    RunPlan,
+    chunk_probabilities,
+    finish_chunk,
+    needs_model,
+    write_empty,
+)
 from napari_glandseg.inference.region import get_predictor, with_mpp
 from napari_glandseg.inference.stitch import ChunkGeom, apply_chunk_lut, build_lut, chunk_grid, chunk_luts
 
@@ -154,13 +161,37 @@ def stitch_store(store: Any, geoms: list[ChunkGeom], seam_dir: Path, card: Any,
 
 
 def _run_local(slide, predictor, plan, todo, with_tissue, store, progress, cancel, done, total) -> list[dict]:
-    summaries = []
-    for g in todo:
-        summaries.append(run_chunk(slide, predictor, plan, g, store, with_tissue[g.index]))
-        done += 1
-        _report(progress, done, total, "chunks")
-        if cancel is not None and cancel.is_set():
-            raise Cancelled(f"cancelled after {done}/{total} chunks; run again to resume")
+    """Chunks in order; post-processing and writing of chunk k overlap the model on chunk k+1.
+
+    One writer thread keeps the done log in chunk order and holds at most one chunk's
+    probabilities besides the one being predicted.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    summaries: list[dict] = []
+    pending = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="glandseg-finish") as pool:
+
+        def collect() -> None:
+            nonlocal done, pending
+            if pending is None:
+                return
+            summaries.append(pending.result())  # a failure in the writer surfaces here
+            pending = None
+            done += 1
+            _report(progress, done, total, "chunks")
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(f"cancelled after {done}/{total} chunks; run again to resume")
+
+        for g in todo:
+            if not with_tissue[g.index]:
+                collect()
+                pending = pool.submit(write_empty, g, store)
+                continue
+            probs = chunk_probabilities(slide, predictor, plan, g)
+            collect()
+            pending = pool.submit(finish_chunk, slide, predictor.card, plan, g, store, probs)
+        collect()
     return summaries
 
 
