@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from napari_glandseg.errors import GlandsegError
-from napari_glandseg.model import create_model, load_checkpoint, load_model, read_card, save_checkpoint
+from napari_glandseg.model import (
+    create_model,
+    load_checkpoint,
+    load_model,
+    read_card,
+    save_checkpoint,
+)
 
 
 @pytest.fixture

@@ -43,7 +43,13 @@ from napari_glandseg.inference.chunks import (
     write_empty,
 )
 from napari_glandseg.inference.region import get_predictor, with_mpp
-from napari_glandseg.inference.stitch import ChunkGeom, apply_chunk_lut, build_lut, chunk_grid, chunk_luts
+from napari_glandseg.inference.stitch import (
+    ChunkGeom,
+    apply_chunk_lut,
+    build_lut,
+    chunk_grid,
+    chunk_luts,
+)
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
