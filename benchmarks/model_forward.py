@@ -37,10 +37,10 @@ def tissue_tiles(n: int, tile_px: int) -> np.ndarray:
 
 def load(model_name: str | None):
     """The model and a name saying whether it is trained (untrained runs at the same speed)."""
+    import torch
+
     from napari_glandseg.model import DEFAULT_MODEL, load_model
     from napari_glandseg.model.registry import bundled_weights_dir
-
-    import torch
 
     torch.manual_seed(0)  # an untrained model is the same in every run
     with warnings.catch_warnings():

@@ -105,7 +105,6 @@ class PeakRSS:
 
 def run_one(side: int, args, model, name: str) -> dict:
     from model_forward import forward_rate
-
     from napari_glandseg.inference import segment_slide
     from napari_glandseg.inference.predictor import Predictor
     from napari_glandseg.slide import open_slide
