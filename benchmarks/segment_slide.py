@@ -118,10 +118,12 @@ def run_one(side: int, args, model, name: str) -> dict:
     read = slide.read_at_mpp
 
     def counting_read(box, target_mpp):
+        # tissue is decided per 512² level-0 tile (by its centre): test the tiles the box touches
         y, x, h, w = box
-        ys = np.linspace(max(y, 0), min(y + h, side) - 1, 24) / side
-        xs = np.linspace(max(x, 0), min(x + w, side) - 1, 24) / side
-        if not tissue_at(ys[:, None], xs[None, :]).any():
+        n = -(-side // TILE)
+        i = np.arange(max(0, int(y // TILE)), min(n, int(-(-(y + h) // TILE))))
+        j = np.arange(max(0, int(x // TILE)), min(n, int(-(-(x + w) // TILE))))
+        if not tissue_at((i[:, None] + 0.5) * TILE / side, (j[None, :] + 0.5) * TILE / side).any():
             background_runs[0] += 1
         return read(box, target_mpp)
 
