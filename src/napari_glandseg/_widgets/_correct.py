@@ -264,7 +264,8 @@ class CorrectWidget(QWidget):
             show_error("split: the line crosses no gland")
             return 0
         local = line - np.array([win[0].start, win[1].start])
-        return self._apply(lambda arr: split_gland(arr, label, local), win, what="split gland")
+        next_label = int(np.max(layer.data)) + 1  # layer-wide: the window's max could clash
+        return self._apply(lambda arr: split_gland(arr, label, local, next_label=next_label), win, what="split gland")
 
     def fill_holes(self) -> int:
         from napari_glandseg.labels.edit import fill_holes

@@ -1,0 +1,305 @@
+"""Exports of gland labels: training packages, OME-TIFF and OME-Zarr masks, measurement tables.
+
+Every writer builds its output under a temporary name beside the target and renames it into
+place when it is complete, so a failure never leaves a half-written file where a good one was.
+
+A **training package** is a folder that ``training/finetune.py`` reads unchanged::
+
+    manifest.json        slide (path, name, sha256, µm/px, shape), µm/px of the tiles, model,
+                         and one entry per reviewed region: its files, bounds and review record
+    images/NAME.png      RGB tile of the region at the package's µm/px
+    masks/NAME.png       its gland instances (16-bit PNG, consecutive ids per tile)
+    valid/NAME.png       255 where the labels were reviewed (ground truth), 0 elsewhere
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_glandseg._atomic import atomic_path, write_json_atomic
+from napari_glandseg.errors import GlandsegError
+
+PACKAGE_FORMAT = "glandseg-training-package"
+PACKAGE_VERSION = 1
+TIFF_TILE = 512
+MIN_TIFF_LEVEL = 512
+
+
+# -- training packages -------------------------------------------------------------------------
+
+
+def export_training_package(
+    out_dir: str | os.PathLike,
+    slide: Any,
+    store_or_labels: Any,
+    regions: Sequence[dict[str, Any]],
+    *,
+    mpp: float | None = None,
+    model_name: str | None = None,
+) -> Path:
+    """Write the reviewed ``regions`` of a label store (or labels array) as a training package.
+
+    Region ``bounds`` are ``[y, x, h, w]`` on the labels' own grid (store level 0, or the array).
+    The labels' grid is placed on the slide by µm/px (store) or by shape (array covering the
+    slide). Tiles are written at ``mpp`` µm/px (default: the labels' own).
+    """
+    if not regions:
+        raise GlandsegError(f"{out_dir}: no reviewed regions to export; commit corrections first")
+    grid = _LabelGrid.of(slide, store_or_labels)
+    out_mpp = float(mpp) if mpp else grid.mpp
+    ds_out = grid.level0_per_px * (out_mpp / grid.mpp) if (out_mpp and grid.mpp) else grid.level0_per_px
+    tiles = []
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        for sub in ("images", "masks", "valid"):
+            (tmp / sub).mkdir()
+        for i, region in enumerate(regions):
+            tile = _export_region(tmp, f"region_{i:04d}", slide, grid, region, ds_out)
+            if tile is not None:
+                tiles.append(tile)
+        if not tiles:
+            raise GlandsegError(f"{out_dir}: every reviewed region lies outside the labels")
+        manifest = {
+            "format": PACKAGE_FORMAT,
+            "version": PACKAGE_VERSION,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "slide": _slide_facts(slide),
+            "mpp": out_mpp,
+            "level0_per_px": ds_out,
+            "model": model_name,
+            "labels": grid.source,
+            "regions": tiles,
+        }
+        write_json_atomic(tmp / "manifest.json", manifest)
+    return Path(out_dir)
+
+
+class _LabelGrid:
+    """Where a label grid sits on a slide: level-0 px per label px, its µm/px, and a reader."""
+
+    def __init__(self, read: Any, shape: tuple[int, int], level0_per_px: float, mpp: float | None, source: str):
+        self.read, self.shape, self.level0_per_px, self.mpp, self.source = read, shape, level0_per_px, mpp, source
+
+    @classmethod
+    def of(cls, slide: Any, labels: Any) -> _LabelGrid:
+        h0 = float(slide.shape[0])
+        if hasattr(labels, "read_region"):  # a LabelStore
+            shape = tuple(int(s) for s in labels.levels[0].shape)
+            store_mpp = getattr(labels, "mpp", None)
+            f = store_mpp / slide.mpp if (store_mpp and slide.mpp) else h0 / shape[0]
+            mpp = store_mpp or (slide.mpp * f if slide.mpp else None)
+            return cls(lambda y, x, h, w: labels.read_region(y, x, h, w), shape, f, mpp, str(labels.path))
+        arr = np.asarray(labels)
+        if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
+            raise GlandsegError(f"labels must be a 2-D integer array or a LabelStore, got {arr.shape} {arr.dtype}")
+        f = h0 / arr.shape[0]
+
+        def read(y: int, x: int, h: int, w: int) -> np.ndarray:
+            out = np.zeros((h, w), np.int32)
+            part = arr[max(0, y) : y + h, max(0, x) : x + w]
+            out[max(0, -y) : max(0, -y) + part.shape[0], max(0, -x) : max(0, -x) + part.shape[1]] = part
+            return out
+
+        return cls(read, arr.shape, f, slide.mpp * f if slide.mpp else None, "array")
+
+
+def _export_region(folder: Path, name: str, slide: Any, grid: _LabelGrid, region: dict, ds_out: float) -> dict | None:
+    from napari_glandseg.inference.region import relabel_consecutive, resize_labels, resize_rgb
+
+    y, x, h, w = _clip_bounds(region, grid.shape)
+    if h <= 0 or w <= 0:
+        return None
+    f = grid.level0_per_px
+    bbox0 = (y * f, x * f, h * f, w * f)
+    out_h, out_w = max(1, round(h * f / ds_out)), max(1, round(w * f / ds_out))
+    rgb = _read_rgb(slide, bbox0, ds_out)
+    if rgb.shape[:2] != (out_h, out_w):
+        rgb = resize_rgb(rgb, out_h, out_w)
+    labels = relabel_consecutive(resize_labels(grid.read(y, x, h, w), out_h, out_w))
+    if labels.max() > np.iinfo(np.uint16).max:
+        raise GlandsegError(f"{name}: more than 65535 glands in one region; review smaller regions")
+    _save_png(folder / "images" / f"{name}.png", rgb)
+    _save_png(folder / "masks" / f"{name}.png", labels.astype(np.uint16))
+    _save_png(folder / "valid" / f"{name}.png", np.full((out_h, out_w), 255, np.uint8))
+    return {
+        "name": name,
+        "image": f"images/{name}.png",
+        "mask": f"masks/{name}.png",
+        "valid": f"valid/{name}.png",
+        "bounds": [y, x, h, w],
+        "bounds_level0": [round(v, 3) for v in bbox0],
+        "n_glands": int(labels.max()),
+        "review": {k: v for k, v in region.items() if k not in ("bounds", "patch")},
+    }
+
+
+def _clip_bounds(region: dict, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    try:
+        y, x, h, w = (int(v) for v in region["bounds"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise GlandsegError(f"a reviewed region needs bounds [y, x, h, w], got {region!r}") from exc
+    y0, x0 = max(0, y), max(0, x)
+    return y0, x0, min(shape[0], y + h) - y0, min(shape[1], x + w) - x0
+
+
+def _read_rgb(slide: Any, bbox0: tuple[float, ...], ds: float) -> np.ndarray:
+    """The level-0 box at ``ds`` level-0 px per output px (works when the slide's µm/px is unknown)."""
+    if slide.mpp:
+        return slide.read_at_mpp(bbox0, slide.mpp * ds)
+    import copy
+
+    unit = copy.copy(slide)
+    unit.mpp = 1.0
+    return unit.read_at_mpp(bbox0, ds)
+
+
+def _slide_facts(slide: Any) -> dict[str, Any]:
+    path = Path(str(slide.path))
+    return {
+        "path": str(path.resolve()) if path.exists() else str(path),
+        "name": getattr(slide, "name", path.name),
+        "sha256": sha256_file(path) if path.is_file() else None,
+        "mpp": slide.mpp,
+        "shape": [int(s) for s in slide.shape],
+    }
+
+
+def sha256_file(path: str | os.PathLike, block: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _save_png(path: Path, arr: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(arr).save(path)
+
+
+def read_training_package(folder: str | os.PathLike) -> list[dict[str, Any]]:
+    """The tiles of a training package: ``image`` (H×W×3 uint8), ``mask`` (int32 instances),
+    ``valid`` (uint8, >0 where reviewed), ``mpp``, ``name``. Errors name the offending file."""
+    from PIL import Image
+
+    folder = Path(folder)
+    manifest_path = folder / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise GlandsegError(f"{manifest_path}: missing; {folder} is not a training package") from exc
+    except json.JSONDecodeError as exc:
+        raise GlandsegError(f"{manifest_path}: not valid JSON ({exc})") from exc
+    if manifest.get("format") != PACKAGE_FORMAT or not isinstance(manifest.get("regions"), list):
+        raise GlandsegError(f"{manifest_path}: not a {PACKAGE_FORMAT} manifest")
+    items = []
+    for entry in manifest["regions"]:
+        arrays = {}
+        for key in ("image", "mask", "valid"):
+            path = folder / entry[key]
+            try:
+                with Image.open(path) as img:
+                    arrays[key] = np.asarray(img.convert("RGB") if key == "image" else img)
+            except (FileNotFoundError, OSError) as exc:
+                raise GlandsegError(f"{path}: cannot read the {key} of region {entry.get('name')} ({exc})") from exc
+        if not arrays["image"].shape[:2] == arrays["mask"].shape == arrays["valid"].shape:
+            raise GlandsegError(f"{folder / entry['mask']}: image, mask and valid sizes differ")
+        items.append({
+            "name": f"{folder.name}_{entry.get('name', len(items))}",
+            "image": arrays["image"],
+            "mask": arrays["mask"].astype(np.int32),
+            "valid": arrays["valid"].astype(np.uint8),
+            "mpp": manifest.get("mpp"),
+        })
+    return items
+
+
+# -- masks -----------------------------------------------------------------------------------------
+
+
+def _check_labels(labels: Any, path: Any) -> Any:
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        raise GlandsegError(f"{path}: expected 2-D integer labels, got shape {labels.shape} dtype {labels.dtype}")
+    return labels
+
+
+def _check_mpp(mpp: float | None, path: Any) -> float:
+    if mpp is None or not float(mpp) > 0:
+        raise GlandsegError(f"{path}: the labels' µm/px must be a positive number, got {mpp!r}")
+    return float(mpp)
+
+
+def write_ome_tiff_mask(path: str | os.PathLike, labels: Any, mpp: float) -> Path:
+    """A tiled, pyramidal (SubIFDs) OME-TIFF of the labels (uint32, zlib) with µm/px in its metadata."""
+    import tifffile
+
+    labels = _check_labels(np.asarray(labels), path)
+    mpp = _check_mpp(mpp, path)
+    data = labels.astype(np.uint32, copy=False)
+    pyramid = [data]
+    while max(pyramid[-1].shape) > MIN_TIFF_LEVEL:
+        pyramid.append(pyramid[-1][::2, ::2])
+    tile = (TIFF_TILE, TIFF_TILE) if min(data.shape) >= TIFF_TILE else None
+    with atomic_path(path) as tmp:
+        with tifffile.TiffWriter(tmp, bigtiff=data.nbytes > 2**31, ome=True) as tif:
+            meta = {"axes": "YX", "PhysicalSizeX": mpp, "PhysicalSizeY": mpp,
+                    "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm", "Name": Path(path).name}
+            opts = {"tile": tile, "compression": "zlib", "photometric": "minisblack"}
+            tif.write(pyramid[0], subifds=len(pyramid) - 1, metadata=meta,
+                      resolution=(1e4 / mpp, 1e4 / mpp), resolutionunit="CENTIMETER", **opts)
+            for k, level in enumerate(pyramid[1:], start=1):
+                small = tile if min(level.shape) >= TIFF_TILE else None
+                tif.write(level, subfiletype=1, metadata=None, resolution=(1e4 / (mpp * 2**k),) * 2,
+                          resolutionunit="CENTIMETER", **{**opts, "tile": small})
+    return Path(path)
+
+
+def write_ome_zarr_labels(path: str | os.PathLike, labels: Any, mpp: float, *, source: str | None = None) -> Path:
+    """OME-Zarr (NGFF 0.5) label pyramid of a 2-D labels array (numpy or dask), written block-wise."""
+    from napari_glandseg.labels.store import LabelStore
+
+    labels = _check_labels(labels, path)
+    mpp = _check_mpp(mpp, path)
+    with atomic_path(path, is_dir=True) as tmp:
+        store = LabelStore.create(tmp, labels.shape, mpp=mpp, source=source)
+        step = store.chunk_px * 4
+        for y in range(0, labels.shape[0], step):
+            for x in range(0, labels.shape[1], step):
+                block = np.asarray(labels[y : y + step, x : x + step])
+                store.levels[0][y : y + block.shape[0], x : x + block.shape[1]] = block.astype(np.int32)
+        store.build_pyramid()
+    return Path(path)
+
+
+# -- tables ------------------------------------------------------------------------------------------
+
+
+def write_measurements_csv(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> Path:
+    """One row per gland; the standard columns first, in their order, then any others."""
+    from napari_glandseg.labels.measure import MEASUREMENT_COLUMNS
+
+    rows = list(rows)
+    extra = [k for r in rows for k in r if k not in MEASUREMENT_COLUMNS]
+    columns = list(MEASUREMENT_COLUMNS) + list(dict.fromkeys(extra))
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            for r in rows:
+                writer.writerow({k: _fmt(v) for k, v in r.items()})
+    return Path(path)
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float | np.floating):
+        return f"{float(value):.6g}"
+    return value

@@ -1,0 +1,141 @@
+"""Exports: training packages (round trip through the reader), OME-TIFF / OME-Zarr masks, CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_glandseg.errors import GlandsegError
+from napari_glandseg.inference.region import resize_labels
+from napari_glandseg.labels.export import (
+    export_training_package,
+    read_training_package,
+    sha256_file,
+    write_measurements_csv,
+    write_ome_tiff_mask,
+    write_ome_zarr_labels,
+)
+from napari_glandseg.labels.metrics import to_instances
+from napari_glandseg.labels.store import LabelStore
+from napari_glandseg.slide import open_slide
+
+
+@pytest.fixture
+def glas(shared_data):
+    image = sorted((shared_data / "glas" / "train" / "images").glob("*.png"))[0]
+    mask = shared_data / "glas" / "train" / "masks" / image.name
+    return image, to_instances(np.asarray(Image.open(mask)))
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to renumbering of the instances."""
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return len(pairs[0]) == len(np.unique(pairs[0])) == len(np.unique(pairs[1])) and ((pairs[0] == 0) == (pairs[1] == 0)).all()
+
+
+def test_package_from_a_labels_array_at_half_resolution(glas, tmp_path):
+    image_path, labels = glas
+    slide = open_slide(image_path, mpp=0.62)
+    h, w = labels.shape
+    regions = [{"bounds": [0, 0, h // 2, w // 2], "time": "t1", "model": "m"},
+               {"bounds": [h // 2, w // 3, h, w], "time": "t2", "model": "m"}]  # runs past the edge: clipped
+    out = export_training_package(tmp_path / "pkg", slide, labels, regions, mpp=1.24, model_name="m")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["mpp"] == 1.24 and manifest["model"] == "m"
+    assert manifest["slide"]["sha256"] == sha256_file(image_path) and manifest["slide"]["mpp"] == 0.62
+    assert [r["bounds"] for r in manifest["regions"]] == [[0, 0, h // 2, w // 2], [h // 2, w // 3, h - h // 2, w - w // 3]]
+    items = read_training_package(out)
+    assert len(items) == 2
+    rgb = np.asarray(Image.open(image_path).convert("RGB"))
+    for item, (y, x, hh, ww) in zip(items, [r["bounds"] for r in manifest["regions"]], strict=True):
+        oh, ow = round(hh / 2), round(ww / 2)
+        assert item["image"].shape == (oh, ow, 3) and item["mask"].shape == (oh, ow) and item["mpp"] == 1.24
+        assert (item["valid"] > 0).all()
+        assert _same_partition(item["mask"], resize_labels(labels[y : y + hh, x : x + ww], oh, ow))
+        expected = np.asarray(Image.fromarray(rgb[y : y + hh, x : x + ww]).resize((ow, oh), Image.Resampling.BILINEAR))
+        assert np.abs(item["image"].astype(int) - expected).mean() < 3  # the same tissue, resampled
+
+
+def test_package_from_a_store_uses_its_grid_and_review_log(glas, tmp_path):
+    image_path, labels = glas
+    slide = open_slide(image_path, mpp=0.62)
+    small = resize_labels(labels, labels.shape[0] // 2, labels.shape[1] // 2)
+    store = LabelStore.create(tmp_path / "s.zarr", small.shape, mpp=1.24, chunk_px=128)
+    store.write_region(10, 20, small[10:110, 20:180], reviewed_by="me", model="glandseg_small")
+    out = export_training_package(tmp_path / "pkg", slide, store, store.reviewed_regions(), model_name="glandseg_small")
+    [item] = read_training_package(out)
+    assert item["mask"].shape == (100, 160) and item["mpp"] == 1.24
+    assert _same_partition(item["mask"], small[10:110, 20:180])
+    review = json.loads((out / "manifest.json").read_text())["regions"][0]
+    assert review["review"]["reviewed_by"] == "me" and review["bounds_level0"] == [20, 40, 200, 320]
+
+
+def test_package_errors_name_the_problem(glas, tmp_path):
+    image_path, labels = glas
+    slide = open_slide(image_path, mpp=0.62)
+    with pytest.raises(GlandsegError, match="no reviewed regions"):
+        export_training_package(tmp_path / "a", slide, labels, [], mpp=1.24)
+    with pytest.raises(GlandsegError, match="outside"):
+        export_training_package(tmp_path / "b", slide, labels, [{"bounds": [5000, 5000, 10, 10]}], mpp=1.24)
+    assert not (tmp_path / "b").exists()  # nothing half-written
+    with pytest.raises(GlandsegError, match="manifest.json"):
+        read_training_package(tmp_path)
+    out = export_training_package(tmp_path / "c", slide, labels, [{"bounds": [0, 0, 64, 64]}], mpp=1.24)
+    (out / "masks" / "region_0000.png").unlink()
+    with pytest.raises(GlandsegError, match="region_0000.png"):
+        read_training_package(out)
+
+
+def _blobs() -> np.ndarray:
+    labels = np.zeros((1500, 1100), np.int32)
+    labels[100:300, 200:500] = 3
+    labels[900:1400, 50:300] = 70000  # beyond uint16
+    return labels
+
+
+def test_ome_tiff_mask_is_pyramidal_with_physical_size(tmp_path):
+    import tifffile
+
+    labels = _blobs()
+    path = write_ome_tiff_mask(tmp_path / "m.ome.tif", labels, 0.5)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_ome
+        series = tif.series[0]
+        np.testing.assert_array_equal(series.levels[0].asarray(), labels)
+        assert [lv.shape for lv in series.levels] == [(1500, 1100), (750, 550), (375, 275)]
+        np.testing.assert_array_equal(series.levels[1].asarray(), labels[::2, ::2])
+        assert 'PhysicalSizeX="0.5"' in tif.ome_metadata
+
+
+def test_ome_zarr_labels_round_trip(tmp_path):
+    labels = _blobs()
+    path = write_ome_zarr_labels(tmp_path / "m.ome.zarr", labels, 0.5)
+    store = LabelStore.open(path, read_only=True)
+    np.testing.assert_array_equal(store.levels[0][:], labels)
+    np.testing.assert_array_equal(store.levels[1][:], labels[::2, ::2])
+    assert store.mpp == 0.5
+
+
+def test_a_failed_export_leaves_the_previous_file(tmp_path):
+    good = write_ome_tiff_mask(tmp_path / "m.ome.tif", _blobs(), 0.5)
+    before = good.read_bytes()
+    with pytest.raises(GlandsegError, match="m.ome.tif"):
+        write_ome_tiff_mask(good, np.zeros((4, 4), np.float32), 0.5)
+    with pytest.raises(GlandsegError, match="µm/px"):
+        write_ome_tiff_mask(good, _blobs(), None)
+    assert good.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ome.tif"]  # no temporary left behind
+
+
+def test_measurements_csv(tmp_path):
+    rows = [{"label": 2, "area_um2": 12.3456789, "perimeter_um": 5.0, "extra": "x"}, {"label": 5, "area_um2": 1.0}]
+    path = write_measurements_csv(tmp_path / "t.csv", rows)
+    read = list(csv.DictReader(open(path, encoding="utf-8")))
+    assert [r["label"] for r in read] == ["2", "5"]
+    assert float(read[0]["area_um2"]) == pytest.approx(12.3457, rel=1e-5) and read[0]["extra"] == "x"
+    header = next(csv.reader(open(path, encoding="utf-8")))
+    assert header[0] == "label" and header[-1] == "extra"
