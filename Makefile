@@ -36,8 +36,11 @@ demo: setup
 		$(BIN)/python -m napari_glandseg.demo --headless --out demo_out; \
 	fi
 
+# Everything offscreen; then the screenshot test on a real X server (pytest-xvfb starts Xvfb),
+# since Qt's offscreen platform gives the napari canvas no OpenGL to draw with.
 test: setup
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	QT_QPA_PLATFORM=xcb $(BIN)/python -m pytest -q tests/widgets/test_screenshot.py
 
 bench: setup
 	for b in benchmarks/*.py; do $(BIN)/python $$b; done

@@ -19,6 +19,8 @@ from scipy import ndimage as ndi
 from skimage.draw import line as draw_line
 from skimage.segmentation import watershed
 
+from napari_glandseg.labels._objects import gland_objects
+
 __all__ = [
     "delete_gland",
     "fill_holes",
@@ -186,21 +188,9 @@ def fill_holes(labels: np.ndarray) -> np.ndarray:
     """
     arr = _check_labels(labels)
     out = arr.copy()
-    for label, box in _objects(arr):
+    for label, box in gland_objects(arr):
         _fill_holes_of(arr, out, label, box)
     return out
-
-
-def _objects(arr: np.ndarray) -> list[tuple[int, tuple[slice, slice]]]:
-    """``(label, bounding box)`` of every gland, via ``find_objects`` (on compacted ids if sparse)."""
-    if arr.size == 0 or int(arr.max()) <= 2 * arr.size:
-        boxes = ndi.find_objects(arr)
-        return [(i + 1, box) for i, box in enumerate(boxes) if box is not None]
-    ids, inverse = np.unique(arr, return_inverse=True)  # huge sparse ids: avoid a giant box list
-    if ids[0] != 0:
-        ids, inverse = np.concatenate([[0], ids]), inverse + 1
-    boxes = ndi.find_objects(inverse.reshape(arr.shape))
-    return [(int(ids[i + 1]), box) for i, box in enumerate(boxes) if box is not None]
 
 
 def _fill_holes_of(arr: np.ndarray, out: np.ndarray, label: int, box: tuple[slice, slice]) -> None:
