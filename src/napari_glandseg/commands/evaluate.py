@@ -97,6 +97,9 @@ def evaluate_folder(images: Path, masks: Path, *, model: Any = None, mpp: float 
         if progress is not None:
             progress(i + 1, len(pairs), img_path.name)
     overall = {k: _mean([r[k] for r in rows]) for k in METRICS}
+    # GlaS-style F1 over the whole set: true positives, predictions and glands pooled
+    n_obj = sum(r["n_pred"] + r["n_true"] for r in rows)
+    overall["object_f1_pooled"] = 2 * sum(r["n_tp"] for r in rows) / n_obj if n_obj else None
     overall["images"] = len(rows)
     return {"per_image": rows, "overall": overall, "model": predictor.card.name}
 

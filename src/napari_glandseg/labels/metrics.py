@@ -61,18 +61,22 @@ def object_f1(pred: np.ndarray, gt: np.ndarray) -> float:
     return _f1(_Overlap(pred, gt))
 
 
+def _true_positives(o: _Overlap) -> int:
+    """Ground-truth objects matched (≥ 50 % covered) by a prediction; duplicates count once."""
+    n_p, n_g = len(o.p_ids), len(o.g_ids)
+    if n_p == 0 or n_g == 0:
+        return 0
+    best = o.inter.argmax(1)
+    hit = o.inter[np.arange(n_p), best] / o.g_area[best] >= 0.5
+    return len(np.unique(best[hit]))
+
+
 def _f1(o: _Overlap) -> float:
+    # 2TP + FP + FN = n_pred + n_true (unmatched and duplicate predictions are false positives)
     n_p, n_g = len(o.p_ids), len(o.g_ids)
     if n_p == 0 and n_g == 0:
         return 1.0
-    if n_p == 0 or n_g == 0:
-        return 0.0
-    best = o.inter.argmax(1)
-    hit = o.inter[np.arange(n_p), best] / o.g_area[best] >= 0.5
-    tp = len(np.unique(best[hit]))
-    fp = n_p - int(hit.sum()) + (int(hit.sum()) - tp)  # duplicate matches count as false positives
-    fn = n_g - tp
-    return float(2 * tp / (2 * tp + fp + fn))
+    return float(2 * _true_positives(o) / (n_p + n_g))
 
 
 def object_dice(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -161,4 +165,5 @@ def evaluate_pair(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
         "object_hausdorff": _object_hausdorff(o),
         "n_pred": len(o.p_ids),
         "n_true": len(o.g_ids),
+        "n_tp": _true_positives(o),
     }
