@@ -22,7 +22,7 @@ def blob_labels(shape: tuple[int, int], blobs: list[tuple[int, int, int, int]], 
     """Labels 1..n on a grid of ``step`` level-0 px per pixel: one rectangle per level-0 blob."""
     out = np.zeros(shape, np.int32)
     for i, (y, x, h, w) in enumerate(blobs, start=1):
-        out[int(y / step) : int((y + h) / step), int(x / step) : int((x + w) / step)] = i
+        out[max(0, int(y / step)) : max(0, int((y + h) / step)), max(0, int(x / step)) : max(0, int((x + w) / step))] = i
     return out
 
 

@@ -26,9 +26,9 @@ def setup(make_napari_viewer, tmp_path, synth_slide):
     shutil.copy(synth_slide, slide)
     viewer = make_napari_viewer()
     [image] = viewer.open(slide, plugin="napari-glandseg")
-    # a view-sized result that does not start at the origin (odd offset, model grid 2 px)
-    origin0 = (300, 500)
-    labels = blob_labels((SYNTH_SHAPE[0] // 2, SYNTH_SHAPE[1] // 2), [(y - 300, x - 500, h, w) for y, x, h, w in BLOBS], 2.0)
+    # a view-sized result that does not start at the slide's origin (model grid 2 px), holding all blobs
+    origin0 = (300, 200)
+    labels = blob_labels((SYNTH_SHAPE[0] // 2, SYNTH_SHAPE[1] // 2), [(y - 300, x - 200, h, w) for y, x, h, w in BLOBS], 2.0)
     layer = gland_layer(viewer, image, labels[:700, :900], step=2.0, origin0=origin0)
     widget = ExportWidget(viewer)
     widget.out_edit.setText(str(tmp_path / "out"))

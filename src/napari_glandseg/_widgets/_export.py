@@ -125,7 +125,7 @@ class ExportWidget(QWidget):
 
     def export_training(self, out_dir: str | Path | None = None) -> Any:
         """Export the reviewed regions of the active layer's store as a training package."""
-        from napari_glandseg._widgets._training import export_reviewed
+        from napari_glandseg._widgets._training import export_reviewed, reviewed_store
 
         layer = self._layer()
         meta = lm.get_meta(layer.metadata) if layer is not None else None
@@ -133,6 +133,11 @@ class ExportWidget(QWidget):
             return None
         if not meta or not meta.get("store"):
             show_error(f"{layer.name}: not a gland layer from this plugin (no label store)")
+            return None
+        try:
+            reviewed_store(meta)
+        except Exception as exc:
+            show_error(f"Export for retraining: {exc}")
             return None
         target = Path(out_dir) if out_dir else self.out_dir(layer) / f"{meta['slide_name']}.training"
         return self.jobs.start(
@@ -191,6 +196,9 @@ class ExportWidget(QWidget):
                                       scale=scale, translate=translate, metadata={lm.KEY: meta})
 
 
+IMPORT_MARGIN_PX = 32
+
+
 def _polygon_extent(fc: dict) -> tuple[tuple[int, int], tuple[float, float]]:
     """((h, w), (y, x)): a level-0 pixel box around all polygon coordinates (x, y in GeoJSON)."""
     xs, ys = [], []
@@ -207,8 +215,10 @@ def _polygon_extent(fc: dict) -> tuple[tuple[int, int], tuple[float, float]]:
         walk((feat.get("geometry") or {}).get("coordinates", []))
     if not xs:
         raise ValueError("the GeoJSON has no polygon coordinates")
-    y0, x0 = math.floor(min(ys)), math.floor(min(xs))
-    return (math.ceil(max(ys)) - y0 + 1, math.ceil(max(xs)) - x0 + 1), (float(y0), float(x0))
+    # a margin around the glands, so that there is room to paint next to them
+    y0, x0 = max(0, math.floor(min(ys)) - IMPORT_MARGIN_PX), max(0, math.floor(min(xs)) - IMPORT_MARGIN_PX)
+    y1, x1 = math.ceil(max(ys)) + IMPORT_MARGIN_PX, math.ceil(max(xs)) + IMPORT_MARGIN_PX
+    return (y1 - y0, x1 - x0), (float(y0), float(x0))
 
 
 def _safe(name: str) -> str:

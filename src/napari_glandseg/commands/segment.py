@@ -147,7 +147,8 @@ def segment_one(path: str, args: argparse.Namespace, *, model: Any, region, clie
             region_info = {"bbox0": list(res.bbox0), "scale": res.scale, "translate": list(res.translate)}
     t_seg = time.perf_counter() - t0
     t1 = time.perf_counter()
-    glands = _outputs.write_tables(store, out_dir, factor=factor, mpp=model_mpp, geojson=args.geojson)
+    glands = _outputs.write_tables(store, out_dir, factor=factor, mpp=model_mpp, geojson=args.geojson,
+                                   slide_shape=slide.shape)
     summary = {
         "slide": str(slide.path), "slide_mpp": slide.mpp, "slide_shape": list(slide.shape),
         "model": card_name, "model_mpp": model_mpp, "downsample": factor, "glands": glands,

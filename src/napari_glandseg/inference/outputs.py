@@ -7,7 +7,6 @@ margin so that it is whole. Glands keep their store ids in the GeoJSON and the C
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,61 +67,42 @@ def iter_blocks(store: Any, block: int = BLOCK_PX, margin: int = MARGIN_PX) -> I
             yield y0, x0, lut[local], ids[keep]
 
 
-def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call ``fn`` with the keyword arguments it accepts."""
-    params = inspect.signature(fn).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-    return fn(*args, **kwargs)
+def _relabel(rows: list[dict], fc: dict | None, ids: np.ndarray) -> tuple[list[dict], list[dict]]:
+    """Block-local labels (1..n) back to store ids in measurement rows and GeoJSON properties."""
+    rows = [{**r, "label": int(ids[int(r["label"]) - 1])} for r in rows]
+    features = []
+    for feat in (fc or {}).get("features", []):
+        props = feat["properties"]
+        props["label"] = int(ids[int(props["label"]) - 1])
+        props["name"] = f"Gland {props['label']}"
+        features.append(feat)
+    return rows, features
 
 
-def _relabel_rows(rows: list[dict], ids: np.ndarray, y0: float, x0: float, factor: float,
-                  placed: bool) -> list[dict]:
-    out = []
-    for r in rows:
-        r = dict(r)
-        r["label"] = int(ids[int(r["label"]) - 1])
-        if not placed and "centroid_y" in r:  # block px → level-0 px (pixel centres)
-            r["centroid_y"] = (y0 + r["centroid_y"] + 0.5) * factor - 0.5
-            r["centroid_x"] = (x0 + r["centroid_x"] + 0.5) * factor - 0.5
-        out.append(r)
-    return out
+def write_tables(store: Any, out_dir: Path, *, factor: float, mpp: float, geojson: bool = True,
+                 slide_shape: tuple[int, int] | None = None) -> int:
+    """Write ``measurements.csv`` (and ``glands.geojson``) for a store; returns the gland count.
 
-
-def _relabel_features(fc: dict, ids: np.ndarray) -> list[dict]:
-    feats = []
-    for feat in fc.get("features", []):
-        props = feat.setdefault("properties", {})
-        for key in ("label", "id", "gland_id"):
-            if isinstance(props.get(key), int | np.integer) and 0 < props[key] <= len(ids):
-                props[key] = int(ids[int(props[key]) - 1])
-        if isinstance(feat.get("id"), int):
-            feat["id"] = int(ids[feat["id"] - 1])
-        feats.append(feat)
-    return feats
-
-
-def write_tables(store: Any, out_dir: Path, *, factor: float, mpp: float, geojson: bool = True) -> int:
-    """Write ``measurements.csv`` (and ``glands.geojson``) for a store; returns the gland count."""
+    ``slide_shape`` (level-0 h, w) keeps polygons on the slide (the store grid may overhang it).
+    """
     from napari_glandseg.labels import geojson as gj
-    from napari_glandseg.labels import measure
+    from napari_glandseg.labels.export import write_measurements_csv
+    from napari_glandseg.labels.measure import measure_glands
 
-    write_csv = getattr(measure, "write_measurements_csv", None)
-    if write_csv is None:
-        from napari_glandseg.labels.export import write_measurements_csv as write_csv
     rows: list[dict] = []
     features: list[dict] = []
-    placed = "offset" in inspect.signature(measure.measure_glands).parameters
     for y0, x0, local, ids in iter_blocks(store):
         offset = (y0 * factor, x0 * factor)  # level-0 px of the block's top-left corner
-        block_rows = _call(measure.measure_glands, local, mpp, offset=offset, scale=factor)
-        block_rows = _relabel_rows(block_rows, ids, y0, x0, factor, placed)
-        rows.extend(block_rows)
+        local_rows = measure_glands(local, mpp, offset=offset, scale=factor)
+        fc = None
         if geojson:
-            fc = _call(gj.labels_to_features, local, scale=factor, offset=offset, measurements=block_rows)
-            features.extend(_relabel_features(fc, ids))
+            fc = gj.labels_to_features(local, scale=factor, offset=offset, measurements=local_rows,
+                                       clip_to=slide_shape)
+        block_rows, block_features = _relabel(local_rows, fc, ids)
+        rows.extend(block_rows)
+        features.extend(block_features)
     rows.sort(key=lambda r: r["label"])
-    write_csv(out_dir / "measurements.csv", rows)
+    write_measurements_csv(out_dir / "measurements.csv", rows)
     if geojson:
         gj.write_geojson(out_dir / "glands.geojson", {"type": "FeatureCollection", "features": features})
     return len(rows)

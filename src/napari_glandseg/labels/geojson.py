@@ -51,6 +51,7 @@ def labels_to_features(
     measurements: list[dict] | None = None,
     classification: str | None = "Gland",
     color: tuple[int, int, int] = DEFAULT_COLOR,
+    clip_to: tuple[float, float] | None = None,
 ) -> dict:
     """A GeoJSON FeatureCollection with one QuPath object per gland (label > 0), in label order.
 
@@ -58,6 +59,8 @@ def labels_to_features(
     label grid's top-left corner. ``object_type`` is QuPath's "annotation" or "detection".
     ``measurements`` are rows with a ``"label"`` key (as :func:`measure.measure_glands` returns);
     each feature gets its row's finite numbers as ``properties.measurements``.
+    ``clip_to`` (height, width) clips coordinates to the slide: the last label pixels of a grid
+    that does not divide the slide reach up to one label pixel past its edge.
     """
     labels = _check_labels(labels)
     scale = _check_scale(scale)
@@ -70,6 +73,8 @@ def labels_to_features(
     for label, box in gland_objects(labels):
         mask = labels[box] == label
         polygons = mask_to_polygons(mask, scale=scale, offset=(oy + box[0].start * scale, ox + box[1].start * scale))
+        if clip_to is not None:
+            polygons = _clip(polygons, clip_to)
         properties = _feature_properties(label, object_type, classification, color, by_label.get(label))
         features.append(
             {
@@ -120,6 +125,14 @@ def _measurements_by_label(rows: list[dict] | None) -> dict[int, dict]:
 
 
 # --------------------------------------------------------------------------- files
+
+
+def _clip(polygons: list[PolygonCoords], clip_to: tuple[float, float]) -> list[PolygonCoords]:
+    """Clamp coordinates to [0, width] × [0, height] (moves only edges lying past the bound)."""
+    h, w = (float(v) for v in clip_to)
+    return [
+        [[[min(max(x, 0.0), w), min(max(y, 0.0), h)] for x, y in ring] for ring in polygon] for polygon in polygons
+    ]
 
 
 def write_geojson(path: str | os.PathLike, fc: dict) -> Path:

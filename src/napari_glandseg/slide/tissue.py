@@ -20,7 +20,7 @@ def tissue_mask(
     *,
     mask_mpp: float = 16.0,
     margin_um: float = 128.0,
-    min_area_um2: float = 50_000.0,
+    min_area_um2: float = 5_000.0,  # ≈ a 70 µm speck: dust goes, a lone gland-sized fragment stays
 ) -> tuple[np.ndarray, float]:
     """Boolean tissue mask at about ``mask_mpp`` µm/px, and its downsample (level-0 px per mask px).
 
