@@ -72,7 +72,6 @@ def export_half_reviewed_package(folder: Path, out: Path, seed: int) -> Path:
     """Export the first GlaS image of ``folder`` (all reviewed) with the package API, then make
     the right half of every tile unreviewed (valid = 0) and fill its labels with garbage."""
     from napari_glandseg.labels.export import export_training_package
-
     from napari_glandseg.slide import open_slide
 
     path = sorted((folder / "images").glob("*.png"))[0]

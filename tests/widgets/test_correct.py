@@ -130,9 +130,8 @@ def test_paint_commit_autosaves_and_logs_review(setup, qtbot, slide_copy):
 
 
 def test_edit_view_of_whole_slide_store_and_commit(setup, qtbot, slide_copy):
-    from napari_glandseg.labels.store import LabelStore
-
     from napari_glandseg._widgets._slides import slide_ref, store_layer_kwargs
+    from napari_glandseg.labels.store import LabelStore
 
     viewer, image, layer, widget = setup
     store_path = slide_copy.parent / "synth.glandseg.zarr"
