@@ -11,6 +11,7 @@ import torch
 
 import convert_checkpoint
 import evaluate
+import ship_model
 from napari_glandseg.model import create_model, load_checkpoint, save_checkpoint
 from napari_glandseg.model.registry import bundled_weights_dir
 
@@ -41,15 +42,19 @@ def test_convert_refuses_wrong_shapes_and_code(tmp_path, capsys):
     assert not (tmp_path / "y.safetensors").exists()
 
 
-def test_evaluate_writes_per_image_and_overall_json(mini_glas, tmp_path):
-    torch.manual_seed(0)
-    save_checkpoint(create_model("glandseg_tiny"), tmp_path / "tiny")
-    folder = tmp_path / "two"
+def _two_images(mini_glas, folder):
     (folder / "images").mkdir(parents=True)
     (folder / "masks").mkdir()
     for p in sorted((mini_glas / "images").glob("*.png"))[:2]:
         shutil.copy(p, folder / "images")
         shutil.copy(mini_glas / "masks" / p.name, folder / "masks")
+    return folder
+
+
+def test_evaluate_writes_per_image_and_overall_json(mini_glas, tmp_path):
+    torch.manual_seed(0)
+    save_checkpoint(create_model("glandseg_tiny"), tmp_path / "tiny")
+    folder = _two_images(mini_glas, tmp_path / "two")
     out = tmp_path / "metrics.json"
     assert evaluate.main([str(tmp_path / "tiny.safetensors"), str(folder), "--mpp", "0.62", "--json", str(out),
                           "--device", "cpu"]) == 0
@@ -58,6 +63,27 @@ def test_evaluate_writes_per_image_and_overall_json(mini_glas, tmp_path):
     for key in ("pixel_dice", "pixel_iou", "object_f1", "object_dice", "object_hausdorff", "pixel_dice_pooled"):
         assert key in result["overall"]
     assert 0.0 <= result["overall"]["pixel_dice"] <= 1.0
+
+
+def test_ship_writes_fp16_weights_with_test_metrics_and_a_model_card(mini_glas, tmp_path):
+    from safetensors import safe_open
+
+    torch.manual_seed(0)
+    save_checkpoint(create_model("glandseg_tiny"), tmp_path / "trained")
+    folder = _two_images(mini_glas, tmp_path / "two")
+    out = tmp_path / "weights"
+    out.mkdir()
+    result = ship_model.ship(tmp_path / "trained.safetensors", folder, name="glandseg_tiny", out_dir=out)
+    with safe_open(out / "glandseg_tiny.safetensors", "pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}
+    assert torch.float16 in dtypes and torch.float32 not in dtypes
+    card = json.loads((out / "glandseg_tiny.json").read_text())
+    assert card["provenance"]["test"]["images"] == 2
+    assert card["provenance"]["test"]["pixel_dice"] == pytest.approx(result["overall"]["pixel_dice"])
+    assert "research use only" in card["provenance"]["license"]
+    text = (out / "MODEL_CARD.md").read_text()
+    assert "glandseg_tiny" in text and f"{result['overall']['pixel_dice']:.3f}" in text
+    assert load_checkpoint(out / "glandseg_tiny.safetensors").card.name == "glandseg_tiny"
 
 
 def test_shipped_default_model_segments_glas(shared_data):

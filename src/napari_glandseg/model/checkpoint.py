@@ -33,7 +33,7 @@ def save_checkpoint(
     state = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu()
-        state[k] = v.half() if half and v.is_floating_point() else v.contiguous()
+        state[k] = (v.half() if half and v.is_floating_point() else v).contiguous()
     with atomic_path(weights_path) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "glandseg_card": card.name})
     write_text_atomic(card_path, card.to_json() + "\n")
