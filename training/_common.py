@@ -22,6 +22,20 @@ from napari_glandseg._atomic import append_jsonl, atomic_path, write_text_atomic
 # ---------------------------------------------------------------- configs
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """Settings every training script has (its own config class adds the rest)."""
+
+    save_every: int = 50
+    log_every: int = 10
+    seed: int = 0
+    amp: bool = True  # bf16 autocast (CPU) / fp16-bf16 (CUDA)
+    device: str = "auto"
+    threads: int | None = None
+    max_minutes: float | None = None  # stop cleanly (after a checkpoint) when this much time is used
+    stop_at: int | None = None  # stop cleanly (after a checkpoint) at this step, as if interrupted
+
+
 def parse_config(cls, argv: list[str] | None, description: str):
     """``--config FILE.yaml`` plus ``--key value`` overrides for every dataclass field."""
     parser = argparse.ArgumentParser(description=description)
@@ -77,6 +91,20 @@ def init_distributed(device: torch.device) -> DistInfo:
     if device.type == "cuda":
         torch.cuda.set_device(info.local_rank)
     return info
+
+
+def start_run(cfg) -> tuple[torch.device, DistInfo, Path, Logger]:
+    """What every training script does first: threads, device, process group, seed, out folder, log."""
+    from napari_glandseg.model.device import pick_device
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    dist_info = init_distributed(device)
+    torch.manual_seed(cfg.seed)  # same heads and mask tokens on every rank
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return device, dist_info, out, Logger(out, dist_info.is_main)
 
 
 def cleanup_distributed() -> None:

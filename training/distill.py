@@ -26,27 +26,26 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from _common import (
-    Logger,
+    RunSettings,
     build_model,
     cleanup_distributed,
     cosine_lr,
     freeze_unused,
-    init_distributed,
     load_state,
     parse_config,
     read_state_tensors,
     save_resolved_config,
     save_state,
+    start_run,
     unwrap,
 )
 from _data import CropDataset, Sample, load_glas_folder, split_names
 from _smit import SMITStudent, distribution_ce, ema_update, make_teacher, update_center
-from napari_glandseg.model import pick_device
 from pretrain import aux_tensors, export, restore_aux
 
 
 @dataclass(frozen=True)
-class DistillConfig:
+class DistillConfig(RunSettings):
     data: list[str] = field(default_factory=list)  # GlaS-style folders with grades
     teacher: str = ""  # pretrained checkpoint: the teacher, and the student's starting point
     heads: str | None = None  # projection heads (default: TEACHER_heads.safetensors if present)
@@ -68,14 +67,6 @@ class DistillConfig:
     out_dim: int = 1024  # used only when no heads file exists (fresh heads)
     head_hidden: int = 512
     head_bottleneck: int = 128
-    save_every: int = 50
-    log_every: int = 10
-    seed: int = 0
-    amp: bool = True
-    device: str = "auto"
-    threads: int | None = None
-    max_minutes: float | None = None
-    stop_at: int | None = None  # stop cleanly (after a checkpoint) at this step, as if interrupted
 
     def __post_init__(self):
         if not self.data or not self.teacher:
@@ -175,14 +166,7 @@ def tumor_accuracy(net, samples: list[Sample], device: torch.device) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(DistillConfig, argv, __doc__)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    dist_info = init_distributed(device)
-    torch.manual_seed(cfg.seed)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log = Logger(out, dist_info.is_main)
+    device, dist_info, out, log = start_run(cfg)
 
     net, student, teacher, centers = build(cfg)
     net, student, teacher = net.to(device), student.to(device), teacher.to(device)

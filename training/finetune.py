@@ -23,25 +23,25 @@ import torch
 
 import _common
 from _common import (
-    Logger,
+    RunSettings,
     cleanup_distributed,
     cosine_lr,
     freeze_unused,
-    init_distributed,
     load_state,
     parse_config,
     save_resolved_config,
     save_state,
+    start_run,
     unwrap,
     validate,
 )
 from _data import CropDataset, Sample, load_glas_folder, load_training_package, split_names
 from _losses import segmentation_loss, tumor_loss
-from napari_glandseg.model import pick_device, save_checkpoint
+from napari_glandseg.model import save_checkpoint
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(RunSettings):
     data: list[str] = field(default_factory=list)  # GlaS-style folders and/or training packages
     out: str = "runs/finetune"
     model: str = "glandseg_small"  # preset name (fresh) or checkpoint path
@@ -61,14 +61,6 @@ class FinetuneConfig:
     tumor_weight: float = 0.1
     border_px: int = 2
     val_every: int = 250
-    save_every: int = 50
-    log_every: int = 10
-    seed: int = 0
-    amp: bool = True  # bf16 autocast (CPU) / fp16-bf16 (CUDA)
-    device: str = "auto"
-    threads: int | None = None
-    max_minutes: float | None = None  # stop cleanly (after a checkpoint) when this much time is used
-    stop_at: int | None = None  # stop cleanly (after a checkpoint) at this step, as if interrupted
 
     def __post_init__(self):
         if not self.data:
@@ -133,14 +125,7 @@ def train_step(model, optimizer, images, targets, tumor, cfg: FinetuneConfig, de
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(FinetuneConfig, argv, __doc__)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    dist_info = init_distributed(device)
-    torch.manual_seed(cfg.seed)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log = Logger(out, dist_info.is_main)
+    device, dist_info, out, log = start_run(cfg)
 
     model = build_model(cfg).to(device)
     card = model.card

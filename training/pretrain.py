@@ -24,17 +24,17 @@ import torch
 from safetensors.torch import save_file
 
 from _common import (
-    Logger,
+    RunSettings,
     build_model,
     cleanup_distributed,
     cosine_lr,
     freeze_unused,
-    init_distributed,
     load_state,
     parse_config,
     read_state_tensors,
     save_resolved_config,
     save_state,
+    start_run,
     unwrap,
 )
 from _smit import (
@@ -48,11 +48,11 @@ from _smit import (
 )
 from _unlabeled import TwoViewDataset, load_unlabeled
 from napari_glandseg._atomic import atomic_path
-from napari_glandseg.model import pick_device, save_checkpoint
+from napari_glandseg.model import save_checkpoint
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(RunSettings):
     data: list[str] = field(default_factory=list)  # image folders (GlaS-style or plain) and/or slides
     out: str = "runs/pretrain"
     model: str = "glandseg_small"  # preset name (fresh) or checkpoint path
@@ -78,14 +78,6 @@ class PretrainConfig:
     lambda_mpd: float = 0.1
     lambda_itd: float = 0.1
     max_tiles_per_slide: int = 2000
-    save_every: int = 50
-    log_every: int = 10
-    seed: int = 0
-    amp: bool = True
-    device: str = "auto"
-    threads: int | None = None
-    max_minutes: float | None = None
-    stop_at: int | None = None  # stop cleanly (after a checkpoint) at this step, as if interrupted
 
     def __post_init__(self):
         if not self.data:
@@ -173,14 +165,7 @@ def export(out: Path, stem: str, net, source, centers, provenance: dict) -> Path
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(PretrainConfig, argv, __doc__)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    dist_info = init_distributed(device)
-    torch.manual_seed(cfg.seed)  # same heads and mask tokens on every rank
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log = Logger(out, dist_info.is_main)
+    device, dist_info, out, log = start_run(cfg)
 
     net, student, teacher, centers = build(cfg)
     net, student, teacher = net.to(device), student.to(device), teacher.to(device)

@@ -56,7 +56,7 @@ def write_text_atomic(target: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(target: str | os.PathLike, obj: Any, *, indent: int = 2) -> Path:
     """Write ``obj`` as JSON to ``target`` atomically."""
-    return write_text_atomic(target, json.dumps(obj, indent=indent, default=_json_default) + "\n")
+    return write_text_atomic(target, json.dumps(obj, indent=indent, default=json_default) + "\n")
 
 
 def append_jsonl(target: str | os.PathLike, record: dict) -> None:
@@ -66,7 +66,7 @@ def append_jsonl(target: str | os.PathLike, record: dict) -> None:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, default=_json_default) + "\n"
+    line = json.dumps(record, default=json_default) + "\n"
     with open(target, "a", encoding="utf-8") as f:
         f.write(line)
         f.flush()
@@ -90,7 +90,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return records
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     import numpy as np
 
     if isinstance(obj, np.integer):

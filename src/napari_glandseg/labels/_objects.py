@@ -10,6 +10,18 @@ import numpy as np
 from scipy import ndimage as ndi
 
 
+def check_labels(labels: np.ndarray) -> np.ndarray:
+    """``labels`` as an ndarray, checked to be 2-D, integer-typed (not bool: that is a mask) and non-negative."""
+    arr = np.asarray(labels)
+    if arr.ndim != 2:
+        raise ValueError(f"labels must be a 2-D array, got {arr.ndim}-D with shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"labels must have an integer dtype, got {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.signedinteger) and arr.size and arr.min() < 0:
+        raise ValueError(f"labels must be non-negative (0 = background), found minimum {arr.min()}")
+    return arr
+
+
 def compact_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(compact, ids)``: labels renumbered 1..n (int32) and ``ids[k]`` the original id of k (ids[0] = 0)."""
     ids, inverse = np.unique(labels, return_inverse=True)

@@ -19,7 +19,7 @@ from scipy import ndimage as ndi
 from skimage.draw import line as draw_line
 from skimage.segmentation import watershed
 
-from napari_glandseg.labels._objects import gland_objects
+from napari_glandseg.labels._objects import check_labels, gland_objects
 
 __all__ = [
     "delete_gland",
@@ -41,18 +41,6 @@ MIN_PART_PX = 4
 
 # ----------------------------------------------------------------------------------------------
 # validation helpers
-
-
-def _check_labels(labels: np.ndarray) -> np.ndarray:
-    """Return ``labels`` as an ndarray after checking it is 2-D, integer-typed and non-negative."""
-    arr = np.asarray(labels)
-    if arr.ndim != 2:
-        raise ValueError(f"labels must be a 2-D array, got {arr.ndim}-D with shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"labels must have an integer dtype, got {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.signedinteger) and arr.size and arr.min() < 0:
-        raise ValueError(f"labels must be non-negative, found minimum {arr.min()}")
-    return arr
 
 
 def _as_label(label: int) -> int:
@@ -95,7 +83,7 @@ def delete_gland(labels: np.ndarray, label: int) -> np.ndarray:
 
     A label of 0 or one that is absent gives an unchanged copy.
     """
-    arr = _check_labels(labels)
+    arr = check_labels(labels)
     label = _as_label(label)
     out = arr.copy()
     if label > 0:
@@ -111,7 +99,7 @@ def merge_glands(labels: np.ndarray, ids: Sequence[int]) -> np.ndarray:
     the merged gland may consist of several pieces. Non-positive or absent ids are ignored; when
     fewer than two distinct positive ids are present the result is an unchanged copy.
     """
-    arr = _check_labels(labels)
+    arr = check_labels(labels)
     wanted = np.array(sorted({_as_label(i) for i in ids if _as_label(i) > 0}), dtype=np.int64)
     out = arr.copy()
     if wanted.size < 2:
@@ -129,7 +117,7 @@ def remove_small(labels: np.ndarray, min_area_px: float) -> np.ndarray:
 
     A gland with exactly ``min_area_px`` pixels is kept.
     """
-    arr = _check_labels(labels)
+    arr = check_labels(labels)
     ids, counts = np.unique(arr, return_counts=True)
     small = ids[(counts < min_area_px) & (ids > 0)]
     out = arr.copy()
@@ -145,7 +133,7 @@ def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
     original id becomes 1, and so on), not raster order. Background stays 0 and the partition of
     pixels into glands is unchanged.
     """
-    arr = _check_labels(labels)
+    arr = check_labels(labels)
     ids, inverse = np.unique(arr, return_inverse=True)
     if ids.size and ids[0] != 0:
         inverse = inverse + 1  # no background pixel: the smallest gland still becomes 1
@@ -154,7 +142,7 @@ def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
 
 def label_at(labels: np.ndarray, y: float, x: float) -> int:
     """Return the label under pixel position ``(y, x)``; 0 outside the array (or non-finite)."""
-    arr = _check_labels(labels)
+    arr = check_labels(labels)
     if not (np.isfinite(y) and np.isfinite(x)):
         return 0
     i, j = int(np.floor(y + 0.5)), int(np.floor(x + 0.5))
@@ -168,7 +156,7 @@ def gland_bbox(labels: np.ndarray, label: int, margin: int = 0) -> tuple[slice, 
 
     None when the gland is absent (label 0, the background, counts as absent).
     """
-    arr = _check_labels(labels)
+    arr = check_labels(labels)
     margin = _as_label(margin)
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
@@ -186,7 +174,7 @@ def fill_holes(labels: np.ndarray) -> np.ndarray:
     enclosed only by several glands together stays background, and so does a hole that contains
     another (nested) gland; other glands are never overwritten.
     """
-    arr = _check_labels(labels)
+    arr = check_labels(labels)
     out = arr.copy()
     for label, box in gland_objects(arr):
         _fill_holes_of(arr, out, label, box)
@@ -237,7 +225,7 @@ def split_gland(
     the gland, i.e. when it leaves no more parts of at least ``min_part_px`` pixels than the gland
     had 4-connected pieces before.
     """
-    arr = _check_labels(labels)
+    arr = check_labels(labels)
     label = _as_label(label)
     line = _check_line(line_yx)
     out = arr.copy()

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from napari_glandseg._atomic import atomic_path
+from napari_glandseg._atomic import atomic_path, json_default
 from napari_glandseg.errors import GlandsegError
-from napari_glandseg.labels._objects import gland_objects
+from napari_glandseg.labels._objects import check_labels, gland_objects
 from napari_glandseg.labels.polygons import PolygonCoords, Ring, fill_polygon, mask_to_polygons
 
 OBJECT_TYPES = ("annotation", "detection")
@@ -62,7 +62,7 @@ def labels_to_features(
     ``clip_to`` (height, width) clips coordinates to the slide: the last label pixels of a grid
     that does not divide the slide reach up to one label pixel past its edge.
     """
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     scale = _check_scale(scale)
     oy, ox = (float(v) for v in offset)
     if object_type not in OBJECT_TYPES:
@@ -138,7 +138,7 @@ def _clip(polygons: list[PolygonCoords], clip_to: tuple[float, float]) -> list[P
 def write_geojson(path: str | os.PathLike, fc: dict) -> Path:
     """Write a FeatureCollection to ``path`` atomically (parent folders are created)."""
     path = Path(path)
-    text = json.dumps(fc, default=_json_default, allow_nan=False)
+    text = json.dumps(fc, default=json_default, allow_nan=False)
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
@@ -367,18 +367,6 @@ def _feature_ids(features: list) -> list[int]:
 # --------------------------------------------------------------------------- small checks
 
 
-def _check_labels(labels: np.ndarray) -> np.ndarray:
-    """A 2-D, non-negative integer label image."""
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"labels must be 2-D, got shape {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be an integer array, got dtype {labels.dtype}")
-    if labels.size and np.issubdtype(labels.dtype, np.signedinteger) and labels.min() < 0:
-        raise ValueError("labels must be non-negative (0 = background)")
-    return labels
-
-
 def _check_scale(scale: float) -> float:
     """``scale`` as a float > 0."""
     if not (_is_number(scale) and math.isfinite(scale) and scale > 0):
@@ -404,12 +392,3 @@ def _plain_number(value: Real) -> int | float:
     return int(value) if isinstance(value, int | np.integer) else float(value)
 
 
-def _json_default(obj: Any) -> Any:
-    """Numbers and arrays from numpy as plain JSON values."""
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

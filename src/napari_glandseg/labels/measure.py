@@ -27,7 +27,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull
 from skimage.measure import perimeter_crofton, regionprops
 
-from napari_glandseg.labels._objects import compact_labels, is_sparse
+from napari_glandseg.labels._objects import check_labels, compact_labels, is_sparse
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,7 +61,7 @@ def measure_glands(
     Regions are cropped to their bounding boxes, so a 4096² image with hundreds of glands
     takes about a second.
     """
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     _check_positive(mpp, "mpp")
     _check_positive(scale, "scale")
     if not labels.any():
@@ -151,18 +151,6 @@ def _finite(value: float) -> float:
     """``value`` as a Python float; NaN (degenerate moments) becomes 0.0 so rows stay JSON-able."""
     value = float(value)
     return value if math.isfinite(value) else 0.0
-
-
-def _check_labels(labels: np.ndarray) -> np.ndarray:
-    """A 2-D, non-negative integer label image (bool is refused: it is a mask, not labels)."""
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"labels must be 2-D, got shape {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be an integer array, got dtype {labels.dtype}")
-    if labels.size and np.issubdtype(labels.dtype, np.signedinteger) and labels.min() < 0:
-        raise ValueError("labels must be non-negative (0 = background)")
-    return labels
 
 
 def _check_positive(value: float, name: str) -> None:
