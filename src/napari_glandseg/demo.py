@@ -13,26 +13,14 @@ from pathlib import Path
 WIDGETS = ("Segment glands", "Correct glands", "Export glands")
 
 
-def _segment_accepts(option: str) -> bool:
-    """Whether ``glandseg segment`` has ``option`` (its options are owned by the CLI)."""
-    from napari_glandseg.cli import build_parser
-
-    parser = build_parser()
-    for action in parser._subparsers._group_actions:  # argparse keeps sub-parsers here
-        sub = action.choices.get("segment")
-        if sub is not None:
-            return any(option in a.option_strings for a in sub._actions)
-    return False
-
-
 def run_headless(slide: Path, out: Path, mpp: float | None, model: str | None) -> int:
     """Segment the slide with the CLI and list what it wrote."""
     from napari_glandseg.cli import main as cli_main
 
     argv = ["segment", str(slide), "--out", str(out)]
-    if mpp is not None and _segment_accepts("--mpp"):
+    if mpp is not None:
         argv += ["--mpp", str(mpp)]
-    if model and _segment_accepts("--model"):
+    if model:
         argv += ["--model", model]
     print("running: glandseg " + " ".join(argv), flush=True)
     rc = cli_main(argv)

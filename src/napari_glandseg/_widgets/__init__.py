@@ -21,5 +21,9 @@ def __getattr__(name: str) -> Any:
     if name in _WHERE:
         import importlib
 
+        from napari_glandseg._widgets._gl_safety import keep_triton_out
+
+        keep_triton_out()  # before anything imports the model inside a GL context
+
         return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
