@@ -12,6 +12,7 @@ import torch
 import convert_checkpoint
 import evaluate
 import ship_model
+import tune_postprocess
 from napari_glandseg.model import create_model, load_checkpoint, save_checkpoint
 from napari_glandseg.model.registry import bundled_weights_dir
 
@@ -104,3 +105,23 @@ def test_shipped_default_model_segments_glas(shared_data):
         labels = evaluate.segment(model, rgb, 0.62, torch.device("cpu"))
     assert labels.shape == rgb.shape[:2]
     assert pixel_dice(labels, gt) > 0.7
+
+
+def test_tune_postprocess_picks_the_best_setting_on_validation_images(mini_glas, tmp_path):
+    torch.manual_seed(0)
+    save_checkpoint(create_model("glandseg_tiny"), tmp_path / "m")
+    pairs = [(p, mini_glas / "masks" / p.name) for p in sorted((mini_glas / "images").glob("*.png"))[:2]]
+    grid = {"gland_threshold": (0.3, 0.7), "min_area_um2": (50.0, 5000.0)}
+    best, results = tune_postprocess.tune(tmp_path / "m.safetensors", pairs, grid=grid)
+    assert len(results) == 4
+    assert best["object_f1"] == max(r["object_f1"] for r in results)
+    assert {(r["params"]["gland_threshold"], r["params"]["min_area_um2"]) for r in results} == {
+        (0.3, 50.0), (0.3, 5000.0), (0.7, 50.0), (0.7, 5000.0)}
+
+
+def test_validation_pairs_follow_the_training_split(tmp_path, shared_data):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: [{shared_data / 'glas' / 'train'}]\nval_fraction: 0.15\nseed: 0\n")
+    pairs = tune_postprocess.validation_pairs(config)
+    assert len(pairs) == 13 and all(img.exists() and mask.exists() for img, mask in pairs)
+    assert not any("testA" in str(img) for img, _ in pairs)

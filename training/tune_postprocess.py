@@ -1,0 +1,109 @@
+"""Choose a checkpoint's post-processing thresholds on its validation images (never on test data).
+
+Probabilities are computed once per image through the same path as ``glandseg evaluate``
+(resample to the model's µm/px, tiled prediction); each candidate setting then only re-runs the
+post-processing, and is scored at the images' own resolution. The setting with the best mean
+object F1 (ties: pixel Dice) is written into the checkpoint's card (``postprocess``), with the
+search recorded in its provenance.
+
+    python training/tune_postprocess.py runs/default_small/best.safetensors \\
+        --config training/configs/default_small.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+GRID = {
+    "gland_threshold": (0.4, 0.5, 0.6),
+    "border_threshold": (0.3, 0.5, 0.7),
+    "min_area_um2": (100.0, 200.0, 400.0, 800.0),
+}
+
+
+def validation_pairs(config: Path) -> list[tuple[Path, Path]]:
+    """The (image, mask) files that the training config held out for validation."""
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _data import split_names
+
+    cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
+    pairs = []
+    for folder in map(Path, cfg["data"]):
+        names = sorted(p.stem for p in (folder / "images").glob("*.png"))
+        _, val = split_names(names, float(cfg.get("val_fraction", 0.15)), int(cfg.get("seed", 0)))
+        pairs += [(folder / "images" / f"{n}.png", folder / "masks" / f"{n}.png") for n in val]
+    return pairs
+
+
+def tune(checkpoint: Path, pairs: list[tuple[Path, Path]], *, data_mpp: float = 0.62,
+         grid: dict[str, tuple] = GRID) -> tuple[dict, list[dict]]:
+    from PIL import Image
+
+    from napari_glandseg.inference.postprocess import probabilities_to_instances
+    from napari_glandseg.inference.region import get_predictor, probabilities, resize_labels, resize_rgb
+    from napari_glandseg.labels.metrics import evaluate_pair, to_instances
+    from napari_glandseg.model.checkpoint import load_checkpoint
+
+    predictor = get_predictor(load_checkpoint(checkpoint), "cpu", None)
+    card = predictor.card
+    cached = []
+    for img_path, mask_path in pairs:
+        rgb = np.asarray(Image.open(img_path).convert("RGB"))
+        gt = to_instances(np.asarray(Image.open(mask_path)))
+        f = data_mpp / card.mpp
+        small = resize_rgb(rgb, max(1, round(rgb.shape[0] * f)), max(1, round(rgb.shape[1] * f)))
+        cached.append((probabilities(small, predictor), gt))
+    results = []
+    keys = list(grid)
+    for values in itertools.product(*(grid[k] for k in keys)):
+        params = {**card.postprocess, **dict(zip(keys, values, strict=True))}
+        scores = [
+            evaluate_pair(resize_labels(probabilities_to_instances(probs, mpp=card.mpp, params=params), *gt.shape), gt)
+            for probs, gt in cached
+        ]
+        results.append({
+            "params": params,
+            "object_f1": float(np.mean([s["object_f1"] for s in scores])),
+            "pixel_dice": float(np.mean([s["pixel_dice"] for s in scores])),
+            "object_dice": float(np.mean([s["object_dice"] for s in scores])),
+        })
+    best = max(results, key=lambda r: (round(r["object_f1"], 4), r["pixel_dice"]))
+    return best, results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="STEM.safetensors of the trained model (its card is updated)")
+    parser.add_argument("--config", type=Path, required=True, help="the training config (gives the validation split)")
+    parser.add_argument("--data-mpp", type=float, default=0.62, help="µm/px of the images (GlaS: 0.62)")
+    parser.add_argument("--dry-run", action="store_true", help="print the result, leave the card as it is")
+    args = parser.parse_args(argv)
+
+    from napari_glandseg.model import save_checkpoint
+    from napari_glandseg.model.checkpoint import load_checkpoint
+
+    pairs = validation_pairs(args.config)
+    best, results = tune(args.checkpoint, pairs, data_mpp=args.data_mpp)
+    model = load_checkpoint(args.checkpoint)
+    current = {k: v for k, v in model.card.postprocess.items() if k in GRID}
+    before = next((r for r in results if all(r["params"][k] == v for k, v in current.items())), None)
+    report = {"validation_images": len(pairs), "best": best, "before": before, "candidates": len(results)}
+    print(json.dumps(report, indent=2))
+    if not args.dry_run:
+        card = dataclasses.replace(model.card, postprocess=best["params"], provenance={
+            **model.card.provenance, "postprocess_tuning": {k: v for k, v in report.items() if k != "candidates"}})
+        save_checkpoint(model, args.checkpoint.with_suffix(""), card=card)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
