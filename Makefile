@@ -46,7 +46,7 @@ bench: setup
 	for b in benchmarks/*.py; do $(BIN)/python $$b; done
 
 lint: setup
-	$(BIN)/ruff check src tests training benchmarks
+	$(BIN)/ruff check src tests training benchmarks scripts
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

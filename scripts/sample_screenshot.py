@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-
 FIELD_PX = 450  # at the sample's 5 µm/px: 2.25 mm of tissue, 1800 px at the model's 1.24 µm/px
 
 
