@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from napari_glandseg.cli import main
 
 
@@ -30,6 +32,9 @@ def test_evaluate_json(shared_data, tiny_checkpoint, tmp_path, capsys):
         assert all(key in r for r in result["per_image"])
     assert 0 <= result["overall"]["pixel_dice"] <= 1
     assert result["overall"]["images"] == 2
+    rows = result["per_image"]
+    pooled = 2 * sum(r["n_tp"] for r in rows) / sum(r["n_pred"] + r["n_true"] for r in rows)
+    assert result["overall"]["object_f1_pooled"] == pytest.approx(pooled)
 
 
 def test_evaluate_table_and_limit(shared_data, tiny_checkpoint, tmp_path, capsys):

@@ -134,6 +134,7 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{r['image'][:24]:<24}" + "".join(f"{v:>9}" for v in vals))
     o = result["overall"]
     lines.append(f"{'mean (' + str(o['images']) + ' images)':<24}" + "".join(f"{_fmt(o[k]):>9}" for k in METRICS))
+    lines.append(f"object F1 pooled over all images (GlaS challenge style): {_fmt(o.get('object_f1_pooled'))}")
     return "\n".join(lines)
 
 
