@@ -160,13 +160,14 @@ class JobPanel(QWidget):
             self.bar.setValue(min(done, total))
         if message:
             self.status.setText(message)
-        if self._pbar is not None:
-            if total > 0 and self._pbar.total != total:
-                self._pbar.total = total
-            self._pbar.n = min(done, total) if total > 0 else done
-            self._pbar.update(0)  # emits the value event the activity dock listens to
+        pbar = self._pbar  # a local: update() can run the event loop, where the job may finish
+        if pbar is not None:
+            if total > 0 and pbar.total != total:
+                pbar.total = total
+            pbar.n = min(done, total) if total > 0 else done
+            pbar.update(0)  # emits the value event the activity dock listens to
             if message:
-                self._pbar.set_description(message)
+                pbar.set_description(message)
         if self._extra_progress is not None:
             self._extra_progress(done, total, message)
 
