@@ -72,9 +72,20 @@ The default gland model of napari-glandseg, loaded by `load_model()` with no dow
 | Command | `{p.get("command", "?")}` |
 | Steps | {val.get("step", "?")} of {cfg.get("steps", "?")} (best validation object F1), batch {cfg.get("batch_size", "?")}, crops {cfg.get("crop_px", "?")} px, AdamW lr {cfg.get("lr", "?")} cosine |
 
+## How it was made
+
+1. `python {p.get("command", "training/finetune.py ...")}` (from scratch, no pretraining: SMIT
+   pretraining and tumor-guided distillation are in `training/` but were not run for this model
+   on a 2-core CPU); the checkpoint with the best validation object F1 is kept.
+2. `python training/tune_postprocess.py BEST.safetensors --config training/configs/default_small.yaml`:
+   post-processing thresholds chosen on the same validation images{_tuning(p)}.
+3. `python training/ship_model.py BEST.safetensors --test ../shared/data/glas/testA`: fp16 copy,
+   evaluated on testA, this card.
+
 ## Metrics
 
-Validation: the held-out GlaS train images. Test: GlaS testA ({result["overall"].get("images")} images),
+Validation: the held-out GlaS train images, as measured during training (at the model's µm/px,
+before post-processing tuning). Test: GlaS testA ({result["overall"].get("images")} images),
 evaluated on the shipped fp16 file with `glandseg evaluate --images {test.get("data", "?")}/images
 --masks {test.get("data", "?")}/masks` ({test.get("seconds", "?")} s on 2 CPU cores).
 
@@ -90,6 +101,14 @@ Glands of other organs (prostate) and other scanners were not part of training: 
 results on your slides, correct them in napari and fine-tune (`training/finetune.py` on the
 exported training package).
 """
+
+
+def _tuning(p: dict) -> str:
+    t = p.get("postprocess_tuning")
+    if not t or not t.get("before"):
+        return ""
+    return (f" (object F1 at full resolution {t['before']['object_f1']:.3f} with the defaults → "
+            f"{t['best']['object_f1']:.3f}, {t['validation_images']} images)")
 
 
 def _fmt(v) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 GRID = {
     "gland_threshold": (0.4, 0.5, 0.6),
     "border_threshold": (0.3, 0.5, 0.7),
-    "min_area_um2": (100.0, 200.0, 400.0, 800.0),
+    "min_area_um2": (100.0, 200.0, 400.0, 800.0, 1600.0),
 }
 
 

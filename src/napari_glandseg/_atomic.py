@@ -39,6 +39,7 @@ def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[
             os.replace(inner, target)
             shutil.rmtree(old, ignore_errors=True)
         else:
+            os.chmod(inner, 0o644)  # tempfile-style 0600 would hide exports from other users
             os.replace(inner, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

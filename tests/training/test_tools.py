@@ -88,23 +88,22 @@ def test_ship_writes_fp16_weights_with_test_metrics_and_a_model_card(mini_glas, 
 
 
 def test_shipped_default_model_segments_glas(shared_data):
-    """The bundled glandseg_small on a GlaS testA image (never used in training): pixel Dice > 0.7."""
+    """The bundled glandseg_small on a GlaS testA image (never used in training): pixel Dice > 0.85."""
     weights = bundled_weights_dir() / "glandseg_small.safetensors"
-    if not weights.exists():
-        pytest.skip(f"no bundled default weights at {weights} (trained by training/configs/default_small.yaml)")
+    assert weights.exists(), f"the default model must ship with the package: {weights}"
     from PIL import Image
 
     from napari_glandseg.labels.metrics import pixel_dice
     from napari_glandseg.model import load_model
 
     model = load_model(device="cpu")
-    name = "testA_1.png"
+    name = "testA_2.png"
     rgb = np.asarray(Image.open(shared_data / "glas" / "testA" / "images" / name).convert("RGB"))
     gt = np.asarray(Image.open(shared_data / "glas" / "testA" / "masks" / name))
     with torch.inference_mode():
         labels = evaluate.segment(model, rgb, 0.62, torch.device("cpu"))
     assert labels.shape == rgb.shape[:2]
-    assert pixel_dice(labels, gt) > 0.7
+    assert pixel_dice(labels, gt) > 0.85
 
 
 def test_tune_postprocess_picks_the_best_setting_on_validation_images(mini_glas, tmp_path):
