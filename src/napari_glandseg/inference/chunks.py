@@ -43,12 +43,14 @@ class RunPlan:
 
 
 def needs_model(geom: ChunkGeom, tissue: np.ndarray, tissue_ds: float, factor: float) -> bool:
-    """Whether the tissue mask has any tissue within the chunk's padded box."""
-    py, px = geom.padded_origin
-    ph, pw = geom.padded_shape
+    """Whether the (dilated) tissue mask has any tissue within the chunk's core box.
+
+    The core, not the padded box: tissue that lies only in the margin belongs to a neighbour's
+    core, whose run labels it; a gland reaching into this core would put tissue here.
+    """
     s = factor / tissue_ds  # tissue-mask px per store px
-    y0, x0 = max(0, math.floor(py * s)), max(0, math.floor(px * s))
-    y1, x1 = math.ceil((py + ph) * s), math.ceil((px + pw) * s)
+    y0, x0 = max(0, math.floor(geom.y0 * s)), max(0, math.floor(geom.x0 * s))
+    y1, x1 = math.ceil((geom.y0 + geom.h) * s), math.ceil((geom.x0 + geom.w) * s)
     return bool(tissue[y0:y1, x0:x1].any())
 
 
