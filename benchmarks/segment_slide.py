@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GLAS = ROOT / ".." / "shared" / "data" / "glas" / "train" / "images"
 MPP = 0.5
 TILE = 512
+GLASS = 243
 #: tissue ellipses (cy, cx, ry, rx) as fractions of the side: about 30 % of the area
 ELLIPSES = ((0.30, 0.32, 0.22, 0.20), (0.68, 0.62, 0.20, 0.26), (0.25, 0.78, 0.12, 0.12))
 
@@ -44,35 +45,53 @@ def tissue_at(y: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def write_slide(path: Path, side: int) -> Path:
-    """Pyramidal JPEG TIFF from pre-compressed tiles (tissue or glass by the layout)."""
+    """Pyramidal JPEG TIFF: level 0 from pre-compressed tiles (tissue or glass by the layout),
+    the lower levels true downsamples of it (so a coarse level has tissue exactly where level 0
+    has: the tissue detector reads a coarse level)."""
     import imagecodecs
     import tifffile
     from PIL import Image
 
     if path.exists():
         return path
-    tissue = []
+    raw = []
     for f in sorted(GLAS.glob("*.png"))[:24]:
         im = np.asarray(Image.open(f).convert("RGB"))
         if min(im.shape[:2]) >= TILE:
-            tissue.append(imagecodecs.jpeg_encode(im[:TILE, :TILE], level=85))
-    glass = imagecodecs.jpeg_encode(np.full((TILE, TILE, 3), 243, np.uint8), level=85)
+            raw.append(np.ascontiguousarray(im[:TILE, :TILE]))
+    tissue = [imagecodecs.jpeg_encode(im, level=85) for im in raw]
+    glass = imagecodecs.jpeg_encode(np.full((TILE, TILE, 3), GLASS, np.uint8), level=85)
+    n0 = -(-side // TILE)
+    centres = (np.arange(n0) + 0.5) * TILE / side
+    layout = np.where(tissue_at(centres[:, None], centres[None, :]),
+                      (np.arange(n0)[:, None] * 7 + np.arange(n0)[None, :] * 3) % len(raw), -1)
     sizes = [side]
     while sizes[-1] > 1024:
         sizes.append(sizes[-1] // 2)
 
-    def stream(s: int):
-        n = -(-s // TILE)
+    def level0():
+        for i in range(n0):
+            for j in range(n0):
+                yield glass if layout[i, j] < 0 else tissue[layout[i, j]]
+
+    def level(k: int):
+        sub = TILE >> k
+        small = [np.asarray(Image.fromarray(im).resize((sub, sub), Image.Resampling.BOX)) for im in raw]
+        per = 1 << k  # level-0 tiles per level-k tile, along each side
+        n = -(-sizes[k] // TILE)
         for i in range(n):
             for j in range(n):
-                rel_y, rel_x = (i + 0.5) * TILE / s, (j + 0.5) * TILE / s
-                yield tissue[(i * 7 + j * 3) % len(tissue)] if tissue_at(np.array(rel_y), np.array(rel_x)) else glass
+                tile = np.full((TILE, TILE, 3), GLASS, np.uint8)
+                block = layout[i * per : (i + 1) * per, j * per : (j + 1) * per]
+                for a, b in zip(*np.nonzero(block >= 0), strict=True):
+                    tile[a * sub : (a + 1) * sub, b * sub : (b + 1) * sub] = small[block[a, b]]
+                yield imagecodecs.jpeg_encode(tile, level=85)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with tifffile.TiffWriter(tmp, bigtiff=True) as tw:
         for k, s in enumerate(sizes):
-            tw.write(stream(s), shape=(s, s, 3), dtype="uint8", tile=(TILE, TILE), compression="jpeg",
+            tw.write(level0() if k == 0 else level(k), shape=(s, s, 3), dtype="uint8", tile=(TILE, TILE), compression="jpeg",
                      photometric="rgb", subfiletype=1 if k else 0, metadata=None,
                      resolution=(1e4 / (MPP * 2**k),) * 2, resolutionunit="CENTIMETER")
     tmp.rename(path)
@@ -109,7 +128,7 @@ def run_one(side: int, args, model, name: str) -> dict:
     from napari_glandseg.inference.predictor import Predictor
     from napari_glandseg.slide import open_slide
 
-    slide = open_slide(write_slide(args.out / f"slide_{side}.tif", side))
+    slide = open_slide(write_slide(args.out / f"slide_v2_{side}.tif", side))
     pred = Predictor(model, device=args.device, batch_size=args.batch_size)
     card = pred.card
     f = card.mpp / slide.mpp
