@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from napari_glandseg.errors import GlandsegError
+from napari_glandseg.inference.on_tissue import drop_off_tissue
 from napari_glandseg.inference.postprocess import probabilities_to_instances
 from napari_glandseg.inference.predictor import Predictor
 from napari_glandseg.inference.tiling import predict_tiled
@@ -153,10 +154,12 @@ def segment_region(
     batch_size: int | None = None,
     return_probs: bool = False,
     predictor: Predictor | None = None,
+    tissue_only: bool = True,
 ) -> RegionResult:
     """Segment the level-0 box ``bbox0 = (y, x, h, w)`` of ``slide`` at the model's µm/px.
 
-    ``mpp`` overrides the slide's µm/px (needed when the file does not say it).
+    ``mpp`` overrides the slide's µm/px (needed when the file does not say it). ``tissue_only``
+    drops glands wholly off the slide's tissue mask (glass, dust), as whole-slide runs do.
     """
     slide = with_mpp(slide, mpp)
     y0, x0, bh, bw = (float(v) for v in bbox0)
@@ -174,7 +177,10 @@ def segment_region(
         rgb = resize_rgb(rgb, out_h + 2 * m, out_w + 2 * m)
     probs = probabilities(rgb, pred, progress=progress, cancel=cancel)
     labels = probabilities_to_instances(probs, mpp=card.mpp, params=card.postprocess)
-    labels = relabel_consecutive(labels[m : m + out_h, m : m + out_w])
+    labels = labels[m : m + out_h, m : m + out_w]
+    if tissue_only:
+        labels = drop_off_tissue(labels, slide, (y0, x0), f)
+    labels = relabel_consecutive(labels)
     return RegionResult(
         labels=labels,
         scale=float(f),
