@@ -20,7 +20,7 @@ def main(out_dir: str = "docs/images") -> int:
     from PIL import Image
     from qtpy.QtWidgets import QApplication
 
-    from napari_glandseg import demo
+    from napari_glandseg._widgets import _demo as demo
     from napari_glandseg.slide import SAMPLE_MPP, sample_slide_path
 
     out = Path(out_dir)

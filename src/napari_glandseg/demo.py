@@ -1,4 +1,5 @@
-"""``python -m napari_glandseg.demo``: the sample slide in napari with the three widgets docked.
+"""``python -m napari_glandseg.demo``: the sample slide in napari with the three widgets docked
+(the window is built by ``_widgets._demo``).
 
 ``--headless --out DIR`` runs ``glandseg segment`` on the sample instead (no window) and prints
 where the outputs are.
@@ -9,8 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
-WIDGETS = ("Segment glands", "Correct glands", "Export glands")
 
 
 def run_headless(slide: Path, out: Path, mpp: float | None, model: str | None) -> int:
@@ -31,31 +30,6 @@ def run_headless(slide: Path, out: Path, mpp: float | None, model: str | None) -
     return rc
 
 
-def setup_viewer(viewer, slide: Path, mpp: float | None) -> dict:
-    """Open the slide through the plugin reader and dock the three widgets; returns them by name."""
-    viewer.open(slide, plugin="napari-glandseg")
-    widgets = {}
-    for name in WIDGETS:
-        _, widgets[name] = viewer.window.add_plugin_dock_widget("napari-glandseg", name)
-    if mpp is not None:
-        # The sample's file states no µm/px: give the Segment widget the documented estimate.
-        widgets["Segment glands"].mpp_spin.setValue(mpp)
-    return widgets
-
-
-def run_gui(slide: Path, mpp: float | None) -> int:
-    """The demo window: slide + widgets, then napari's event loop."""
-    # Load torch (timm -> torchvision -> torch._dynamo -> triton) before napari opens its GL
-    # context: on Mesa (llvmpipe) drivers, triton's bundled LLVM loaded after Mesa's segfaults.
-    import napari
-
-    import napari_glandseg.model  # noqa: F401
-
-    setup_viewer(napari.Viewer(title="napari-glandseg demo"), slide, mpp)
-    napari.run()
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     from napari_glandseg.slide import SAMPLE_MPP, sample_slide_path
 
@@ -70,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     mpp = args.mpp if args.mpp is not None else (SAMPLE_MPP if args.slide is None else None)
     if args.headless:
         return run_headless(slide, args.out, mpp, args.model)
+    from napari_glandseg._widgets._demo import run_gui  # the GUI lives with the widgets
+
     return run_gui(slide, mpp)
 
 

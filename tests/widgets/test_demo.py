@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from napari_glandseg import demo
+from napari_glandseg._widgets import _demo as demo_window
 
 
 def test_headless_demo_segments_a_small_slide(tmp_path, capsys):
@@ -29,8 +30,8 @@ def test_gui_demo_docks_three_widgets_on_the_sample(make_napari_viewer):
     from napari_glandseg.slide import SAMPLE_MPP, sample_slide_path
 
     viewer = make_napari_viewer()
-    widgets = demo.setup_viewer(viewer, sample_slide_path(), SAMPLE_MPP)
-    assert set(widgets) == set(demo.WIDGETS)
+    widgets = demo_window.setup_viewer(viewer, sample_slide_path(), SAMPLE_MPP)
+    assert set(widgets) == set(demo_window.WIDGETS)
     assert len(viewer.layers) == 1 and viewer.layers[0].multiscale
     assert len([n for n in viewer.window.dock_widgets if "glands" in n]) == 3
     seg = widgets["Segment glands"]
