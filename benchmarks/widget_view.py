@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     import napari
     import torch
 
-    import napari_glandseg.model  # noqa: F401  before GL: see demo.run_gui (triton vs Mesa LLVM)
+    import napari_glandseg.model  # noqa: F401  before GL: see _widgets._demo.run_gui (triton vs Mesa LLVM)
 
     app = napari.qt.get_qapp()
     viewer = napari.Viewer(show=True)
