@@ -25,9 +25,10 @@ GLAS_TERMS = (
 
 
 def ship(checkpoint: Path, test: Path, *, name: str, out_dir: Path = WEIGHTS_DIR, test_mpp: float = 0.62) -> dict:
+    from napari_glandseg._atomic import write_text_atomic
     from napari_glandseg.commands.evaluate import evaluate_folder
     from napari_glandseg.model import save_checkpoint
-    from napari_glandseg.model.checkpoint import load_checkpoint
+    from napari_glandseg.model.checkpoint import checkpoint_paths, load_checkpoint
 
     model = load_checkpoint(checkpoint)
     stem = out_dir / name
@@ -43,7 +44,7 @@ def ship(checkpoint: Path, test: Path, *, name: str, out_dir: Path = WEIGHTS_DIR
         "license": GLAS_TERMS,
         "weights": "fp16 (loaded as fp32)",
     })
-    save_checkpoint(shipped, stem, card=card, half=True)
+    write_text_atomic(checkpoint_paths(stem)[1], card.to_json() + "\n")  # the weights stay as evaluated
     (out_dir / "MODEL_CARD.md").write_text(model_card(card, result), encoding="utf-8")
     return result
 

@@ -33,5 +33,4 @@ def export_reviewed(meta: dict[str, Any], out_dir: str | Path) -> Path:
         raise ValueError("the slide file of this layer is unknown; open the slide with napari-glandseg")
     slide = open_slide(meta["slide_path"], mpp=meta.get("slide_mpp"))
     mpp = getattr(store, "mpp", None) or meta.get("model_mpp")
-    out = export_training_package(out_dir, slide, store, regions, mpp=mpp, model_name=meta.get("model"))
-    return Path(out) if out is not None else Path(out_dir)
+    return export_training_package(out_dir, slide, store, regions, mpp=mpp, model_name=meta.get("model"))

@@ -21,6 +21,7 @@ from napari_glandseg.inference.on_tissue import drop_off_tissue
 from napari_glandseg.inference.postprocess import probabilities_to_instances
 from napari_glandseg.inference.predictor import Predictor
 from napari_glandseg.inference.tiling import predict_tiled
+from napari_glandseg.labels._objects import compact_labels
 
 Progress = Callable[[int, int, str], None]
 
@@ -210,12 +211,4 @@ def with_mpp(slide: Any, mpp: float | None) -> Any:
 
 def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
     """Renumber the ids present to 1..n (int32), keeping their order."""
-    ids = np.unique(labels)
-    ids = ids[ids != 0]
-    if len(ids) == 0:
-        return np.zeros(labels.shape, np.int32)
-    if ids[-1] == len(ids):
-        return labels.astype(np.int32, copy=False)
-    lut = np.zeros(int(ids[-1]) + 1, np.int32)
-    lut[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
-    return lut[labels]
+    return compact_labels(labels)[0]

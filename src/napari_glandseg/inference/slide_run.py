@@ -267,9 +267,9 @@ def _write_record(run_dir: Path, record: dict) -> None:
 
 
 def _tissue(slide: Any) -> tuple[np.ndarray, float]:
-    from napari_glandseg.slide.tissue import tissue_mask
+    from napari_glandseg.inference.on_tissue import cached_tissue_mask
 
-    return tissue_mask(slide)
+    return cached_tissue_mask(slide)  # shared with Segment view on the same slide
 
 
 def _report(progress: Progress | None, done: int, total: int, message: str) -> None:

@@ -19,7 +19,7 @@ from scipy import ndimage as ndi
 from skimage.draw import line as draw_line
 from skimage.segmentation import watershed
 
-from napari_glandseg.labels._objects import check_labels, gland_objects
+from napari_glandseg.labels._objects import check_labels, compact_labels, gland_objects
 
 __all__ = [
     "delete_gland",
@@ -134,10 +134,7 @@ def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
     pixels into glands is unchanged.
     """
     arr = check_labels(labels)
-    ids, inverse = np.unique(arr, return_inverse=True)
-    if ids.size and ids[0] != 0:
-        inverse = inverse + 1  # no background pixel: the smallest gland still becomes 1
-    return inverse.reshape(arr.shape).astype(arr.dtype)
+    return compact_labels(arr)[0].astype(arr.dtype)
 
 
 def label_at(labels: np.ndarray, y: float, x: float) -> int:

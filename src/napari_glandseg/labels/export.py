@@ -27,6 +27,7 @@ import numpy as np
 
 from napari_glandseg._atomic import atomic_path, write_json_atomic
 from napari_glandseg.errors import GlandsegError
+from napari_glandseg.labels._objects import compact_labels
 
 PACKAGE_FORMAT = "glandseg-training-package"
 PACKAGE_VERSION = 1
@@ -112,7 +113,7 @@ class _LabelGrid:
 
 
 def _export_region(folder: Path, name: str, slide: Any, grid: _LabelGrid, region: dict, ds_out: float) -> dict | None:
-    from napari_glandseg.inference.region import relabel_consecutive, resize_labels, resize_rgb
+    from napari_glandseg.inference.region import resize_labels, resize_rgb
 
     y, x, h, w = _clip_bounds(region, grid.shape)
     if h <= 0 or w <= 0:
@@ -123,7 +124,7 @@ def _export_region(folder: Path, name: str, slide: Any, grid: _LabelGrid, region
     rgb = _read_rgb(slide, bbox0, ds_out)
     if rgb.shape[:2] != (out_h, out_w):
         rgb = resize_rgb(rgb, out_h, out_w)
-    labels = relabel_consecutive(resize_labels(grid.read(y, x, h, w), out_h, out_w))
+    labels, _ = compact_labels(resize_labels(grid.read(y, x, h, w), out_h, out_w))
     if labels.max() > np.iinfo(np.uint16).max:
         raise GlandsegError(f"{name}: more than 65535 glands in one region; review smaller regions")
     _save_png(folder / "images" / f"{name}.png", rgb)
@@ -152,13 +153,11 @@ def _clip_bounds(region: dict, shape: tuple[int, int]) -> tuple[int, int, int, i
 
 def _read_rgb(slide: Any, bbox0: tuple[float, ...], ds: float) -> np.ndarray:
     """The level-0 box at ``ds`` level-0 px per output px (works when the slide's µm/px is unknown)."""
+    from napari_glandseg.inference.region import with_mpp
+
     if slide.mpp:
         return slide.read_at_mpp(bbox0, slide.mpp * ds)
-    import copy
-
-    unit = copy.copy(slide)
-    unit.mpp = 1.0
-    return unit.read_at_mpp(bbox0, ds)
+    return with_mpp(slide, 1.0).read_at_mpp(bbox0, ds)  # unknown µm/px: work in level-0 px
 
 
 def _slide_facts(slide: Any) -> dict[str, Any]:
