@@ -16,8 +16,8 @@ from napari_glandseg.errors import SlideError
 
 #: Chunk edge used when the file's own tiles are not square (strips, whole images).
 DEFAULT_CHUNK_PX = 512
-#: A computed pyramid stops once the smaller side of a level is below this.
-MIN_LEVEL_PX = 512
+#: A computed pyramid halves a level again while its shorter side is at least this.
+MIN_SHORT_SIDE_PX = 512
 
 
 class GuardedArray:
@@ -94,10 +94,10 @@ def _halve(block: np.ndarray) -> np.ndarray:
 
 
 def computed_pyramid(level0: da.Array, chunk_px: int = DEFAULT_CHUNK_PX) -> list[da.Array]:
-    """Level 0 plus lazily 2×-averaged levels until the smaller side is below ``MIN_LEVEL_PX``."""
+    """Level 0 plus lazily 2×-averaged levels until the shorter side is below ``MIN_SHORT_SIDE_PX``."""
     levels = [level0]
     current = level0
-    while min(current.shape[:2]) >= MIN_LEVEL_PX:
+    while min(current.shape[:2]) >= MIN_SHORT_SIDE_PX:
         h, w = current.shape[0] // 2 * 2, current.shape[1] // 2 * 2
         even = current[:h, :w]
         # every block must have even sides so that it halves exactly

@@ -15,18 +15,9 @@ from napari_glandseg.slide._base import (
     dask_from_source,
     square_chunks,
 )
+from napari_glandseg.slide._units import UNIT_UM
 from napari_glandseg.slide.pixels import guess_axes, to_rgb8
 
-_UNIT_UM = {
-    "micrometer": 1.0,
-    "micron": 1.0,
-    "µm": 1.0,
-    "um": 1.0,
-    "nanometer": 1e-3,
-    "millimeter": 1e3,
-    "centimeter": 1e4,
-    "meter": 1e6,
-}
 _METADATA_FILES = ("zarr.json", ".zattrs", ".zgroup", ".zarray")
 
 
@@ -115,7 +106,7 @@ def _mpp(ms: dict, axes_meta: Any, axes: str) -> float | None:
     ix = axes.index("X")
     ax = axes_meta[ix]
     unit = ax.get("unit") if isinstance(ax, dict) else None
-    if unit not in _UNIT_UM:
+    if unit not in UNIT_UM:
         return None
     scale = 1.0
     for source in (ms["datasets"][0].get("coordinateTransformations") or [],
@@ -123,4 +114,4 @@ def _mpp(ms: dict, axes_meta: Any, axes: str) -> float | None:
         for t in source:
             if t.get("type") == "scale":
                 scale *= float(t["scale"][ix])
-    return scale * _UNIT_UM[unit] if scale > 0 else None
+    return scale * UNIT_UM[unit] if scale > 0 else None

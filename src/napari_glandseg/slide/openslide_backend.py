@@ -9,6 +9,8 @@ import numpy as np
 
 from napari_glandseg.errors import SlideError
 from napari_glandseg.slide._base import Slide, computed_pyramid, dask_from_source
+from napari_glandseg.slide._units import positive_float
+from napari_glandseg.slide.pixels import composite_on_white
 
 #: Dask chunk edge when the file does not state a usable tile size.
 _CHUNK_PX = 512
@@ -40,11 +42,8 @@ class _LevelReader:
         # read_region takes level-0 coordinates for the top-left corner
         loc = (int(round(x0 * self._ds)), int(round(y0 * self._ds)))
         img = self._osr.read_region(loc, self._level, (int(x1 - x0), int(y1 - y0)))
-        rgba = np.asarray(img, dtype=np.uint8)
-        alpha = rgba[..., 3:4].astype(np.uint16)
-        # OpenSlide returns premultiplied-free RGBA with transparent background: put it on white
-        rgb = (rgba[..., :3].astype(np.uint16) * alpha + 255 * (255 - alpha) + 127) // 255
-        out = rgb.astype(np.uint8)
+        # openslide-python un-premultiplies: straight RGBA, transparent (alpha 0) off the scanned area
+        out = composite_on_white(np.asarray(img, dtype=np.uint8))
         return out[:, :, key[2]] if len(key) > 2 else out
 
 
@@ -80,8 +79,8 @@ def open_openslide(path: Path, *, mpp: float | None = None) -> Slide:
     downsamples: list[float] | None = [float(d) for d in osr.level_downsamples]
     if len(levels) == 1:
         levels, downsamples = computed_pyramid(levels[0]), None
-    mpp_x = _float(props.get(openslide.PROPERTY_NAME_MPP_X))
-    mag = _float(props.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER))
+    mpp_x = positive_float(props.get(openslide.PROPERTY_NAME_MPP_X))
+    mag = positive_float(props.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER))
     associated = {name: _assoc_loader(osr, name) for name in osr.associated_images}
     meta = {
         "vendor": props.get(openslide.PROPERTY_NAME_VENDOR),
@@ -114,11 +113,3 @@ def _int(v: Any) -> int | None:
         return int(v)
     except (TypeError, ValueError):
         return None
-
-
-def _float(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if f > 0 else None

@@ -91,14 +91,19 @@ def _convert_block(block: np.ndarray, maxval: float) -> np.ndarray:
         block = np.clip(np.rint(block.astype(np.float32) * (255.0 / maxval)), 0, 255).astype(np.uint8)
     c = block.shape[2]
     if c in (2, 4):
-        alpha = block[..., -1:].astype(np.uint16)
-        color = block[..., :-1].astype(np.uint16)
-        # out = color*a + 255*(1-a), in integers with rounding
-        block = ((color * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+        block = composite_on_white(block)
         c -= 1
     if c == 1:
         block = np.repeat(block, 3, axis=2)
     return np.ascontiguousarray(block)
+
+
+def composite_on_white(block: np.ndarray) -> np.ndarray:
+    """Straight (not premultiplied) uint8 colour + alpha (last channel) → colour on white, uint8."""
+    alpha = block[..., -1:].astype(np.uint16)
+    color = block[..., :-1].astype(np.uint16)
+    # out = color*a + 255*(1-a), in integers with rounding
+    return ((color * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
 
 
 def rgb8_numpy(arr: np.ndarray, axes: str, path: str | os.PathLike) -> np.ndarray:

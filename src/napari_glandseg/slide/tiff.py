@@ -23,13 +23,13 @@ from napari_glandseg.slide._base import (
     dask_from_source,
     square_chunks,
 )
+from napari_glandseg.slide._units import UNIT_UM, positive_float
 from napari_glandseg.slide.pixels import rgb8_numpy, to_rgb8
 
 log = logging.getLogger(__name__)
 
 #: Resolution-tag values outside this range (µm/px) are screen/print defaults, not scans.
 _PLAUSIBLE_MPP = (0.05, 50.0)
-_UNIT_UM = {"m": 1e6, "mm": 1e3, "cm": 1e4, "µm": 1.0, "um": 1.0, "micron": 1.0, "nm": 1e-3}
 
 
 def open_tiff(path: Path, *, mpp: float | None = None) -> Slide:
@@ -179,8 +179,8 @@ def _resolution_facts(tif: Any, series: Any) -> tuple[float | None, float | None
             for k, _, v in (item.partition("=") for item in desc.split("|")[1:])
             if k.strip()
         )
-        mpp = _float(fields.get("MPP"))
-        mag = _float(fields.get("AppMag"))
+        mpp = positive_float(fields.get("MPP"))
+        mag = positive_float(fields.get("AppMag"))
         keep = ("AppMag", "MPP", "ScanScope ID", "Date")
         if any(k in fields for k in keep):
             meta["aperio"] = {k: fields[k] for k in keep if k in fields}
@@ -188,7 +188,7 @@ def _resolution_facts(tif: Any, series: Any) -> tuple[float | None, float | None
         mpp, mag = _ome_facts(tif.ome_metadata)
     elif tif.is_ndpi:
         tags = page.ndpi_tags or {}
-        mag = _float(tags.get("Magnification"))
+        mag = positive_float(tags.get("Magnification"))
         mpp = _tag_mpp(page)
         meta["ndpi"] = {k: str(v) for k, v in tags.items() if k in ("Model", "Magnification")}
     if mpp is None and not tif.is_svs:
@@ -197,14 +197,6 @@ def _resolution_facts(tif: Any, series: Any) -> tuple[float | None, float | None
         meta["implausible_mpp"] = mpp
         mpp = None
     return mpp, mag, meta
-
-
-def _float(value: Any) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if v > 0 and np.isfinite(v) else None
 
 
 def _tag_mpp(page: Any) -> float | None:
@@ -229,12 +221,12 @@ def _ome_facts(xml: str) -> tuple[float | None, float | None]:
     for el in root.iter():
         tag = el.tag.rsplit("}", 1)[-1]
         if tag == "Pixels" and mpp is None:
-            size = _float(el.get("PhysicalSizeX"))
+            size = positive_float(el.get("PhysicalSizeX"))
             unit = el.get("PhysicalSizeXUnit", "µm")
-            if size is not None and unit in _UNIT_UM:
-                mpp = size * _UNIT_UM[unit]
+            if size is not None and unit in UNIT_UM:
+                mpp = size * UNIT_UM[unit]
         elif tag == "Objective" and mag is None:
-            mag = _float(el.get("NominalMagnification"))
+            mag = positive_float(el.get("NominalMagnification"))
     return mpp, mag
 
 
