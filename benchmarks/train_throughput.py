@@ -18,8 +18,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-
 
 def busy_note() -> str | None:
     """Whether another training run (runs/train.pid) was competing for the CPU."""
@@ -43,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    import finetune
     from napari_glandseg.model import create_model
+    from napari_glandseg.train import finetune
 
     torch.manual_seed(0)
     device = torch.device("cpu")

@@ -33,8 +33,8 @@ def segment(model, rgb: np.ndarray, mpp: float, device) -> np.ndarray:
     if segment_image is not None:
         labels = np.asarray(segment_image(rgb, model, mpp=mpp, device=device))
     else:
-        from _common import predict_probs
         from napari_glandseg.inference.postprocess import probabilities_to_instances
+        from napari_glandseg.train.common import predict_probs
 
         scale = mpp / model.card.mpp
         h, w = rgb.shape[:2]

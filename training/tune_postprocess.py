@@ -32,8 +32,7 @@ def validation_pairs(config: Path) -> list[tuple[Path, Path]]:
     """The (image, mask) files that the training config held out for validation."""
     import yaml
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _data import split_names
+    from napari_glandseg.train.data import split_names
 
     cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
     pairs = []

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-import finetune
-from _data import IGNORE, CropDataset, Sample, to_instances
-from _losses import segmentation_loss, tumor_loss
+from napari_glandseg.train import finetune
+from napari_glandseg.train.data import IGNORE, CropDataset, Sample, to_instances
+from napari_glandseg.train.losses import segmentation_loss, tumor_loss
 
 
 def garbage_labels(shape: tuple[int, int], seed: int) -> np.ndarray:

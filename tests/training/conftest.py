@@ -1,19 +1,22 @@
-"""Training-script tests: ``training/`` on sys.path, one thread, a few real GlaS images."""
+"""Training tests: one thread each, a few real GlaS images."""
 
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-TRAINING = Path(__file__).resolve().parents[2] / "training"
-if str(TRAINING) not in sys.path:
-    sys.path.insert(0, str(TRAINING))
 
-torch.set_num_threads(1)  # the machine is small and shared with a real training run
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Training tests run single-threaded (reproducible sums, a small shared machine); the
+    setting is restored afterwards so that other tests keep their own."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 @pytest.fixture(scope="session")
 def mini_glas(shared_data: Path, tmp_path_factory) -> Path:

@@ -11,9 +11,8 @@ import pytest
 import torch
 from _train_helpers import max_abs_diff, weights
 
-import distill
-import pretrain
-from _data import CropDataset
+from napari_glandseg.train import distill, pretrain
+from napari_glandseg.train.data import CropDataset
 
 TINY_DISTILL = ["--crop-px", "64", "--batch-size", "2", "--amp", "false", "--device", "cpu", "--threads", "1",
                 "--log-every", "1", "--save-every", "1", "--val-fraction", "0.25"]

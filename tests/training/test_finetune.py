@@ -14,8 +14,8 @@ import pytest
 import torch
 from _train_helpers import TINY, max_abs_diff, weights
 
-import finetune
-from _data import CropDataset
+from napari_glandseg.train import finetune
+from napari_glandseg.train.data import CropDataset
 
 
 def _args(data: Path, out: Path, *extra: str) -> list[str]:
@@ -89,7 +89,7 @@ def test_unreviewed_pixels_do_not_change_loss_or_gradients(mini_glas):
     same whatever the garbage — including the border class next to the reviewed edge."""
     from _package import glas_image, half_reviewed, loss_and_grads
 
-    from _data import rescale_sample
+    from napari_glandseg.train.data import rescale_sample
 
     image, labels = glas_image(mini_glas)
     results = []

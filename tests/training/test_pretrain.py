@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from _train_helpers import TINY, max_abs_diff, weights
 
-import pretrain
-from _common import build_model
-from _smit import SMITStudent, TokenEncoder, random_mask
 from napari_glandseg.model import create_model
+from napari_glandseg.train import pretrain
+from napari_glandseg.train.common import build_model
+from napari_glandseg.train.smit import SMITStudent, TokenEncoder, random_mask
 
 SMALL_HEADS = ["--out-dim", "64", "--head-hidden", "32", "--head-bottleneck", "16", "--mask-px", "16"]
 
@@ -53,7 +53,7 @@ def test_loss_decreases_on_a_fixed_batch(mini_glas):
                                   lr=2e-3, steps=100, center_momentum=1.0)  # stationary objective
     torch.manual_seed(0)
     net, student, teacher, centers = pretrain.build(cfg)
-    from _unlabeled import TwoViewDataset, load_image_folder
+    from napari_glandseg.train.unlabeled import TwoViewDataset, load_image_folder
 
     dataset = TwoViewDataset(load_image_folder(mini_glas, source_mpp=0.62, model_mpp=1.24), [], 64)
     batch = pretrain.batch_at(dataset, 0, cfg, 0, 1)
@@ -85,7 +85,7 @@ def test_finetune_init_takes_the_pretrained_encoders(mini_glas, tmp_path):
 
 def test_student_module_uses_every_trainable_parameter():
     """DDP without find_unused_parameters needs a gradient for every trainable parameter."""
-    from _common import freeze_unused
+    from napari_glandseg.train.common import freeze_unused
 
     net = create_model("glandseg_tiny")
     student = SMITStudent(net, out_dim=16, hidden=16, bottleneck=8)

@@ -9,12 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-import convert_checkpoint
-import evaluate
-import ship_model
-import tune_postprocess
 from napari_glandseg.model import create_model, load_checkpoint, save_checkpoint
 from napari_glandseg.model.registry import bundled_weights_dir
+from training import convert_checkpoint, evaluate, ship_model, tune_postprocess
 
 
 def test_convert_unwraps_and_round_trips(tmp_path, capsys):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +50,8 @@ def test_training_package_after_commit_loads_for_finetuning(setup, qtbot):
     widget.export_training(out)
     _wait(qtbot, widget)
     assert (out / "manifest.json").is_file()
-    sys.path.insert(0, str(REPO / "training"))
-    try:
-        from _data import load_training_package
-    finally:
-        sys.path.remove(str(REPO / "training"))
+    from napari_glandseg.train.data import load_training_package
+
     samples = load_training_package(out, model_mpp=1.0)
     assert len(samples) >= 1
     total = sum(int((np.asarray(s.labels if hasattr(s, "labels") else s[2]) > 0).sum()) for s in samples)

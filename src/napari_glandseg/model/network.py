@@ -106,9 +106,10 @@ class CrossAttentionFusion(nn.Module):
         return fused.transpose(1, 2).reshape(n, c, h, w)
 
 
-def _swin(spec: EncoderSpec, img_px: int, drop_path_rate: float) -> SwinTransformer:
+def _swin(spec: EncoderSpec, img_px: int, drop_path_rate: float, in_chans: int) -> SwinTransformer:
     return SwinTransformer(
         img_size=img_px,
+        in_chans=in_chans,
         patch_size=spec.patch_size,
         embed_dim=spec.embed_dim,
         depths=spec.depths,
@@ -136,6 +137,7 @@ class DualSwinUNet(nn.Module):
         img_px: int = 256,
         drop_path_rate: float = 0.0,
         num_tumor_classes: int = 2,
+        in_chans: int = 3,
     ):
         super().__init__()
         enc_a.validate("encoder A")
@@ -153,12 +155,14 @@ class DualSwinUNet(nn.Module):
                 f"{img_px // enc_b.patch_size}) are divisible by the window sizes "
                 f"({enc_a.window_size}, {enc_b.window_size})"
             )
-        self.enc_a, self.enc_b = enc_a, enc_b
-        self.swin_a = _swin(enc_a, img_px, drop_path_rate)
-        self.swin_b = _swin(enc_b, img_px, drop_path_rate)
+        if in_chans < 3:
+            raise ValueError(f"in_chans must be >= 3 (RGB first, then guidance maps), got {in_chans}")
+        self.enc_a, self.enc_b, self.in_chans = enc_a, enc_b, in_chans
+        self.swin_a = _swin(enc_a, img_px, drop_path_rate, in_chans)
+        self.swin_b = _swin(enc_b, img_px, drop_path_rate, in_chans)
         da, db = enc_a.dims, enc_b.dims
         s1, s2 = stem_channels
-        self.stem1 = ConvBlock(3, s1)  # full resolution: crisp gland borders
+        self.stem1 = ConvBlock(in_chans, s1)  # full resolution: crisp gland borders
         self.stem2 = nn.Sequential(nn.MaxPool2d(2), ConvBlock(s1, s2))  # stride 2
         # Encoder B's features join the skips at the strides both paths have.
         b_at = {s: c for s, c in zip(enc_b.strides, db, strict=True)}
@@ -183,8 +187,8 @@ class DualSwinUNet(nn.Module):
         return list(fa), list(fb)
 
     def forward(self, x: torch.Tensor, return_all: bool = False):
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected N×3×H×W input, got shape {tuple(x.shape)}")
+        if x.ndim != 4 or x.shape[1] != self.in_chans:
+            raise ValueError(f"expected N×{self.in_chans}×H×W input, got shape {tuple(x.shape)}")
         if x.shape[-1] % 32 or x.shape[-2] % 32:
             raise ValueError(f"H and W must be multiples of 32, got {tuple(x.shape[-2:])}")
         fa, fb = self.encode(x)

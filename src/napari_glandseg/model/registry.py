@@ -28,7 +28,7 @@ def register_preset(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, 
 
 @register_preset
 def glandseg_small() -> dict[str, Any]:
-    """CPU-friendly default (~7 M parameters): Swin embed 48 (2-2-2-2) + patch-8 Swin embed 48."""
+    """CPU-friendly default (9.8 M parameters): Swin embed 48 (2-2-2-2) + patch-8 Swin embed 48."""
     return {
         "arch_args": {
             "enc_a": {"patch_size": 4, "embed_dim": 48, "depths": [2, 2, 2, 2], "num_heads": [3, 6, 12, 24], "window_size": 8},
@@ -38,6 +38,17 @@ def glandseg_small() -> dict[str, Any]:
             "img_px": 256,
         },
         "card": {"mpp": 1.24, "tile_px": 384, "overlap_px": 64},
+    }
+
+
+@register_preset
+def glandseg_guided() -> dict[str, Any]:
+    """Click-to-segment: glandseg_small's architecture on RGB + inclusion + exclusion maps,
+    predicting the one gland the guidance points at (background / gland)."""
+    small = glandseg_small()
+    return {
+        "arch_args": {**small["arch_args"], "in_chans": 5, "num_classes": 2},
+        "card": {**small["card"], "tile_px": 384, "overlap_px": 0, "classes": ("background", "gland")},
     }
 
 

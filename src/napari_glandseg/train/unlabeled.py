@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from scipy import ndimage as ndi
 
-from _data import _resize, hed_jitter
+from napari_glandseg.train.data import _resize, hed_jitter
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 

@@ -27,6 +27,35 @@ class Sample:
     labels: np.ndarray  # H×W int32 instances
     valid: np.ndarray  # H×W bool: pixels whose label counts
     tumor: int = -1  # 1 malignant, 0 benign, -1 unknown
+    weight: float = 1.0  # relative chance of being drawn for a crop
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One training folder or package, with its µm/px and how often its images are drawn.
+
+    Configs give either a path or ``{path: ..., mpp: 2.72, weight: 3.0}``; ``weight`` multiplies
+    the chance of each of its images (a few large prostate tiles beside 85 GlaS images).
+    """
+
+    path: Path
+    mpp: float | None = None  # None: the config's data_mpp
+    weight: float = 1.0
+
+    @classmethod
+    def parse(cls, entry) -> DataSource:
+        if isinstance(entry, dict):
+            unknown = set(entry) - {"path", "mpp", "weight"}
+            if unknown or "path" not in entry:
+                raise ValueError(f"data entry {entry}: give path (and optionally mpp, weight); unknown keys {sorted(unknown)}")
+            src = cls(Path(entry["path"]), entry.get("mpp"), float(entry.get("weight", 1.0)))
+        else:
+            src = cls(Path(entry))
+        if src.mpp is not None and not float(src.mpp) > 0:
+            raise ValueError(f"data entry {entry}: mpp must be > 0")
+        if not src.weight > 0:
+            raise ValueError(f"data entry {entry}: weight must be > 0")
+        return src
 
 
 def _resize(arr: np.ndarray, shape: tuple[int, int], nearest: bool) -> np.ndarray:
@@ -63,7 +92,8 @@ def read_grades(csv_path: Path) -> dict[str, int]:
     return grades
 
 
-def load_glas_folder(folder: Path, *, source_mpp: float, model_mpp: float, names: list[str] | None = None) -> list[Sample]:
+def load_glas_folder(folder: Path, *, source_mpp: float, model_mpp: float, names: list[str] | None = None,
+                     weight: float = 1.0) -> list[Sample]:
     """``folder/images/*.png`` + ``folder/masks/*.png`` (binary → connected components, or instances)."""
     folder = Path(folder)
     images = sorted((folder / "images").glob("*.png"))
@@ -83,10 +113,33 @@ def load_glas_folder(folder: Path, *, source_mpp: float, model_mpp: float, names
         if labels.shape != image.shape[:2]:
             raise ValueError(f"{mask_path}: mask shape {labels.shape} != image shape {image.shape[:2]}")
         valid = np.ones(labels.shape, bool)
-        samples.append(
-            rescale_sample(img_path.stem, image, labels, valid, source_mpp / model_mpp, grades.get(img_path.stem, -1))
-        )
+        sample = rescale_sample(img_path.stem, image, labels, valid, source_mpp / model_mpp, grades.get(img_path.stem, -1))
+        sample.weight = weight
+        samples.append(sample)
     return samples
+
+
+def load_split(data: list, val_data: list, *, data_mpp: float, model_mpp: float, val_fraction: float,
+               seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Training and validation samples at ``model_mpp`` from config ``data`` entries (folders,
+    packages or ``{path, mpp, weight}``): each folder's images are split by name unless
+    ``val_data`` gives the validation folders; packages always train."""
+    train, val = [], []
+    for src in map(DataSource.parse, data):
+        mpp = src.mpp or data_mpp
+        if (src.path / "manifest.json").exists():
+            for sample in load_training_package(src.path, model_mpp=model_mpp):
+                sample.weight = src.weight
+                train.append(sample)
+            continue
+        names = sorted(p.stem for p in (src.path / "images").glob("*.png"))
+        tr, va = (names, []) if val_data else split_names(names, val_fraction, seed)
+        train += load_glas_folder(src.path, source_mpp=mpp, model_mpp=model_mpp, names=tr, weight=src.weight)
+        if va:
+            val += load_glas_folder(src.path, source_mpp=mpp, model_mpp=model_mpp, names=va)
+    for src in map(DataSource.parse, val_data):
+        val += load_glas_folder(src.path, source_mpp=src.mpp or data_mpp, model_mpp=model_mpp)
+    return train, val
 
 
 def load_training_package(folder: Path, *, model_mpp: float) -> list[Sample]:
@@ -139,6 +192,35 @@ def hed_jitter(image: np.ndarray, rng: np.random.Generator, sigma: float = 0.05,
     return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+def pick_sample(samples: list[Sample], rng: np.random.Generator) -> Sample:
+    """A sample drawn with probability proportional to its weight."""
+    weights = np.array([s.weight for s in samples], dtype=float)
+    if np.all(weights == weights[0]):
+        return samples[rng.integers(len(samples))]
+    return samples[rng.choice(len(samples), p=weights / weights.sum())]
+
+
+def resized_crop(image, labels, valid, crop_px: int):
+    """Resize a square crop (any size) to ``crop_px``: bilinear image, nearest labels/valid."""
+    if labels.shape[0] == crop_px:
+        return image, labels, valid
+    image = _resize(image, (crop_px, crop_px), nearest=False)
+    labels = np.asarray(Image.fromarray(labels.astype(np.int32), mode="I").resize((crop_px,) * 2, Image.NEAREST))
+    valid = _resize(valid.astype(np.uint8), (crop_px, crop_px), nearest=True).astype(bool)
+    return image, labels.astype(np.int32), valid
+
+
+def augment_crop(image, labels, valid, rng: np.random.Generator):
+    """Flips/rot90, HED stain jitter (80 %), Gaussian blur (20 %)."""
+    image, labels, valid = _geometric(image, labels, valid, rng)
+    if rng.random() < 0.8:
+        image = hed_jitter(image, rng)
+    if rng.random() < 0.2:
+        sigma = rng.uniform(0.3, 1.2)
+        image = ndi.gaussian_filter(image.astype(np.float32), (sigma, sigma, 0)).clip(0, 255).astype(np.uint8)
+    return image, labels, valid
+
+
 class CropDataset(torch.utils.data.Dataset):
     """Random augmented crops; ``length`` crops per epoch, deterministic given ``seed`` and index."""
 
@@ -155,38 +237,34 @@ class CropDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        s = self.samples[rng.integers(len(self.samples))]
+        s = pick_sample(self.samples, rng)
         scale = float(np.exp(rng.uniform(-self.scale_jitter, self.scale_jitter))) if self.augment else 1.0
         src = max(8, round(self.crop_px / scale))
-        image, labels, valid = _random_crop(s, src, rng)
-        if src != self.crop_px:
-            image = _resize(image, (self.crop_px, self.crop_px), nearest=False)
-            labels = np.asarray(Image.fromarray(labels, mode="I").resize((self.crop_px,) * 2, Image.NEAREST)).astype(np.int32)
-            valid = _resize(valid.astype(np.uint8), (self.crop_px, self.crop_px), nearest=True).astype(bool)
+        image, labels, valid = resized_crop(*_random_crop(s, src, rng), self.crop_px)
         if self.augment:
-            image, labels, valid = _geometric(image, labels, valid, rng)
-            if rng.random() < 0.8:
-                image = hed_jitter(image, rng)
-            if rng.random() < 0.2:
-                sigma = rng.uniform(0.3, 1.2)
-                image = ndi.gaussian_filter(image.astype(np.float32), (sigma, sigma, 0)).clip(0, 255).astype(np.uint8)
+            image, labels, valid = augment_crop(image, labels, valid, rng)
         target = make_targets(labels, valid, self.border_px)
         return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(target.astype(np.int64)), s.tumor
 
 
 def _random_crop(s: Sample, size: int, rng: np.random.Generator):
     h, w = s.labels.shape
-    ph, pw = max(0, size - h), max(0, size - w)
-    image, labels, valid = s.image, s.labels, s.valid
-    if ph or pw:  # small images: pad with white, padded pixels are ignored
-        pad = ((0, ph), (0, pw))
+    y = int(rng.integers(max(1, h - size + 1)))
+    x = int(rng.integers(max(1, w - size + 1)))
+    return crop_at(s, y, x, size)
+
+
+def crop_at(s: Sample, y: int, x: int, size: int):
+    """The ``size``² window at (y, x) of a sample; outside the image: white, ignored pixels."""
+    h, w = s.labels.shape
+    y0, x0, y1, x1 = max(0, y), max(0, x), min(h, y + size), min(w, x + size)
+    pad = ((y0 - y, y + size - y1), (x0 - x, x + size - x1))
+    image, labels, valid = s.image[y0:y1, x0:x1], s.labels[y0:y1, x0:x1], s.valid[y0:y1, x0:x1]
+    if any(p for pair in pad for p in pair):
         image = np.pad(image, pad + ((0, 0),), constant_values=255)
         labels = np.pad(labels, pad)
         valid = np.pad(valid, pad)
-    y = rng.integers(labels.shape[0] - size + 1)
-    x = rng.integers(labels.shape[1] - size + 1)
-    sl = np.s_[y:y + size, x:x + size]
-    return image[sl], labels[sl], valid[sl]
+    return image, labels, valid
 
 
 def _geometric(image, labels, valid, rng):

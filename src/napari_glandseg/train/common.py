@@ -32,6 +32,7 @@ class RunSettings:
     amp: bool = True  # bf16 autocast (CPU) / fp16-bf16 (CUDA)
     device: str = "auto"
     threads: int | None = None
+    workers: int = 0  # background processes preparing batches (0: in the training process)
     max_minutes: float | None = None  # stop cleanly (after a checkpoint) when this much time is used
     stop_at: int | None = None  # stop cleanly (after a checkpoint) at this step, as if interrupted
 
@@ -203,6 +204,24 @@ def build_model(model: str, *, crop_px: int, mpp: float | None = None, init: str
         load_weights(net, fitting, source=init, strict=False)
         print(f"init: {len(fitting)}/{len(own)} tensors from {init}", file=sys.stderr)
     return net
+
+
+def batch_stream(dataset, start_step: int, batch: int, rank: int = 0, world: int = 1, workers: int = 0):
+    """Batches from ``start_step`` on: step s of ``rank`` holds crops (s·world + rank)·batch …
+    + batch, a pure function of the step (resume is exact), prepared by ``workers`` processes."""
+
+    def indices():
+        step = start_step
+        while True:
+            first = (step * world + rank) * batch
+            yield from range(first, first + batch)
+            step += 1
+
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch, sampler=indices(), num_workers=workers,
+        prefetch_factor=4 if workers else None, persistent_workers=bool(workers),
+    )
+    return iter(loader)
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int, floor: float = 0.01) -> float:

@@ -1,0 +1,217 @@
+"""Tumor-guided self-distillation (Zhang et al. 2024): after SMIT pretraining, teach the
+encoders the benign/malignant distinction of each tile while a teacher (the pretrained model,
+frozen or following by EMA) keeps their token distributions from drifting.
+
+    L = CE(tumor head, tile grade) + λ·(H(teacher, student) on patch tokens + on the image token)
+
+Tiles are random augmented crops of GlaS-style folders whose grade is known (Grade.csv beside
+or above the folder). Writes ``OUT/distilled.safetensors/.json`` (start fine-tuning from it
+with ``finetune.py --init``) and ``OUT/distilled_heads.safetensors``.
+
+    python training/distill.py --config training/configs/distill_small.yaml
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from napari_glandseg.train.common import (
+    RunSettings,
+    build_model,
+    cleanup_distributed,
+    cosine_lr,
+    freeze_unused,
+    load_state,
+    parse_config,
+    read_state_tensors,
+    save_resolved_config,
+    save_state,
+    start_run,
+    unwrap,
+)
+from napari_glandseg.train.data import CropDataset, Sample, load_glas_folder, split_names
+from napari_glandseg.train.pretrain import aux_tensors, export, restore_aux
+from napari_glandseg.train.smit import SMITStudent, distribution_ce, ema_update, make_teacher, update_center
+
+
+@dataclass(frozen=True)
+class DistillConfig(RunSettings):
+    data: list[str] = field(default_factory=list)  # GlaS-style folders with grades
+    teacher: str = ""  # pretrained checkpoint: the teacher, and the student's starting point
+    heads: str | None = None  # projection heads (default: TEACHER_heads.safetensors if present)
+    out: str = "runs/distill"
+    data_mpp: float = 0.62
+    mpp: float | None = None
+    val_fraction: float = 0.15  # held-out images for tumor accuracy
+    crop_px: int = 256
+    batch_size: int = 8  # per process
+    steps: int = 1000
+    lr: float = 2e-4
+    weight_decay: float = 0.05
+    warmup_steps: int = 50
+    lambda_distill: float = 1.0
+    teacher_momentum: float = 1.0  # 1: frozen teacher; < 1: EMA of the student
+    teacher_temp: float = 0.04
+    student_temp: float = 0.1
+    center_momentum: float = 0.9
+    out_dim: int = 1024  # used only when no heads file exists (fresh heads)
+    head_hidden: int = 512
+    head_bottleneck: int = 128
+
+    def __post_init__(self):
+        if not self.data or not self.teacher:
+            raise ValueError("data (GlaS-style folders) and teacher (a pretrained checkpoint) are required")
+        if self.crop_px % 32:
+            raise ValueError(f"crop_px must be a multiple of 32, got {self.crop_px}")
+        if not 0 < self.teacher_momentum <= 1:
+            raise ValueError("teacher_momentum must be in (0, 1]")
+
+
+def heads_path(cfg: DistillConfig) -> Path | None:
+    if cfg.heads:
+        return Path(cfg.heads)
+    stem = Path(cfg.teacher)
+    stem = stem.with_suffix("") if stem.suffix in (".safetensors", ".json") else stem
+    guess = stem.with_name(stem.name + "_heads.safetensors")
+    return guess if guess.exists() else None
+
+
+def build(cfg: DistillConfig):
+    """(network, student, teacher, centers): both start from the pretrained checkpoint."""
+    net = build_model(cfg.teacher, crop_px=cfg.crop_px, mpp=cfg.mpp)
+    heads_file = heads_path(cfg)
+    heads = load_file(str(heads_file)) if heads_file else {}
+    out_dim, hidden, bottleneck = cfg.out_dim, cfg.head_hidden, cfg.head_bottleneck
+    if heads:  # the heads' sizes come from the file
+        out_dim, bottleneck = heads["patch_head.prototypes"].shape
+        hidden = heads["patch_head.mlp.0.weight"].shape[0]
+    else:
+        warnings.warn(f"no projection heads found for {cfg.teacher}: distilling through fresh random "
+                      "heads (pretrain.py writes NAME_heads.safetensors)", stacklevel=2)
+    student = SMITStudent(net, out_dim=out_dim, hidden=hidden, bottleneck=bottleneck,
+                          with_reconstruction=False, with_tumor=True)
+    for h in ("patch_head", "image_head"):
+        sub = {k[len(h) + 1:]: v for k, v in heads.items() if k.startswith(h + ".")}
+        if sub:
+            getattr(student, h).load_state_dict(sub)
+    teacher = make_teacher(student)
+    centers = {k: heads.get(f"center.{k}", torch.zeros(out_dim)).clone() for k in ("patch", "image")}
+    return net, student, teacher, centers
+
+
+def load_graded(cfg: DistillConfig, model_mpp: float) -> tuple[list[Sample], list[Sample]]:
+    train, val = [], []
+    for src in map(Path, cfg.data):
+        samples = [s for s in load_glas_folder(src, source_mpp=cfg.data_mpp, model_mpp=model_mpp) if s.tumor >= 0]
+        tr, va = split_names([s.name for s in samples], cfg.val_fraction, cfg.seed)
+        train += [s for s in samples if s.name in tr]
+        val += [s for s in samples if s.name in va]
+    if not train:
+        raise ValueError(f"{cfg.data}: no images with a known grade (Grade.csv beside or above the folder)")
+    return train, val
+
+
+def batch_at(dataset: CropDataset, step: int, batch: int, rank: int, world: int):
+    start = (step * world + rank) * batch
+    items = [dataset[i] for i in range(start, start + batch)]
+    return torch.stack([it[0] for it in items]), torch.tensor([it[2] for it in items], dtype=torch.long)
+
+
+def train_step(model, net, teacher, optimizer, images, tumor, centers, cfg: DistillConfig, device):
+    x = net.normalize(images.to(device))
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+        with torch.no_grad():
+            t_out = teacher(x)
+        s_out = model(x)
+    tumor_ce = F.cross_entropy(s_out["tumor"].float(), tumor.to(device), reduction="none")
+    patch = distribution_ce(t_out["patch"], s_out["patch"], centers["patch"], cfg.teacher_temp,
+                            cfg.student_temp).mean(1)
+    image = distribution_ce(t_out["image"], s_out["image"], centers["image"], cfg.teacher_temp, cfg.student_temp)
+    distill = (patch + image) / 2
+    loss = (tumor_ce + cfg.lambda_distill * distill).mean()  # per-sample means: DDP-exact
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(unwrap(model).parameters(), 3.0)
+    optimizer.step()
+    if cfg.teacher_momentum < 1:
+        ema_update(teacher, unwrap(model), cfg.teacher_momentum)
+    update_center(centers["patch"], t_out["patch"], cfg.center_momentum)
+    update_center(centers["image"], t_out["image"], cfg.center_momentum)
+    return float(loss.detach()), {"tumor_ce": float(tumor_ce.detach().mean()), "distill": float(distill.detach().mean())}
+
+
+@torch.no_grad()
+def tumor_accuracy(net, samples: list[Sample], device: torch.device) -> float:
+    """Whole held-out images (padded to a multiple of 32): fraction graded right."""
+    net.eval()
+    right = []
+    for s in samples:
+        h, w = s.image.shape[:2]
+        img = np.pad(s.image, ((0, (-h) % 32), (0, (-w) % 32), (0, 0)), mode="reflect")
+        logits = net(net.normalize(torch.from_numpy(img)[None].to(device)), return_all=True)["tumor"]
+        right.append(int(logits.argmax(1).item() == s.tumor))
+    net.train()
+    return float(np.mean(right)) if right else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(DistillConfig, argv, __doc__)
+    device, dist_info, out, log = start_run(cfg)
+
+    net, student, teacher, centers = build(cfg)
+    net, student, teacher = net.to(device), student.to(device), teacher.to(device)
+    centers = {k: v.to(device) for k, v in centers.items()}
+    train, val = load_graded(cfg, net.card.mpp)
+    dataset = CropDataset(train, cfg.crop_px, length=10**9, seed=cfg.seed)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step, _ = load_state(out, net, optimizer)
+    if step:
+        restore_aux({k: v.to(device) for k, v in read_state_tensors(out).items()}, student, teacher, centers)
+    freeze_unused(net)
+    model = torch.nn.parallel.DistributedDataParallel(student) if dist_info.world > 1 else student
+    if dist_info.is_main:
+        save_resolved_config(cfg, out)
+        log(event="start", step=step, train_images=len(train), val_images=len(val), world=dist_info.world)
+    t_start, loss, acc = time.time(), float("nan"), float("nan")
+    model.train()
+    while step < cfg.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup_steps)
+        images, tumor = batch_at(dataset, step, cfg.batch_size, dist_info.rank, dist_info.world)
+        loss, parts = train_step(model, net, teacher, optimizer, images, tumor, centers, cfg, device)
+        step += 1
+        if step % cfg.log_every == 0:
+            log(step=step, loss=round(loss, 4), lr=optimizer.param_groups[0]["lr"],
+                **{k: round(v, 4) for k, v in parts.items()})
+        done = step >= cfg.steps
+        out_of_time = cfg.max_minutes is not None and (time.time() - t_start) / 60 > cfg.max_minutes
+        out_of_time = out_of_time or (cfg.stop_at is not None and step >= cfg.stop_at)
+        if dist_info.is_main and (step % cfg.save_every == 0 or done or out_of_time):
+            save_state(out, net, optimizer, step, {"loss": loss}, tensors=aux_tensors(student, teacher, centers))
+        if out_of_time:
+            break
+    if dist_info.is_main:
+        acc = tumor_accuracy(net, val, device)
+        provenance = {"script": "training/distill.py (tumor-guided self-distillation)", "teacher": cfg.teacher,
+                      "data": cfg.data, "steps": step, "final_loss": loss, "val_tumor_accuracy": acc,
+                      "command": " ".join(sys.argv), "config": dataclasses.asdict(cfg)}
+        # The student is exported: its encoders and tumor head learned the grades.
+        path = export(out, "distilled", net, student, centers, provenance)
+        log(event="end", step=step, val_tumor_accuracy=acc, checkpoint=str(path))
+    cleanup_distributed()
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())

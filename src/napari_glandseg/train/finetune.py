@@ -1,0 +1,170 @@
+"""Supervised gland segmentation training (fine-tuning or from scratch).
+
+Data: GlaS-style folders (images/*.png + masks/*.png) and/or training packages exported by the
+plugin (manifest.json; only reviewed pixels count). Loss: Dice + cross-entropy over background /
+gland / border with deep supervision (+ the tumor head where grades are known). The best
+checkpoint on validation object F1 is kept; runs resume from their last checkpoint.
+
+    python training/finetune.py --config training/configs/default_small.yaml
+    torchrun --nproc_per_node=2 training/finetune.py --config ... --out runs/x
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from napari_glandseg.model import save_checkpoint
+from napari_glandseg.train import common as _common
+from napari_glandseg.train.common import (
+    RunSettings,
+    batch_stream,
+    cleanup_distributed,
+    cosine_lr,
+    freeze_unused,
+    load_state,
+    parse_config,
+    save_resolved_config,
+    save_state,
+    start_run,
+    unwrap,
+    validate,
+)
+from napari_glandseg.train.data import CropDataset, DataSource, Sample, load_split
+from napari_glandseg.train.losses import segmentation_loss, tumor_loss
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(RunSettings):
+    data: list = field(default_factory=list)  # GlaS-style folders / training packages, or {path, mpp, weight}
+    out: str = "runs/finetune"
+    model: str = "glandseg_small"  # preset name (fresh) or checkpoint path
+    init: str | None = None  # checkpoint whose matching weights start the run (e.g. pretrained encoders)
+    data_mpp: float = 0.62  # µm/px of GlaS-style folders (GlaS: ~0.62)
+    mpp: float | None = None  # train at this µm/px (default: the model card's)
+    val_fraction: float = 0.15
+    val_data: list[str] = field(default_factory=list)  # explicit validation folders instead of a split
+    crop_px: int = 256
+    batch_size: int = 8  # per process
+    steps: int = 3000
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    dice_weight: float = 1.0
+    deep_weights: list[float] = field(default_factory=lambda: [0.2, 0.1, 0.05])
+    tumor_weight: float = 0.1
+    border_px: int = 2
+    val_every: int = 250
+
+    def __post_init__(self):
+        if not self.data:
+            raise ValueError("data: give at least one GlaS-style folder or training package")
+        for entry in self.data:
+            DataSource.parse(entry)
+        if self.crop_px % 32:
+            raise ValueError(f"crop_px must be a multiple of 32, got {self.crop_px}")
+        if self.batch_size < 1 or self.steps < 1:
+            raise ValueError("batch_size and steps must be >= 1")
+
+
+def load_samples(cfg: FinetuneConfig, model_mpp: float) -> tuple[list[Sample], list[Sample]]:
+    """Training and validation samples at the model's µm/px."""
+    return load_split(cfg.data, cfg.val_data, data_mpp=cfg.data_mpp, model_mpp=model_mpp,
+                      val_fraction=cfg.val_fraction, seed=cfg.seed)
+
+
+def build_model(cfg: FinetuneConfig):
+    return _common.build_model(cfg.model, crop_px=cfg.crop_px, mpp=cfg.mpp, init=cfg.init)
+
+
+def batch_at(dataset: CropDataset, step: int, batch: int, rank: int, world: int):
+    """The crops of ``step`` for ``rank``: a pure function of the step, so resume is exact."""
+    start = (step * world + rank) * batch
+    items = [dataset[i] for i in range(start, start + batch)]
+    images = torch.stack([it[0] for it in items])
+    targets = torch.stack([it[1] for it in items])
+    tumor = torch.tensor([it[2] for it in items], dtype=torch.long)
+    return images, targets, tumor
+
+
+def train_step(model, optimizer, images, targets, tumor, cfg: FinetuneConfig, device: torch.device):
+    net = unwrap(model)
+    x = net.normalize(images.to(device))
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+        out = model(x, return_all=True)
+    loss, parts = segmentation_loss(out, targets.to(device), dice_weight=cfg.dice_weight,
+                                    deep_weights=tuple(cfg.deep_weights))
+    # Always in the graph (weight 0 included) so DDP sees every parameter used.
+    t_loss = tumor_loss(out, tumor.to(device))
+    loss = loss + cfg.tumor_weight * t_loss
+    parts["tumor"] = float(t_loss.detach())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return float(loss), parts
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(FinetuneConfig, argv, __doc__)
+    device, dist_info, out, log = start_run(cfg)
+
+    model = build_model(cfg).to(device)
+    card = model.card
+    train, val = load_samples(cfg, card.mpp)
+    dataset = CropDataset(train, cfg.crop_px, length=10**9, seed=cfg.seed, border_px=cfg.border_px)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step, extra = load_state(out, model, optimizer)
+    best = extra.get("best", {"object_f1": -1.0})
+    freeze_unused(model)  # after the optimizer: its parameter list (resume format) is unchanged
+    if dist_info.world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model)
+    if dist_info.is_main:
+        save_resolved_config(cfg, out)
+        log(event="start", step=step, train_images=len(train), val_images=len(val), mpp=card.mpp,
+            world=dist_info.world, params_m=round(sum(p.numel() for p in model.parameters()) / 1e6, 2))
+    t_start, tiles_done, t_window = time.time(), 0, time.time()
+    stream = batch_stream(dataset, step, cfg.batch_size, dist_info.rank, dist_info.world, cfg.workers)
+    model.train()
+    while step < cfg.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup_steps)
+        images, targets, tumor = next(stream)
+        loss, parts = train_step(model, optimizer, images, targets, tumor, cfg, device)
+        step += 1
+        tiles_done += cfg.batch_size * dist_info.world
+        if step % cfg.log_every == 0:
+            now = time.time()
+            log(step=step, loss=round(loss, 4), lr=optimizer.param_groups[0]["lr"],
+                tiles_per_s=round(tiles_done / (now - t_window), 2), **{k: round(v, 4) for k, v in parts.items()})
+            tiles_done, t_window = 0, now
+        done = step >= cfg.steps
+        out_of_time = cfg.max_minutes is not None and (time.time() - t_start) / 60 > cfg.max_minutes
+        out_of_time = out_of_time or (cfg.stop_at is not None and step >= cfg.stop_at)
+        if dist_info.is_main and val and (step % cfg.val_every == 0 or done or out_of_time):
+            metrics = validate(model, val, device, cfg.amp)
+            log(step=step, event="validation", **{k: round(v, 4) for k, v in metrics.items()})
+            if metrics["object_f1"] > best["object_f1"]:
+                best = {**metrics, "step": step}
+                provenance = {"data": cfg.data, "command": " ".join(sys.argv), "validation": best,
+                              "config": dataclasses.asdict(cfg)}
+                save_checkpoint(unwrap(model), out / "best", card=card.replace(provenance=provenance))
+        if dist_info.is_main and (step % cfg.save_every == 0 or done or out_of_time):
+            save_state(out, model, optimizer, step, {"best": best})
+        if out_of_time:
+            break
+    if dist_info.is_main:
+        log(event="end", step=step, best=json.dumps(best))
+    cleanup_distributed()
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())

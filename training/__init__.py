@@ -1,0 +1,2 @@
+"""Training recipes as command lines: ``python -m training.finetune --config ...`` (or
+``python training/finetune.py``). The engine is ``napari_glandseg.train``."""
