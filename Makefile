@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 DEB_PACKAGES := xvfb libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 \
 	libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 \
-	libxcb-cursor0 libdbus-1-3 libfontconfig1 libgl1 libegl1
+	libxcb-cursor0 libdbus-1-3 libfontconfig1 libgl1 libegl1 libglib2.0-0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-packages demo test bench lint clean
@@ -22,6 +22,8 @@ $(BIN)/.installed: setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_PINS)
 	$(BIN)/python -m pip install -q -e ".[all,testing]" $(TORCH_PINS)
+	@# napari 0.9 deprecates PyQt5 and qtpy prefers it when both are installed: drop it from old venvs
+	$(BIN)/python -m pip uninstall -q -y PyQt5 PyQt5-Qt5 PyQt5-sip 2>/dev/null || true
 	touch $@
 
 setup: $(BIN)/.installed
