@@ -91,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         # locally the model is loaded once for all slides; a cluster loads it on each worker
         model = args.model if client is not None else get_predictor(args.model, args.device, args.batch_size)
-        for path in args.slides:
-            summary = segment_one(path, args, model=model, region=region, client=client)
+        folders = _output_folders(args.slides)
+        for path, folder in zip(args.slides, folders, strict=True):
+            summary = segment_one(path, args, model=model, region=region, client=client, folder=folder)
             print(f"{summary['slide']}: {summary['glands']} glands -> {summary['out']}")
     finally:
         if client is not None:
@@ -115,8 +116,22 @@ def _client(args: argparse.Namespace):
     return Client(cluster), cluster
 
 
-def segment_one(path: str, args: argparse.Namespace, *, model: Any, region, client) -> dict[str, Any]:
-    """Segment one slide (or its region) and write all outputs; returns the summary."""
+def _output_folders(paths: list[str]) -> list[str]:
+    """Distinct folders under --out; says so when same-named slides get suffixed ones."""
+    from napari_glandseg.inference.outputs import output_folders
+    from napari_glandseg.slide._base import slide_name
+
+    folders = output_folders(paths)
+    for path, folder in zip(paths, folders, strict=True):
+        if folder != slide_name(path):
+            print(f"note: several slides are named {slide_name(path)!r}: {path} goes to {folder}/")
+    return folders
+
+
+def segment_one(path: str, args: argparse.Namespace, *, model: Any, region, client,
+                folder: str | None = None) -> dict[str, Any]:
+    """Segment one slide (or its region) into ``--out/<folder>`` (default: the slide's name)
+    and write all outputs; returns the summary."""
     from napari_glandseg._atomic import write_json_atomic
     from napari_glandseg.inference import outputs as _outputs
     from napari_glandseg.inference import segment_region, segment_slide
@@ -126,7 +141,7 @@ def segment_one(path: str, args: argparse.Namespace, *, model: Any, region, clie
     slide = open_slide(path, mpp=args.mpp)
     if slide.mpp is None:
         raise GlandsegError(f"{slide.path}: the file does not say its µm/px; pass --mpp")
-    out_dir = args.out / slide.name
+    out_dir = args.out / (folder or slide.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     store_path = out_dir / STORE_NAME
     stats: dict[str, Any] = {}

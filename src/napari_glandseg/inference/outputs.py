@@ -7,7 +7,9 @@ margin so that it is whole. Glands keep their store ids in the GeoJSON and the C
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,26 @@ from scipy import ndimage as ndi
 
 BLOCK_PX = 4096
 MARGIN_PX = 512  # larger than any gland at the model's µm/px (≈ 0.6 mm at 1.24 µm/px)
+
+
+def output_folders(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """One distinct output folder name per slide: its name, or ``<name>-<parent folder>`` when
+    several slides of one run share a name (``A/slide.svs``, ``B/slide.svs``), numbered if need be.
+
+    Names are compared case-insensitively, as some file systems do.
+    """
+    from napari_glandseg.slide._base import slide_name
+
+    names = [slide_name(p) for p in paths]
+    counts = Counter(n.casefold() for n in names)
+    folders = [n if counts[n.casefold()] == 1 else f"{n}-{Path(p).resolve().parent.name or 'root'}"
+               for n, p in zip(names, paths, strict=True)]
+    seen: Counter[str] = Counter()
+    out = []
+    for f in folders:
+        seen[f.casefold()] += 1
+        out.append(f if seen[f.casefold()] == 1 else f"{f}-{seen[f.casefold()]}")
+    return out
 
 
 def region_store(path: Path, slide: Any, res: Any) -> Any:

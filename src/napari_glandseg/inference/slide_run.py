@@ -50,6 +50,7 @@ from napari_glandseg.inference.stitch import (
     chunk_grid,
     chunk_luts,
 )
+from napari_glandseg.slide.identity import check_same_slide, slide_identity
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
@@ -100,6 +101,7 @@ def segment_slide(
             "slide": str(slide.path), "slide_shape": [h0, w0], "slide_mpp": slide.mpp,
             "model": card.name, "model_mpp": card.mpp, "downsample": f, "shape": list(shape),
             "chunk_px": chunk, "margin_px": margin, "postprocess": card.postprocess,
+            "slide_id": slide_identity(slide),
         }
         store = _open_store(LabelStore, out_path, shape, chunk, card.mpp, slide, record, resume)
         run_dir = out_path / RUN_DIR
@@ -232,6 +234,7 @@ def _open_store(LabelStore, path: Path, shape, chunk, mpp, slide, record, resume
             raise GlandsegError(f"{path}: exists and is not a label store written by segment_slide; "
                                 "remove it or choose another output")
         if resume:
+            check_same_slide(path, prev.get("slide_id"), record["slide_id"], prev.get("slide"))
             keys = ("slide_shape", "model", "model_mpp", "chunk_px", "margin_px", "shape", "postprocess")
             diff = [k for k in keys if prev.get(k) != _jsonable(record.get(k))]
             if diff:
@@ -296,25 +299,28 @@ def segment_many(
     store_name: str = "labels.ome.zarr",
     **kwargs: Any,
 ) -> dict[str, Path]:
-    """Segment several slides into ``out_dir/<slide name>/<store_name>``.
+    """Segment several slides into ``out_dir/<slide name>/<store_name>`` (same-named slides get
+    ``<name>-<parent folder>``, see ``outputs.output_folders``).
 
     With a ``client`` up to ``max_parallel`` slides feed the cluster at once, so that workers
     stay busy across slide boundaries; without one they run one after the other.
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    from napari_glandseg.inference.outputs import output_folders
     from napari_glandseg.slide import open_slide
 
     out_dir = Path(out_dir)
+    paths = list(paths)
+    folders = dict(zip(map(str, paths), output_folders(paths), strict=True))
 
     def one(p: str | os.PathLike) -> tuple[str, Path]:
         slide = open_slide(p, mpp=mpp)
-        target = out_dir / slide.name / store_name
+        target = out_dir / folders[str(p)] / store_name
         segment_slide(slide, target, client=client, **kwargs)
         slide.close()
         return str(p), target
 
-    paths = list(paths)
     if client is None or len(paths) <= 1:
         return dict(one(p) for p in paths)
     with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(paths)))) as pool:

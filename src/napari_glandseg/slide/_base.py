@@ -113,6 +113,15 @@ def computed_pyramid(level0: da.Array, chunk_px: int = DEFAULT_CHUNK_PX) -> list
     return levels
 
 
+def slide_name(path: str | os.PathLike) -> str:
+    """A slide's name: its file name without the extension (``.ome.tiff`` / ``.ome.zarr`` whole)."""
+    p = Path(path)
+    for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr"):
+        if p.name.lower().endswith(suffix):
+            return p.name[: -len(suffix)]
+    return p.stem if p.suffix else p.name
+
+
 class Slide:
     """A whole-slide image: lazy pyramid levels (Y×X×3 uint8) plus what the file says about them."""
 
@@ -132,13 +141,7 @@ class Slide:
         closer: Callable[[], None] | None = None,
     ) -> None:
         self.path = Path(path)
-        self.name = self.path.name
-        for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr"):
-            if self.name.lower().endswith(suffix):
-                self.name = self.name[: -len(suffix)]
-                break
-        else:
-            self.name = self.path.stem if self.path.suffix else self.path.name
+        self.name = slide_name(self.path)
         self.format = format
         self.levels = levels
         h0, w0 = levels[0].shape[:2]
