@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from napari_glandseg.cli import main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/_lock_holder.py
+
+from _lock_holder import other_writer  # noqa: E402
+from napari_glandseg.cli import main  # noqa: E402
 
 RUN = ["--mpp", "0.62", "--device", "cpu", "--chunk-px", "64"]
 
@@ -75,3 +80,16 @@ def test_output_folders_are_distinct(tmp_path, names, folders):
     got = output_folders([tmp_path / n for n in names])
     expected = [f + tmp_path.name if f.endswith("-") else f for f in folders]
     assert got == expected and len({g.casefold() for g in got}) == len(got)
+
+
+@pytest.mark.parametrize("held", ["img", "img/labels.ome.zarr"])
+def test_a_second_writer_on_the_same_output_is_refused(shared_data, tiny_checkpoint, tmp_path, capsys, held):
+    """The CLI locks OUT/<slide>; segment_slide locks the label store (the widgets use it too)."""
+    c = _image(shared_data, 1, tmp_path / "C" / "img.png")
+    out = tmp_path / "out"
+    with other_writer(out / held) as proc:
+        assert _segment([c], out, tiny_checkpoint, "--no-resume") == 2
+        err = capsys.readouterr().err
+        assert f"{out / held}: in use by another writer" in err and f"pid {proc.pid}" in err
+    assert not (out / "img" / "summary.json").exists()
+    assert _segment([c], out, tiny_checkpoint) == 0  # the holder is gone: its stale lock is taken over

@@ -74,14 +74,20 @@ def commit(labels: np.ndarray, meta: dict[str, Any], *, reviewed_by: str | None 
     """Write the layer's labels into its store and log the region as reviewed.
 
     Returns the review record (store path, region in store px, time, model), which the widget
-    also keeps in the layer's metadata.
+    also keeps in the layer's metadata. Holds the store's lock: a whole-slide run or another
+    commit writing the same store makes this one fail with ``FolderLocked``.
     """
-    store = open_or_create_store(meta)
-    y, x, data = to_store_region(labels, meta, store)
-    if data.size == 0:
-        raise ValueError("the layer does not overlap the slide: nothing to commit")
+    from napari_glandseg._lock import FolderLock
+
+    if not meta.get("store"):
+        raise ValueError("this layer has no label store to commit to")
     user = reviewed_by or _user()
-    store.write_region(y, x, data.astype(np.int32, copy=False), reviewed_by=user, model=meta.get("model"))
+    with FolderLock(meta["store"], f"commit corrections by {user}"):  # one writer per store
+        store = open_or_create_store(meta)
+        y, x, data = to_store_region(labels, meta, store)
+        if data.size == 0:
+            raise ValueError("the layer does not overlap the slide: nothing to commit")
+        store.write_region(y, x, data.astype(np.int32, copy=False), reviewed_by=user, model=meta.get("model"))
     return {
         "store": str(meta["store"]),
         "region": [int(y), int(x), int(data.shape[0]), int(data.shape[1])],

@@ -132,17 +132,26 @@ def segment_one(path: str, args: argparse.Namespace, *, model: Any, region, clie
                 folder: str | None = None) -> dict[str, Any]:
     """Segment one slide (or its region) into ``--out/<folder>`` (default: the slide's name)
     and write all outputs; returns the summary."""
-    from napari_glandseg._atomic import write_json_atomic
-    from napari_glandseg.inference import outputs as _outputs
-    from napari_glandseg.inference import segment_region, segment_slide
+    from napari_glandseg._lock import FolderLock
     from napari_glandseg.slide import open_slide
 
     t0 = time.perf_counter()
-    slide = open_slide(path, mpp=args.mpp)
-    if slide.mpp is None:
-        raise GlandsegError(f"{slide.path}: the file does not say its µm/px; pass --mpp")
-    out_dir = args.out / (folder or slide.name)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with open_slide(path, mpp=args.mpp) as slide:
+        if slide.mpp is None:
+            raise GlandsegError(f"{slide.path}: the file does not say its µm/px; pass --mpp")
+        out_dir = args.out / (folder or slide.name)
+        with FolderLock(out_dir, f"glandseg segment {slide.path.name}"):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            return _segment_into(out_dir, slide, args, model=model, region=region, client=client, t0=t0)
+
+
+def _segment_into(out_dir: Path, slide: Any, args: argparse.Namespace, *, model: Any, region, client,
+                  t0: float) -> dict[str, Any]:
+    """The labels, tables and summary of one slide in ``out_dir`` (whose lock the caller holds)."""
+    from napari_glandseg._atomic import write_json_atomic
+    from napari_glandseg.inference import outputs as _outputs
+    from napari_glandseg.inference import segment_region, segment_slide
+
     store_path = out_dir / STORE_NAME
     stats: dict[str, Any] = {}
     with progress_bar(slide.name) as bar:
@@ -173,7 +182,6 @@ def segment_one(path: str, args: argparse.Namespace, *, model: Any, region, clie
         "run": {k: v for k, v in stats.items() if k not in ("shape",)},
     }
     write_json_atomic(out_dir / "summary.json", summary)
-    slide.close()
     return summary
 
 

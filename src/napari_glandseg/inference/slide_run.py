@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from napari_glandseg._atomic import write_json_atomic
+from napari_glandseg._lock import locked
 from napari_glandseg.errors import Cancelled, GlandsegError
 from napari_glandseg.inference.chunks import (
     RUN_DIR,
@@ -60,6 +61,7 @@ DEFAULT_CHUNK_PX = 2048
 RECORD = "run.json"
 
 
+@locked("out_path", "segment_slide")
 def segment_slide(
     slide: Any,
     out_path: str | os.PathLike,
@@ -80,7 +82,7 @@ def segment_slide(
 
     ``model``: a module, preset name, checkpoint path, or (with a cluster) a zero-argument
     factory. ``workers`` > 1 without a ``client`` starts a local process cluster. ``stats``
-    (a dict) receives timings and counts.
+    (a dict) receives timings and counts. A second writer on ``out_path`` gets ``FolderLocked``.
     """
     from napari_glandseg.labels.store import LabelStore
 
