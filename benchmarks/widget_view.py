@@ -43,7 +43,7 @@ def bench_view(viewer, app, slide: Path, repeats: int) -> dict:
 
     [layer] = viewer.open(slide, plugin="napari-glandseg")
     widget = SegmentWidget(viewer)
-    widget.model_combo.setCurrentText(DEFAULT_MODEL)
+    widget.model.value = DEFAULT_MODEL
     mpp = float(layer.scale[-1])
     viewer.canvas.size = (512, 1024)
     app.processEvents()
@@ -59,7 +59,7 @@ def bench_view(viewer, app, slide: Path, repeats: int) -> dict:
     for _ in range(repeats):
         n_before = len(viewer.layers)
         t0 = time.perf_counter()
-        widget.view_button.click()
+        widget.view_button.native.click()
         _wait(app, lambda: not widget.jobs.busy, 600)
         if widget.jobs.last_error is not None:
             raise widget.jobs.last_error

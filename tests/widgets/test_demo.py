@@ -35,5 +35,5 @@ def test_gui_demo_docks_three_widgets_on_the_sample(make_napari_viewer):
     assert len(viewer.layers) == 1 and viewer.layers[0].multiscale
     assert len([n for n in viewer.window.dock_widgets if "glands" in n]) == 3
     seg = widgets["Segment glands"]
-    assert seg.mpp_spin.value() == pytest.approx(SAMPLE_MPP)
-    assert f"slide: {SAMPLE_MPP:g} µm/px" in seg.mpp_info.text()
+    assert seg.slide_mpp.value == pytest.approx(SAMPLE_MPP)
+    assert f"slide: {SAMPLE_MPP:g} µm/px" in seg.info.value

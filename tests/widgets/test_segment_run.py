@@ -79,7 +79,7 @@ def test_results_land_where_asked_after_pan_and_layer_switch(synth_viewer, qtbot
     viewer.scene.camera.zoom *= 7
     other = viewer.add_image(np.zeros((50, 50), np.uint8), name="distraction", scale=(3, 3), translate=(99, 99))
     viewer.layers.selection.active = other
-    widget.layer_combo.setCurrentText("distraction")
+    widget.image.value = other
     assert widget.jobs.busy, "the run ended before the test could pan"
     qtbot.waitUntil(lambda: not widget.jobs.busy, timeout=120_000)
     assert widget.jobs.last_error is None
@@ -138,7 +138,7 @@ def test_segment_slide_fills_a_store_layer_and_resumes(synth_viewer, qtbot, tmp_
 
     viewer, image, widget, make = synth_viewer
     widget.add_model(make(mpp=2.0))
-    widget.out_edit.setText(str(tmp_path))
+    widget.out_dir.value = tmp_path
     layer = _run(qtbot, widget, widget.segment_slide, timeout=300_000)
     assert layer.multiscale and layer.name == "synth glands (slide)"
     store_path = tmp_path / "synth.glandseg.zarr"

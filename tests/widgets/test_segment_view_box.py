@@ -52,9 +52,9 @@ def test_translated_layer_and_unknown_mpp(make_napari_viewer, shared_data):
     layer = _open(viewer, shared_data / "slides" / "tcga-cr-7395-01a-01-ts1.svs")
     layer.translate = (100.0, -50.0)
     widget = SegmentWidget(viewer)
-    assert "unknown" in widget.mpp_info.text()
-    widget.mpp_spin.setValue(0.25)
-    assert "0.25 µm/px" in widget.mpp_info.text()
+    assert "unknown" in widget.info.value
+    widget.slide_mpp.value = 0.25
+    assert "0.25 µm/px" in widget.info.value
     viewer.scene.camera.center = (100 + 2000, -50 + 3000)  # no mpp in the file: world is px
     viewer.scene.camera.zoom = 2.0
     y, x, h, w = widget.visible_bbox(layer).bbox
@@ -68,10 +68,10 @@ def test_widget_lists_models_and_image_layers(make_napari_viewer, cmu_svs, dark_
     assert widget.image_layer() is None
     _open(viewer, cmu_svs)
     assert widget.image_layer().name == "cmu-1-small-region"
-    items = [widget.model_combo.itemText(i) for i in range(widget.model_combo.count())]
+    items = list(widget.model.choices)
     assert "glandseg_small" in items and items[-1] == "Load checkpoint…"
     label = widget.add_model(dark_model)
     assert widget.model_label() == label
-    assert "dark-test: 1 µm/px" in widget.mpp_info.text()
+    assert "dark-test: 1 µm/px" in widget.info.value
     viewer.add_image(np.zeros((10, 10)), name="other")
-    assert widget.layer_combo.count() == 2
+    assert [ly.name for ly in widget.image.choices] == ["cmu-1-small-region", "other"]

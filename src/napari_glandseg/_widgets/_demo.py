@@ -15,7 +15,7 @@ def setup_viewer(viewer, slide: Path, mpp: float | None) -> dict:
         _, widgets[name] = viewer.window.add_plugin_dock_widget("napari-glandseg", name)
     if mpp is not None:
         # The sample's file states no µm/px: give the Segment widget the documented estimate.
-        widgets["Segment glands"].mpp_spin.setValue(mpp)
+        widgets["Segment glands"].slide_mpp.value = mpp
     return widgets
 
 

@@ -37,19 +37,13 @@ class _ActivityBar(cancelable_progress):
         self._event.set()
 
 
-class _Failed:
-    """An exception raised by a job, carried back to the GUI thread as a return value."""
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
 class JobPanel(QWidget):
     """Progress bar, status line and Cancel button; runs one job at a time.
 
-    ``start(fn, on_done=...)`` runs ``fn(progress, cancel)`` in a napari ``thread_worker``.
-    ``on_done(result)`` runs on the GUI thread; errors become napari notifications, a
-    cancelled run an info message, so nothing a worker raises ever reaches the event loop.
+    ``start(fn, on_done=...)`` runs ``fn(progress, cancel)`` in a napari worker.
+    ``on_done(result)`` runs on the GUI thread; errors (``worker.errored``) become napari
+    notifications, a cancelled run an info message: the worker is created with
+    ``_ignore_errors=True``, so nothing it raises is re-raised into the event loop.
     """
 
     progressed = Signal(int, int, str)
@@ -109,24 +103,18 @@ class JobPanel(QWidget):
             # Called from the worker thread: a queued signal hands it to the GUI thread.
             self.progressed.emit(int(done), int(total), str(message))
 
-        def guarded(progress: ProgressFn, cancel: threading.Event) -> Any:
-            # Exceptions come back as values: napari's worker would otherwise re-raise them in
-            # the GUI thread and show a cancel as an error with a traceback.
-            try:
-                return fn(progress, cancel)
-            except BaseException as exc:  # noqa: BLE001 - everything must reach the user
-                return _Failed(exc)
+        # _ignore_errors: napari would otherwise re-raise a job's exception in the GUI thread
+        # (a traceback dialog, and a cancel shown as an error); errored reports it instead.
+        worker = create_worker(fn, report, event, _start_thread=False, _ignore_errors=True)
 
-        worker = create_worker(guarded, report, event, _start_thread=False)
+        def errored(exc: BaseException) -> None:
+            if isinstance(exc, Cancelled):
+                self.status.setText(f"{description}: cancelled")
+                show_info(f"{description}: cancelled")
+            else:
+                self._report_error(exc, description)
 
         def returned(result: Any) -> None:
-            if isinstance(result, _Failed):
-                if isinstance(result.exc, Cancelled):
-                    self.status.setText(f"{description}: cancelled")
-                    show_info(f"{description}: cancelled")
-                else:
-                    self._report_error(result.exc, description)
-                return
             try:
                 on_done(result)
             except Exception as exc:  # a bug in result handling must not kill napari
@@ -143,6 +131,7 @@ class JobPanel(QWidget):
                 on_finally()
 
         worker.returned.connect(returned)
+        worker.errored.connect(errored)
         worker.finished.connect(finished)
         self.worker = worker
         worker.start()
@@ -178,6 +167,8 @@ class JobPanel(QWidget):
         show_error(f"{description} failed: {exc}")
 
 
-def notify_error(exc: BaseException, what: str) -> None:
-    """Show an error from a GUI-thread action as a napari notification (never raise)."""
-    show_error(f"{what}: {exc}")
+def attach_job_panel(form: Any) -> JobPanel:
+    """A JobPanel at the bottom of a magicgui form (fields added later stay above it)."""
+    panel = JobPanel(form.native)
+    form.native.layout().addWidget(panel)
+    return panel

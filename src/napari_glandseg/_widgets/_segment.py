@@ -1,31 +1,27 @@
-"""The "Segment glands" dock widget: segment what is on screen, or the whole slide."""
+"""The "Segment glands" dock widget: segment what is on screen, or the whole slide.
+
+A magicgui form (as cellpose-napari and stardist-napari build theirs): the slide combo box
+follows the viewer's image layers, the model combo box lists presets, bundled and added
+checkpoints. Every run reads the form once, into :class:`SegmentParams`; a new option is one
+field in ``_fields()`` and one attribute there.
+"""
 
 from __future__ import annotations
 
-import inspect
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, Widget
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QFileDialog
 
 from napari_glandseg._widgets import _layer_meta as lm
-from napari_glandseg._widgets._jobs import JobPanel
+from napari_glandseg._widgets._jobs import attach_job_panel
 from napari_glandseg._widgets._models import LOAD_CHECKPOINT, ModelChoices
 from napari_glandseg._widgets._slides import SlideRef, slide_ref, store_layer_kwargs
 from napari_glandseg._widgets._view_geometry import (
@@ -34,6 +30,8 @@ from napari_glandseg._widgets._view_geometry import (
     place_on_image,
     visible_bbox0,
 )
+from napari_glandseg.labels.measure import measure_glands
+from napari_glandseg.model import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     import napari
@@ -43,159 +41,135 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 REFRESH_EVERY_S = 1.0
 
 
-class SegmentWidget(QWidget):
+@dataclass(frozen=True)
+class SegmentParams:
+    """What the form says at click time (the user may change it while the run goes on)."""
+
+    model: str
+    device: str
+    slide_mpp: float | None  # None: the file's µm/px
+    out_dir: Path | None  # None: next to the slide
+
+
+class SegmentWidget(Container):
     """Pick a slide layer and a model; "Segment view" or "Segment slide"; progress + Cancel."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
+        super().__init__(labels=True)
         self.viewer = napari_viewer
         self.models = ModelChoices()
         self.max_view_model_px = MAX_VIEW_MODEL_PX
         self.last_view: ViewBox | None = None
         self.result_layer: Labels | None = None
+        self._last_model = DEFAULT_MODEL
 
-        self.layer_combo = QComboBox()
-        self.layer_combo.setToolTip("The slide (image layer) to segment")
-        self.model_combo = QComboBox()
-        self.model_combo.setToolTip("Model preset or checkpoint (.safetensors + .json)")
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(DEVICES)
-        self.device_combo.setToolTip("auto = CUDA GPU, else Apple MPS, else CPU")
-        self.mpp_info = QLabel("")
-        self.mpp_info.setWordWrap(True)
-        self.mpp_spin = QDoubleSpinBox()
-        self.mpp_spin.setRange(0.0, 100.0)
-        self.mpp_spin.setDecimals(4)
-        self.mpp_spin.setSingleStep(0.05)
-        self.mpp_spin.setSpecialValueText("from file")
-        self.mpp_spin.setToolTip("Set the slide's µm/px when the file does not say (0 = use the file's)")
-        self.out_edit = QLineEdit()
-        self.out_edit.setPlaceholderText("next to the slide")
-        self.out_edit.setToolTip("Folder for <slide>.glandseg.zarr (whole-slide results, autosaves)")
-        out_button = QPushButton("…")
-        out_button.clicked.connect(self._choose_out_dir)
-        self.view_button = QPushButton("Segment view")
-        self.view_button.setToolTip("Segment the part of the slide on screen (capped at ~4 Mpx at model µm/px)")
-        self.slide_button = QPushButton("Segment slide")
-        self.slide_button.setToolTip("Segment the whole slide into <slide>.glandseg.zarr; resumes an interrupted run")
-        self.jobs = JobPanel(self)
+        self.image = ComboBox(name="image", label="Slide", choices=self._image_choices,
+                              tooltip="The slide (image layer) to segment")
+        self.model = ComboBox(name="model", label="Model", choices=self._model_choices,
+                              tooltip="Model preset or checkpoint (.safetensors + .json)")
+        self.model.value = DEFAULT_MODEL
+        self.device = ComboBox(name="device", label="Device", choices=DEVICES, value="auto",
+                               tooltip="auto = CUDA GPU, else Apple MPS, else CPU")
+        self.slide_mpp = FloatSpinBox(
+            name="slide_mpp", label="Slide µm/px", min=0.0, max=100.0, step=0.05, value=0.0,
+            tooltip="Set the slide's µm/px when the file does not say (0 = use the file's)",
+        )
+        self.slide_mpp.native.setDecimals(4)
+        self.slide_mpp.native.setSpecialValueText("from file")
+        self.out_dir = FileEdit(name="out_dir", label="Output folder", mode="d", nullable=True,
+                                tooltip="Folder for <slide>.glandseg.zarr (whole-slide results, autosaves); "
+                                "empty: next to the slide")
+        self.info = Label(name="info", label="")
+        self.info.native.setWordWrap(True)
+        self.view_button = PushButton(name="view_button", text="Segment view",
+                                      tooltip="Segment the part of the slide on screen (capped at ~4 Mpx at model µm/px)")
+        self.slide_button = PushButton(name="slide_button", text="Segment slide",
+                                       tooltip="Segment the whole slide into <slide>.glandseg.zarr; resumes an interrupted run")
+        buttons = Container(widgets=[self.view_button, self.slide_button], layout="horizontal", labels=False)
+        buttons.margins = (0, 0, 0, 0)
+        self.extend([*self._fields(), self.info, buttons])
+        self.jobs = attach_job_panel(self)
 
-        form = QFormLayout()
-        form.addRow("Slide", self.layer_combo)
-        form.addRow("Model", self.model_combo)
-        form.addRow("Device", self.device_combo)
-        form.addRow("Slide µm/px", self.mpp_spin)
-        out_row = QHBoxLayout()
-        out_row.addWidget(self.out_edit, 1)
-        out_row.addWidget(out_button)
-        form.addRow("Output folder", out_row)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.view_button)
-        buttons.addWidget(self.slide_button)
-        lay = QVBoxLayout(self)
-        lay.addLayout(form)
-        lay.addWidget(self.mpp_info)
-        lay.addLayout(buttons)
-        lay.addWidget(self.jobs)
-        lay.addStretch(1)
-
-        self._refill_models()
-        self._refill_layers()
-        self.model_combo.activated.connect(self._on_model_activated)
-        self.model_combo.currentIndexChanged.connect(lambda *_: self._update_info())
-        self.layer_combo.currentIndexChanged.connect(lambda *_: self._update_info())
-        self.mpp_spin.valueChanged.connect(lambda *_: self._update_info())
-        self.view_button.clicked.connect(self.segment_view)
-        self.slide_button.clicked.connect(self.segment_slide)
-        for ev in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
-            ev.connect(self._refill_layers)
+        self.model.changed.connect(self._on_model_changed)
+        for field in (self.image, self.slide_mpp):
+            field.changed.connect(self._update_info)
+        self.view_button.changed.connect(self.segment_view)
+        self.slide_button.changed.connect(self.segment_slide)
+        # The slide combo box follows the layer list (docked or not).
+        for ev in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed,
+                   napari_viewer.layers.events.reordered):
+            ev.connect(self.image.reset_choices)
         self._update_info()
 
+    def _fields(self) -> list[Widget]:
+        """The form's inputs, in display order (add an option here and in ``params``)."""
+        return [self.image, self.model, self.device, self.slide_mpp, self.out_dir]
+
+    def params(self) -> SegmentParams:
+        """The form's values now."""
+        mpp = float(self.slide_mpp.value)
+        return SegmentParams(model=self.model_label(), device=str(self.device.value),
+                             slide_mpp=mpp if mpp > 0 else None, out_dir=self.out_dir.value)
+
     # ----------------------------------------------------------------- choices
+    def _image_choices(self, _: Any = None) -> list[tuple[str, Image]]:
+        return [(ly.name, ly) for ly in self.viewer.layers if isinstance(ly, Image)]
+
+    def _model_choices(self, _: Any = None) -> list[str]:
+        return self.models.labels()
+
     def image_layer(self) -> Image | None:
         """The chosen slide layer (None when the viewer has no image layer)."""
-        name = self.layer_combo.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        return self.image.value
 
     def set_image_layer(self, layer: Image) -> None:
-        self.layer_combo.setCurrentText(layer.name)
+        self.image.value = layer
 
     def add_model(self, model: Any, label: str | None = None) -> str:
         """Offer an in-memory model (e.g. one just fine-tuned) and select it."""
-        label = self.models.add_object(model, label)
-        self._refill_models(select=label)
-        return label
+        return self._select_model(self.models.add_object(model, label))
 
     def add_checkpoint(self, path: str | Path) -> str:
         """Offer a checkpoint file and select it."""
-        label = self.models.add_checkpoint(path)
-        self._refill_models(select=label)
+        return self._select_model(self.models.add_checkpoint(path))
+
+    def _select_model(self, label: str) -> str:
+        self.model.reset_choices()
+        self.model.value = label
         return label
 
     def model_label(self) -> str:
-        return self.model_combo.currentText()
+        return str(self.model.value)
 
     def slide_mpp_override(self) -> float | None:
-        v = float(self.mpp_spin.value())
-        return v if v > 0 else None
+        return self.params().slide_mpp
 
-    def _refill_layers(self, *_: Any) -> None:
-        current = self.layer_combo.currentText()
-        names = [ly.name for ly in self.viewer.layers if isinstance(ly, Image)]
-        self.layer_combo.blockSignals(True)
-        self.layer_combo.clear()
-        self.layer_combo.addItems(names)
-        if current in names:
-            self.layer_combo.setCurrentText(current)
-        self.layer_combo.blockSignals(False)
-        self._update_info()
-
-    def _refill_models(self, select: str | None = None) -> None:
-        current = select or self.model_combo.currentText()
-        self.model_combo.blockSignals(True)
-        self.model_combo.clear()
-        self.model_combo.addItems(self.models.labels())
-        if current and current != LOAD_CHECKPOINT:
-            self.model_combo.setCurrentText(current)
-        else:
-            from napari_glandseg.model import DEFAULT_MODEL
-
-            self.model_combo.setCurrentText(DEFAULT_MODEL)
-        self._last_model = self.model_combo.currentText()
-        self.model_combo.blockSignals(False)
-        self._update_info()
-
-    def _on_model_activated(self, index: int) -> None:
-        if self.model_combo.itemText(index) != LOAD_CHECKPOINT:
-            self._last_model = self.model_combo.itemText(index)
+    def _on_model_changed(self, label: str) -> None:
+        if label != LOAD_CHECKPOINT:
+            self._last_model = label
+            self._update_info()
             return
-        path, _ = QFileDialog.getOpenFileName(self, "Load checkpoint", "", "Checkpoints (*.safetensors *.json)")
-        if not path:
-            self.model_combo.setCurrentText(self._last_model)
-            return
+        path, _ = QFileDialog.getOpenFileName(self.native, "Load checkpoint", "", "Checkpoints (*.safetensors *.json)")
         try:
-            self.add_checkpoint(path)
+            if path:
+                self.add_checkpoint(path)
+                return
         except Exception as exc:
             show_error(f"cannot load checkpoint: {exc}")
-            self.model_combo.setCurrentText(self._last_model)
+        self.model.value = self._last_model
 
-    def _choose_out_dir(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Output folder")
-        if folder:
-            self.out_edit.setText(folder)
-
-    def _update_info(self) -> None:
+    def _update_info(self, *_: Any) -> None:
         parts = []
         try:
             card = self.models.card(self.model_label())
             parts.append(f"model {card.name}: {card.mpp:g} µm/px")
-        except Exception:
+        except Exception:  # e.g. the "Load checkpoint…" entry
             pass
         layer = self.image_layer()
         if layer is not None:
             ref = slide_ref(layer, self.slide_mpp_override())
             parts.append(f"slide: {ref.mpp:g} µm/px" if ref.mpp else "slide: µm/px unknown — set it below")
-        self.mpp_info.setText(" · ".join(parts))
+        self.info.value = " · ".join(parts)
 
     # ------------------------------------------------------------ segment view
     def visible_bbox(self, layer: Image | None = None) -> ViewBox:
@@ -212,16 +186,22 @@ class SegmentWidget(QWidget):
             px_per_model_px=px_per_model_px, max_model_px=self.max_view_model_px,
         )
 
+    def _slide(self, p: SegmentParams) -> tuple[Image, SlideRef]:
+        layer = self.image_layer()
+        if layer is None:
+            raise ValueError("no slide: open a slide (File > Open) first")
+        ref = slide_ref(layer, p.slide_mpp)
+        if ref.mpp is None:
+            raise ValueError(f"{ref.name}: the slide's µm/px is unknown; set 'Slide µm/px' first")
+        return layer, ref
+
     def segment_view(self) -> Any:
         """Segment the visible region; the result lands where it was asked for, whatever happens meanwhile."""
         try:
-            layer = self.image_layer()
+            p = self.params()
+            layer, ref = self._slide(p)
             view = self.visible_bbox(layer)
-            ref = slide_ref(layer, self.slide_mpp_override())
-            if ref.mpp is None:
-                raise ValueError(f"{ref.name}: the slide's µm/px is unknown; set 'Slide µm/px' first")
-            label, device = self.model_label(), self.device_combo.currentText()
-            card = self.models.card(label)
+            card = self.models.card(p.model)
         except Exception as exc:
             show_error(f"Segment view: {exc}")
             return None
@@ -238,17 +218,17 @@ class SegmentWidget(QWidget):
         def run(progress, cancel: threading.Event):
             from napari_glandseg.inference import segment_region
 
-            model = models.load(label, device)
-            kwargs = _accepted(segment_region, progress=progress, cancel=cancel, device=device)
-            result = segment_region(ref.open(), view.bbox, model=model, **kwargs)
-            return result, _measure(result.labels, result_mpp(result, ref.mpp))
+            model = models.load(p.model, p.device)
+            result = segment_region(ref.open(), view.bbox, model=model, progress=progress, cancel=cancel,
+                                    device=p.device)
+            return result, measure_glands(np.asarray(result.labels), result_mpp(result, ref.mpp))
 
         return self.jobs.start(
             run, description=f"Segment view of {ref.name}",
-            on_done=lambda out: self._add_view_result(out, ref, view, placement, card),
+            on_done=lambda out: self._add_view_result(out, ref, view, placement, card, p),
         )
 
-    def _add_view_result(self, out, ref: SlideRef, view: ViewBox, placement, card) -> None:
+    def _add_view_result(self, out, ref: SlideRef, view: ViewBox, placement, card, p: SegmentParams) -> None:
         result, rows = out
         labels = np.asarray(result.labels)
         scale0 = _as_pair(result.scale)
@@ -257,7 +237,7 @@ class SegmentWidget(QWidget):
         meta = lm.make_meta(
             kind="view", slide_path=ref.path, slide_name=ref.name, slide_mpp=ref.mpp, slide_shape=ref.shape,
             label_scale0=scale0[0], label_translate0=translate0, model=card.name, model_mpp=card.mpp,
-            bbox0=view.bbox, store=str(self.store_path(ref)),
+            bbox0=view.bbox, store=str(self.store_path(ref, p)),
         )
         layer = self.viewer.add_labels(
             labels, name=f"{ref.name} glands", scale=scale, translate=translate,
@@ -268,24 +248,19 @@ class SegmentWidget(QWidget):
         self.jobs.status.setText(f"{int(labels.max())} glands in {view.bbox[2]}×{view.bbox[3]} px")
 
     # ----------------------------------------------------------- segment slide
-    def store_path(self, ref: SlideRef) -> Path:
+    def store_path(self, ref: SlideRef, p: SegmentParams | None = None) -> Path:
         """Where the whole-slide result (and autosaves) of this slide go."""
+        out_dir = (p or self.params()).out_dir
         default = lm.default_store_path(ref.path or ref.name, ref.name)
-        folder = self.out_edit.text().strip()
-        return Path(folder) / default.name if folder else default
+        return out_dir / default.name if out_dir else default
 
     def segment_slide(self) -> Any:
         """Segment the whole slide into the label store (resuming); show it as it fills in."""
         try:
-            layer = self.image_layer()
-            if layer is None:
-                raise ValueError("no slide: open a slide (File > Open) first")
-            ref = slide_ref(layer, self.slide_mpp_override())
-            if ref.mpp is None:
-                raise ValueError(f"{ref.name}: the slide's µm/px is unknown; set 'Slide µm/px' first")
-            label, device = self.model_label(), self.device_combo.currentText()
-            card = self.models.card(label)
-            out = self.store_path(ref)
+            p = self.params()
+            layer, ref = self._slide(p)
+            card = self.models.card(p.model)
+            out = self.store_path(ref, p)
         except Exception as exc:
             show_error(f"Segment slide: {exc}")
             return None
@@ -296,9 +271,9 @@ class SegmentWidget(QWidget):
         def run(progress, cancel: threading.Event):
             from napari_glandseg.inference import segment_slide
 
-            model = models.load(label, device)
-            kwargs = _accepted(segment_slide, progress=progress, cancel=cancel, device=device, resume=True)
-            return segment_slide(ref.open(), out, model=model, **kwargs)
+            model = models.load(p.model, p.device)
+            return segment_slide(ref.open(), out, model=model, progress=progress, cancel=cancel,
+                                 device=p.device, resume=True)
 
         def on_progress(done: int, total: int, message: str) -> None:
             # Show the store as soon as it exists, then refresh it as chunks land (throttled).
@@ -342,24 +317,7 @@ def _as_pair(v: Any) -> tuple[float, float]:
     return float(a[0]), float(a[1])
 
 
-def _accepted(fn: Any, **kwargs: Any) -> dict[str, Any]:
-    """The keyword arguments ``fn`` takes (engines differ in which options they expose)."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    return {k: v for k, v in kwargs.items() if k in params}
-
-
-def _measure(labels: Any, mpp: float) -> list[dict] | None:
-    """Per-gland measurements, or None when labels/measure is not available."""
-    try:
-        from napari_glandseg.labels.measure import measure_glands
-    except ImportError:
-        return None
-    return measure_glands(np.asarray(labels), mpp)
-
-
-def _features(rows: list[dict] | None) -> Any:
+def _features(rows: list[dict]) -> Any:
     """A napari Labels features table (``index`` = label value) from measurement rows."""
     import pandas as pd
 
