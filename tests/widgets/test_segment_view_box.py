@@ -70,6 +70,7 @@ def test_widget_lists_models_and_image_layers(make_napari_viewer, cmu_svs, dark_
     assert widget.image_layer().name == "cmu-1-small-region"
     items = list(widget.model.choices)
     assert "glandseg_small" in items and items[-1] == "Load checkpoint…"
+    assert "glandseg_guided" not in items  # click-guided (RGB + guidance maps): not a slide segmenter
     label = widget.add_model(dark_model)
     assert widget.model_label() == label
     assert "dark-test: 1 µm/px" in widget.info.value

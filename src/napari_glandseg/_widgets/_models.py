@@ -23,10 +23,12 @@ class ModelChoices:
         self._lock = threading.Lock()
 
     def labels(self) -> list[str]:
-        """Preset names, then added checkpoints and models, then the file-dialog entry."""
-        from napari_glandseg.model import list_models
+        """Segmentation presets, then added checkpoints and models, then the file-dialog entry."""
+        from napari_glandseg.model import list_models, preset_card
 
-        return [*list_models(), *self._paths, *self._objects, LOAD_CHECKPOINT]
+        # Presets that take more than RGB (the click-guided model) cannot segment a slide.
+        presets = [n for n in list_models() if preset_card(n).arch_args.get("in_chans", 3) == 3]
+        return [*presets, *self._paths, *self._objects, LOAD_CHECKPOINT]
 
     def add_object(self, model: Any, label: str | None = None) -> str:
         """Offer an in-memory model (needs ``.card``); returns its label in the picker."""
@@ -48,27 +50,17 @@ class ModelChoices:
 
     def card(self, label: str) -> Any:
         """The ModelCard of a choice, without loading weights."""
-        from napari_glandseg.model import read_card
-        from napari_glandseg.model.card import ModelCard
+        from napari_glandseg.model import preset_card, read_card
+        from napari_glandseg.model.registry import bundled_weights_dir
 
         if label in self._objects:
             return self._objects[label].card
         if label in self._paths:
             return read_card(self._paths[label])
-        from napari_glandseg.model import registry
-
-        bundled = registry.bundled_weights_dir() / f"{label}.json"
+        bundled = bundled_weights_dir() / f"{label}.json"
         if bundled.exists():
             return read_card(bundled)
-        preset_card = getattr(registry, "preset_card", None)
-        if preset_card is not None:
-            return preset_card(label)
-        presets = getattr(registry, "_PRESETS", {})  # until model/ exposes preset_card()
-        if label not in presets:
-            raise ValueError(f"unknown model {label!r}")
-        fields = dict(presets[label]()["card"])
-        fields.setdefault("name", label)
-        return ModelCard(**fields)
+        return preset_card(label)  # a ValueError naming the presets for anything else
 
     def load(self, label: str, device: str = "auto") -> Any:
         """The model for ``label`` on ``device`` (cached; call from a worker thread)."""

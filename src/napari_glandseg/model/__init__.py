@@ -9,6 +9,7 @@ from napari_glandseg.model.registry import (
     create_model,
     list_models,
     load_model,
+    preset_card,
     register_preset,
 )
 
@@ -23,6 +24,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "pick_device",
+    "preset_card",
     "read_card",
     "register_preset",
     "save_checkpoint",

@@ -105,6 +105,14 @@ def create_model(name: str = DEFAULT_MODEL, **overrides: Any) -> DualSwinUNet:
     ``overrides`` may set architecture arguments (``num_classes``, ``img_px``, ``drop_path_rate``,
     ``enc_a``…) or card fields (``mpp``, ``tile_px``, ``overlap_px``…).
     """
+    card = preset_card(name, **overrides)
+    model = build_network(card.arch_args)
+    model.card = card
+    return model
+
+
+def preset_card(name: str, **overrides: Any) -> ModelCard:
+    """The card of preset ``name`` (with ``create_model``'s overrides), without building the network."""
     if name not in _PRESETS:
         raise ValueError(f"unknown model preset {name!r}; available: {', '.join(list_models())}")
     preset = _PRESETS[name]()
@@ -115,9 +123,7 @@ def create_model(name: str = DEFAULT_MODEL, **overrides: Any) -> DualSwinUNet:
     num_classes = arch_args.get("num_classes", 3)
     card_fields.setdefault("classes", ("background", "gland", "border")[:num_classes])
     card_fields.setdefault("name", name)
-    model = build_network(arch_args)
-    model.card = ModelCard(arch_args=arch_args, **card_fields)
-    return model
+    return ModelCard(arch_args=arch_args, **card_fields)
 
 
 def bundled_weights_dir() -> Path:
