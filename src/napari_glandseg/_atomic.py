@@ -63,12 +63,17 @@ def write_json_atomic(target: str | os.PathLike, obj: Any, *, indent: int = 2) -
 def append_jsonl(target: str | os.PathLike, record: dict) -> None:
     """Append one JSON record as a line and fsync: a log that survives a crash.
 
-    A torn last line (power loss mid-write) is skipped by :func:`read_jsonl`.
+    A torn last line (power loss mid-write) is skipped by :func:`read_jsonl`; the record after
+    it starts on a line of its own, so it is never glued onto the torn bytes.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, default=json_default) + "\n"
-    with open(target, "a", encoding="utf-8") as f:
+    line = (json.dumps(record, default=json_default) + "\n").encode("utf-8")
+    with open(target, "ab+") as f:  # appends always go to the end; reading sees the last byte
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                line = b"\n" + line
         f.write(line)
         f.flush()
         os.fsync(f.fileno())

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from napari_glandseg.errors import GlandsegError
-from napari_glandseg.labels.store import LabelStore, level_shapes
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/_lock_holder.py
+
+from _lock_holder import other_writer  # noqa: E402
+from napari_glandseg.errors import GlandsegError  # noqa: E402
+from napari_glandseg.labels.store import LabelStore, level_shapes  # noqa: E402
 
 
 @pytest.fixture
@@ -119,3 +124,90 @@ def test_bad_inputs(tmp_path, store):
     ro = LabelStore.open(tmp_path / "s.ome.zarr", read_only=True)
     with pytest.raises(GlandsegError, match="read-only"):
         ro.write_region(0, 0, np.ones((4, 4), np.int32))
+
+
+def _log(tmp_path):
+    return tmp_path / "s.ome.zarr" / "glandseg_reviews" / "reviewed.jsonl"
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]  # every line whole JSON
+
+
+def test_a_torn_log_line_never_reverts_a_later_correction(store, tmp_path):
+    """Power loss mid-append: the torn line goes aside, and a later commit over it stays."""
+    store.write_region(100, 200, np.full((40, 50), 7, np.int32), reviewed_by="a")
+    log = _log(tmp_path)
+    raw = log.read_bytes()
+    log.write_bytes(raw[: len(raw) // 2])  # the line of commit A, cut in half
+    healed = LabelStore.open(tmp_path / "s.ome.zarr")
+    [a] = _lines(log)
+    assert a["patch"] == "000000.npz" and a["recovered"] is True  # A replayed once, logged whole
+    assert (log.parent / "reviewed.jsonl.damaged").read_bytes() == raw[: len(raw) // 2] + b"\n"
+    healed.write_region(100, 200, np.full((40, 50), 9, np.int32), reviewed_by="b")
+    again = LabelStore.open(tmp_path / "s.ome.zarr")
+    assert (again.read_region(100, 200, 40, 50) == 9).all()  # B stays B
+    assert [r["patch"] for r in again.reviewed_regions()] == ["000000.npz", "000001.npz"]
+    assert [r["seq"] for r in again.reviewed_regions()] == [0, 1]
+    _pyramid_consistent(again)
+
+
+def test_replaying_an_older_commit_keeps_the_newer_one_on_top(store, tmp_path):
+    store.write_region(0, 0, np.full((100, 100), 3, np.int32))  # A
+    store.write_region(50, 50, np.full((100, 100), 4, np.int32))  # B, over A's corner
+    log = _log(tmp_path)
+    log.write_text(log.read_text().splitlines(keepends=True)[1])  # A's line lost, B's kept
+    recovered = LabelStore.open(tmp_path / "s.ome.zarr")
+    lab = recovered.read_region(0, 0, 150, 150)
+    assert (lab[50:, 50:] == 4).all()  # B wins where both are
+    assert (lab[:50, :100] == 3).all() and (lab[50:100, :50] == 3).all()  # A everywhere else
+    assert sorted(r["patch"] for r in recovered.reviewed_regions()) == ["000000.npz", "000001.npz"]
+    _pyramid_consistent(recovered)
+    LabelStore.open(tmp_path / "s.ome.zarr")  # idempotent: nothing left to replay
+    assert len(_lines(log)) == 2
+
+
+def test_a_commit_after_a_torn_line_starts_a_line_of_its_own(store, tmp_path):
+    store.write_region(0, 0, np.ones((8, 8), np.int32))
+    log = _log(tmp_path)
+    with open(log, "ab") as f:
+        f.write(b'{"bounds": [1, 2')  # a write cut off by a full disk; the program carries on
+    store.write_region(20, 20, np.full((8, 8), 2, np.int32))
+    assert [r["patch"] for r in store.reviewed_regions()] == ["000000.npz", "000001.npz"]
+    ro = LabelStore.open(tmp_path / "s.ome.zarr", read_only=True)  # reading repairs nothing
+    assert b'{"bounds": [1, 2\n' in log.read_bytes() and len(ro.reviewed_regions()) == 2
+    LabelStore.open(tmp_path / "s.ome.zarr")
+    assert len(_lines(log)) == 2
+
+
+def test_a_record_glued_onto_a_torn_line_by_older_versions_is_recovered(store, tmp_path):
+    store.write_region(0, 0, np.ones((8, 8), np.int32))
+    store.write_region(20, 20, np.full((8, 8), 2, np.int32))
+    log = _log(tmp_path)
+    first, second = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(first[:30] + second)  # what the old append did after a torn line
+    LabelStore.open(tmp_path / "s.ome.zarr")
+    assert [r["patch"] for r in _lines(log)] == ["000001.npz", "000000.npz"]  # B salvaged, A replayed
+    assert (log.parent / "reviewed.jsonl.damaged").read_bytes() == first[:30] + b"\n"
+
+
+def test_temporary_files_of_killed_journal_writes_are_removed_on_open(store, tmp_path):
+    store.write_region(0, 0, np.ones((8, 8), np.int32))
+    reviews = tmp_path / "s.ome.zarr" / "glandseg_reviews"
+    (reviews / ".000001.npz.k2j3.tmp").mkdir()
+    (reviews / ".000001.npz.k2j3.tmp" / "000001.npz").write_bytes(b"PK\x03\x04 half a patch")
+    (reviews / ".reviewed.jsonl.x9.tmp").write_text("{")
+    LabelStore.open(tmp_path / "s.ome.zarr")
+    assert sorted(p.name for p in reviews.iterdir()) == ["000000.npz", "reviewed.jsonl"]
+
+
+def test_the_repair_is_left_to_the_writer_that_holds_the_lock(store, tmp_path, monkeypatch):
+    """A viewer opening the store while another process commits must not replay its commit."""
+    monkeypatch.setattr(LabelStore, "_apply", lambda self, record, data: None)  # saved, not applied
+    store.write_region(10, 10, np.full((8, 8), 5, np.int32))
+    monkeypatch.undo()
+    with other_writer(tmp_path / "s.ome.zarr"):
+        seen = LabelStore.open(tmp_path / "s.ome.zarr")
+        assert seen.read_region(10, 10, 8, 8).max() == 0 and seen.reviewed_regions() == []
+    repaired = LabelStore.open(tmp_path / "s.ome.zarr")  # the writer is gone (stale lock)
+    assert (repaired.read_region(10, 10, 8, 8) == 5).all() and len(repaired.reviewed_regions()) == 1

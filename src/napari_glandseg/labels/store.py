@@ -7,18 +7,23 @@ Layout of a store folder::
     0/ 1/ 2/ ...         int32 Y×X levels, each half the size of the one above (nearest)
     glandseg_done/       one empty marker file per finished level-0 chunk (whole-slide runs);
                          markers are separate files so that dask workers never share a log
-    glandseg_reviews/    one compressed patch per committed correction, written before the
-                         labels are touched, and ``reviewed.jsonl``: the reviewed regions log
+    glandseg_reviews/    one compressed patch per committed correction (NNNNNN.npz, numbered in
+                         commit order), written before the labels are touched, and
+                         ``reviewed.jsonl``: the reviewed regions log (see ``labels.journal``)
 
 A correction commit is journalled: the patch is saved (atomically) first, then written into the
 levels, then logged as reviewed. A crash between those steps is repaired the next time the store
-is opened for writing (the pending patch is replayed), so nothing a user committed is lost.
+is opened for writing: temporary files are removed, a torn log line is moved aside, and pending
+patches are replayed in commit order without undoing any later commit over the same pixels, so
+nothing a user committed is lost or reverted. The repair holds the store's writer lock
+(``_lock.FolderLock``); while another writer holds it, the repair is left to that writer.
 zarr itself writes every chunk file atomically, so a chunk is never half-written.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -28,13 +33,17 @@ from typing import Any
 
 import numpy as np
 
-from napari_glandseg._atomic import append_jsonl, atomic_path, read_jsonl
+from napari_glandseg._atomic import append_jsonl, atomic_path
+from napari_glandseg._lock import FolderLock
 from napari_glandseg.errors import GlandsegError
+from napari_glandseg.labels import journal
+from napari_glandseg.labels.journal import REVIEW_LOG
+
+log = logging.getLogger(__name__)
 
 NGFF_VERSION = "0.5"
 DONE_DIR = "glandseg_done"
 REVIEW_DIR = "glandseg_reviews"
-REVIEW_LOG = "reviewed.jsonl"
 MIN_LEVEL_PX = 512  # the pyramid stops once a level fits in this many px
 PYRAMID_BLOCK = 2048  # lower levels are rebuilt in blocks of this many output px
 
@@ -123,7 +132,7 @@ class LabelStore:
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, read_only: bool = False) -> LabelStore:
-        """Open an existing store; a pending correction left by a crash is written in first."""
+        """Open an existing store; for writing, what a crash left is repaired first (see the module)."""
         import zarr
 
         path = Path(path)
@@ -138,7 +147,7 @@ class LabelStore:
             raise GlandsegError(f"{path}: not a zarr label store ({exc})") from exc
         store = cls(path, group, read_only)
         if not read_only:
-            store._replay_pending()
+            store._repair()
         return store
 
     # -- facts ---------------------------------------------------------------------------------
@@ -235,8 +244,8 @@ class LabelStore:
         return record
 
     def reviewed_regions(self) -> list[dict[str, Any]]:
-        """Every committed region, oldest first: bounds [y, x, h, w] (level-0 px), time, model."""
-        return read_jsonl(self.path / REVIEW_DIR / REVIEW_LOG)
+        """Every committed region, oldest first: bounds [y, x, h, w] (level-0 px), time, model, seq."""
+        return journal.read_log(self.path / REVIEW_DIR)
 
     def read_patch(self, record: dict[str, Any]) -> np.ndarray:
         """The labels exactly as committed in a reviewed-log record."""
@@ -254,11 +263,8 @@ class LabelStore:
     def _save_patch(self, data: np.ndarray, record: dict[str, Any]) -> str:
         folder = self.path / REVIEW_DIR
         folder.mkdir(exist_ok=True)
-        n = len(list(folder.glob("*.npz")))
-        name = f"{n:06d}.npz"
-        while (folder / name).exists():
-            n += 1
-            name = f"{n:06d}.npz"
+        name = journal.next_patch_name(folder)
+        record["seq"] = journal.patch_seq(name)
         meta = np.array(json.dumps({k: record[k] for k in ("bounds", "time")}))
         with atomic_path(folder / name) as tmp:
             with open(tmp, "wb") as f:
@@ -273,20 +279,43 @@ class LabelStore:
         self.build_pyramid((y, x, h, w))
         append_jsonl(self.path / REVIEW_DIR / REVIEW_LOG, record)
 
-    def _replay_pending(self) -> None:
+    def _repair(self) -> None:
+        """Clean temporary files, heal the log, replay pending patches (under the writer lock)."""
         folder = self.path / REVIEW_DIR
-        if not folder.is_dir():
+        if not journal.needs_repair(folder):
             return
-        logged = {r.get("patch") for r in self.reviewed_regions()}
-        for patch in sorted(folder.glob("*.npz")):
-            if patch.name in logged:
+        try:
+            lock = FolderLock(self.path, "repair the label store").acquire()
+        except GlandsegError as exc:  # another writer holds it (and repairs), or a read-only place
+            log.info("%s: not repaired now: %s", self.path, exc)
+            return
+        try:
+            journal.clean_tmp(folder)
+            journal.heal_log(folder)
+            for patch in journal.pending(folder):
+                self._replay(patch)
+        finally:
+            lock.release()
+
+    def _replay(self, patch: Path) -> None:
+        """Apply a pending patch; pixels that later commits cover keep the later commits' labels."""
+        seq = journal.patch_seq(patch.name)
+        with np.load(patch) as z:
+            data = np.asarray(z["labels"])
+            saved = json.loads(str(z["record"]))
+        y, x, h, w = saved["bounds"]
+        for later in journal.patch_files(patch.parent):
+            if journal.patch_seq(later.name) <= seq:
                 continue
-            with np.load(patch) as z:
-                data = np.asarray(z["labels"])
-                saved = json.loads(str(z["record"]))
-            record = {**saved, "model": None, "reviewed_by": None,
-                      "mpp": self.mpp, "patch": patch.name, "recovered": True}
-            self._apply(record, data)
+            with np.load(later) as z:
+                ly, lx, lh, lw = json.loads(str(z["record"]))["bounds"]
+                y0, x0, y1, x1 = max(y, ly), max(x, lx), min(y + h, ly + lh), min(x + w, lx + lw)
+                if y1 > y0 and x1 > x0:
+                    data[y0 - y : y1 - y, x0 - x : x1 - x] = np.asarray(z["labels"])[y0 - ly : y1 - ly, x0 - lx : x1 - lx]
+        record = {**saved, "model": None, "reviewed_by": None, "mpp": self.mpp, "patch": patch.name,
+                  "seq": seq, "recovered": True}
+        log.warning("%s: replaying correction %s, cut off before it was logged", self.path, patch.name)
+        self._apply(record, data)
 
     # -- the pyramid -----------------------------------------------------------------------------
 
