@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -158,6 +157,7 @@ class ExportWidget(QWidget):
         layer's pixel grid; otherwise on a level-0-aligned grid around the polygons.
         """
         from napari_glandseg.labels.geojson import features_to_labels, read_geojson
+        from napari_glandseg.labels.import_grid import import_grid
 
         path = Path(path)
         if like is None and isinstance(self.viewer.layers.selection.active, Labels):
@@ -178,8 +178,7 @@ class ExportWidget(QWidget):
                 base = lm.make_meta(kind="import", slide_path=ref.path, slide_name=ref.name, slide_mpp=ref.mpp,
                                     slide_shape=ref.shape, label_scale0=1.0, label_translate0=(0.0, 0.0),
                                     store=str(lm.default_store_path(ref.path or ref.name, ref.name)))
-                shape, t = _polygon_extent(fc)  # level-0 grid (scale 1: centre and corner agree)
-                s = 1.0
+                shape, t, s = import_grid(fc, ref.shape)  # on the slide, bounded in size
             # napari places pixel centres; GeoJSON coordinates are pixel corners.
             corner = (t[0] - (s - 1) / 2, t[1] - (s - 1) / 2)
             labels = features_to_labels(fc, shape, scale=s, offset=corner)
@@ -194,31 +193,6 @@ class ExportWidget(QWidget):
             scale, translate = tuple(like.scale), tuple(like.translate)
         return self.viewer.add_labels(np.asarray(labels, np.int32), name=f"{path.stem} (imported)",
                                       scale=scale, translate=translate, metadata={lm.KEY: meta})
-
-
-IMPORT_MARGIN_PX = 32
-
-
-def _polygon_extent(fc: dict) -> tuple[tuple[int, int], tuple[float, float]]:
-    """((h, w), (y, x)): a level-0 pixel box around all polygon coordinates (x, y in GeoJSON)."""
-    xs, ys = [], []
-
-    def walk(c: Any) -> None:
-        if isinstance(c, (list, tuple)) and c and isinstance(c[0], (int, float)):
-            xs.append(float(c[0]))
-            ys.append(float(c[1]))
-        elif isinstance(c, (list, tuple)):
-            for item in c:
-                walk(item)
-
-    for feat in fc.get("features", []):
-        walk((feat.get("geometry") or {}).get("coordinates", []))
-    if not xs:
-        raise ValueError("the GeoJSON has no polygon coordinates")
-    # a margin around the glands, so that there is room to paint next to them
-    y0, x0 = max(0, math.floor(min(ys)) - IMPORT_MARGIN_PX), max(0, math.floor(min(xs)) - IMPORT_MARGIN_PX)
-    y1, x1 = math.ceil(max(ys)) + IMPORT_MARGIN_PX, math.ceil(max(xs)) + IMPORT_MARGIN_PX
-    return (y1 - y0, x1 - x0), (float(y0), float(x0))
 
 
 def _safe(name: str) -> str:

@@ -14,8 +14,8 @@ piece that runs clockwise is a hole touching the outer ring at a single point, w
 for OGC / shapely. Only vertices where the direction turns are kept.
 
 Rasterising (:func:`fill_polygon`) is the inverse: a pixel belongs to a polygon when its centre
-is inside (even-odd rule over the rings, so holes stay 0). Pixel centres never lie on the
-pixel-edge polygons written here, so the round trip is exact.
+is inside (even-odd rule over the rings, so holes stay 0), filled span by span along scanlines.
+Pixel centres never lie on the pixel-edge polygons written here, so the round trip is exact.
 """
 
 from __future__ import annotations
@@ -180,16 +180,16 @@ def fill_polygon(out: np.ndarray, rings: list[np.ndarray], label: int) -> None:
     """Set ``label`` on the pixels of ``out`` whose centres are inside the rings (even-odd).
 
     ``rings`` are (n, 2) [x, y] arrays in label-pixel units (pixel (r, c) spans [c, c+1] x [r, r+1]).
-    A scanline at each row centre counts edge crossings; a pixel is inside when an odd number
-    of crossings lies strictly left of its centre.
+    A scanline at each row centre meets the edges an even number of times; sorted along the
+    row, the crossings pair up into the spans that are inside. Only the crossings are held in
+    memory, never an array the size of the polygon's box.
     """
+    rings = [r if np.array_equal(r[0], r[-1]) else np.concatenate([r, r[:1]]) for r in rings]
     points = np.concatenate(rings)
     height, width = out.shape
     r0 = max(int(math.ceil(points[:, 1].min() - 0.5)), 0)
     r1 = min(int(math.ceil(points[:, 1].max() - 0.5)), height)
-    c0 = max(int(math.floor(points[:, 0].min())), 0)
-    c1 = min(int(math.ceil(points[:, 0].max())) + 1, width)
-    if r0 >= r1 or c0 >= c1:
+    if r0 >= r1 or points[:, 0].max() <= 0 or points[:, 0].min() >= width:
         return
     x1 = np.concatenate([ring[:-1, 0] for ring in rings])
     y1 = np.concatenate([ring[:-1, 1] for ring in rings])
@@ -198,11 +198,14 @@ def fill_polygon(out: np.ndarray, rings: list[np.ndarray], label: int) -> None:
     rows, xs = _scanline_crossings(x1, y1, x2, y2, r0, r1)
     if rows.size == 0:
         return
-    cols = np.clip(np.floor(xs - 0.5).astype(np.int64) + 1 - c0, 0, c1 - c0)
-    toggles = np.zeros((r1 - r0, c1 - c0 + 1), dtype=np.int32)
-    np.add.at(toggles, (rows - r0, cols), 1)
-    inside = (np.cumsum(toggles[:, :-1], axis=1) & 1).astype(bool)
-    out[r0:r1, c0:c1][inside] = label
+    # the first pixel whose centre lies strictly right of each crossing
+    cols = np.clip(np.floor(xs - 0.5).astype(np.int64) + 1, 0, width)
+    order = np.lexsort((cols, rows))
+    rows, cols = rows[order], cols[order]
+    starts, stops, span_rows = cols[0::2], cols[1::2], rows[0::2]
+    inside = stops > starts
+    for r, a, b in zip(span_rows[inside].tolist(), starts[inside].tolist(), stops[inside].tolist(), strict=True):
+        out[r, a:b] = label
 
 
 def _scanline_crossings(
