@@ -8,7 +8,6 @@ else from the layer's world ``scale``/``translate`` (µm when the slide's µm/px
 
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -69,20 +68,12 @@ def _need_mpp(place: Placement, path: str) -> float:
     return place.mpp
 
 
-def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call ``fn`` with the keyword arguments it takes (optional placement arguments differ)."""
-    params = inspect.signature(fn).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-    return fn(*args, **kwargs)
-
-
 def measurement_rows(labels: np.ndarray, place: Placement) -> list[dict]:
     """Per-gland measurements with centroids in level-0 slide px."""
     from napari_glandseg.labels.measure import measure_glands
 
     mpp = place.mpp if place.mpp is not None else 1.0
-    return _call(measure_glands, labels, mpp, scale=place.scale, offset=place.offset)
+    return measure_glands(labels, mpp, scale=place.scale, offset=place.offset)
 
 
 def write_geojson(path: str, data: Any, attributes: dict[str, Any], *, object_type: str = "annotation") -> list[str]:
@@ -92,9 +83,8 @@ def write_geojson(path: str, data: Any, attributes: dict[str, Any], *, object_ty
     labels = labels_array(data)
     place = placement_from_attributes(attributes)
     rows = measurement_rows(labels, place) if place.mpp is not None else None
-    fc = _call(
-        geojson.labels_to_features, labels, scale=place.scale, offset=place.offset,
-        object_type=object_type, measurements=rows,
+    fc = geojson.labels_to_features(
+        labels, scale=place.scale, offset=place.offset, object_type=object_type, measurements=rows
     )
     geojson.write_geojson(path, fc)
     return [os.fspath(path)]

@@ -1,4 +1,5 @@
-"""Compute modules never import napari or Qt (DESIGN.md convention 1)."""
+"""Compute modules never import napari, Qt or magicgui: only _widgets/ and the npe2 entry modules
+(_reader, _writer, _sample_data, demo) may, so that the CLI, training and dask workers run without a GUI."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""napari dock widgets (the only package besides _reader/_writer/_sample_data that imports Qt).
+"""napari dock widgets: the package that imports napari, Qt and magicgui (the npe2 modules
+_reader/_writer/_sample_data may import napari too, but need not and do not).
 
 The widget classes load lazily so that GUI-free helpers here (``_view_geometry``,
 ``_layer_meta``, ``_review``) import without pulling in Qt.

@@ -22,6 +22,8 @@ from napari_glandseg._widgets import _layer_meta as lm
 from napari_glandseg._widgets import _tools as tools
 from napari_glandseg._widgets._jobs import JobPanel
 from napari_glandseg._widgets._view_geometry import visible_bbox0
+from napari_glandseg.labels.edit import gland_bbox
+from napari_glandseg.labels.measure import measure_glands
 
 if TYPE_CHECKING:
     import napari
@@ -178,7 +180,7 @@ class CorrectWidget(QWidget):
         from napari_glandseg.labels.edit import delete_gland
 
         layer = self._editable()
-        win = None if layer is None else tools.gland_window(layer.data, label)
+        win = None if layer is None else gland_bbox(layer.data, label, 2)
         if label <= 0 or win is None:
             return 0
         return self._apply(lambda a: delete_gland(a, label), win, what="delete gland")
@@ -194,7 +196,7 @@ class CorrectWidget(QWidget):
         layer = self._editable()
         if layer is None or a <= 0 or b <= 0 or a == b:
             return 0
-        wa, wb = tools.gland_window(layer.data, a, 3), tools.gland_window(layer.data, b, 3)
+        wa, wb = gland_bbox(layer.data, a, 3), gland_bbox(layer.data, b, 3)
         if wa is None or wb is None:
             return 0
         return self._apply(lambda arr: merge_glands(arr, [a, b]), tools.union_window(wa, wb), what="merge glands")
@@ -259,7 +261,7 @@ class CorrectWidget(QWidget):
             return 0
         line = tools.line_in_data(layer, np.asarray(world_vertices))
         label = tools.label_under_line(layer.data, line)
-        win = tools.gland_window(layer.data, label, 3) if label else None
+        win = gland_bbox(layer.data, label, 3)
         if win is None:
             show_error("split: the line crosses no gland")
             return 0
@@ -293,8 +295,6 @@ class CorrectWidget(QWidget):
 
     def refresh_measurements(self, layer: Labels | None = None) -> None:
         """Per-gland measurements of ``layer`` into ``layer.features``."""
-        from napari_glandseg._widgets._segment import _features, _measure
-
         layer = layer or self.layer()
         if layer is None or layer.multiscale or not isinstance(layer.data, np.ndarray):
             return
@@ -302,7 +302,7 @@ class CorrectWidget(QWidget):
         if not mpp:
             return
         try:
-            feats = _features(_measure(layer.data, mpp))
+            feats = tools.features_table(measure_glands(layer.data, mpp))
             if feats is not None:
                 layer.features = feats
         except Exception as exc:

@@ -24,6 +24,7 @@ from napari_glandseg._widgets import _layer_meta as lm
 from napari_glandseg._widgets._jobs import attach_job_panel
 from napari_glandseg._widgets._models import LOAD_CHECKPOINT, ModelChoices
 from napari_glandseg._widgets._slides import SlideRef, slide_ref, store_layer_kwargs
+from napari_glandseg._widgets._tools import features_table
 from napari_glandseg._widgets._view_geometry import (
     MAX_VIEW_MODEL_PX,
     ViewBox,
@@ -242,7 +243,7 @@ class SegmentWidget(Container):
         layer = self.viewer.add_labels(
             labels, name=f"{ref.name} glands", scale=scale, translate=translate,
             metadata={lm.KEY: meta, "bbox0": list(view.bbox), "model": card.name, "mpp": card.mpp},
-            features=_features(rows),
+            features=features_table(rows),
         )
         self.result_layer = layer
         self.jobs.status.setText(f"{int(labels.max())} glands in {view.bbox[2]}×{view.bbox[3]} px")
@@ -316,14 +317,3 @@ def _as_pair(v: Any) -> tuple[float, float]:
     a = np.broadcast_to(np.asarray(v, float).ravel()[-2:], (2,))
     return float(a[0]), float(a[1])
 
-
-def _features(rows: list[dict]) -> Any:
-    """A napari Labels features table (``index`` = label value) from measurement rows."""
-    import pandas as pd
-
-    if not rows:
-        return None
-    df = pd.DataFrame(rows)
-    if "label" in df:
-        df.insert(0, "index", df["label"].astype(int))
-    return df

@@ -10,9 +10,9 @@ to a few milliseconds instead of diffing the whole array.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
-from scipy import ndimage as ndi
 
 
 def apply_new_labels(layer, new: np.ndarray, window: tuple[slice, slice] | None = None) -> int:
@@ -31,18 +31,6 @@ def apply_new_labels(layer, new: np.ndarray, window: tuple[slice, slice] | None 
         idx = (changed[0] + window[0].start, changed[1] + window[1].start)
         layer.data_setitem(idx, new[changed].astype(data.dtype, copy=False))
     return n
-
-
-def gland_window(labels: np.ndarray, label: int, margin: int = 2) -> tuple[slice, slice] | None:
-    """Bounding box of ``label`` (with a margin, clipped), or None when it is absent."""
-    ys, xs = np.nonzero(labels == label)
-    if ys.size == 0:
-        return None
-    h, w = labels.shape
-    return (
-        slice(max(0, int(ys.min()) - margin), min(h, int(ys.max()) + 1 + margin)),
-        slice(max(0, int(xs.min()) - margin), min(w, int(xs.max()) + 1 + margin)),
-    )
 
 
 def union_window(a: tuple[slice, slice], b: tuple[slice, slice]) -> tuple[slice, slice]:
@@ -88,7 +76,13 @@ def on_window(fn: Callable[[np.ndarray], np.ndarray], labels: np.ndarray, window
     return fn(np.array(labels[window], copy=True))
 
 
-def holes_exist(labels: np.ndarray) -> bool:
-    """Cheap check used to skip a no-op fill."""
-    fg = labels > 0
-    return bool((ndi.binary_fill_holes(fg) & ~fg).any())
+def features_table(rows: list[dict]) -> Any:
+    """A napari Labels features table (``index`` = label value) from measurement rows (None if none)."""
+    import pandas as pd
+
+    if not rows:
+        return None
+    df = pd.DataFrame(rows)
+    if "label" in df:
+        df.insert(0, "index", df["label"].astype(int))
+    return df
