@@ -19,3 +19,9 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real test data not found at {SHARED_DATA.resolve()} (see README)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def cmu_svs(shared_data: Path) -> Path:
+    """CMU-1-Small-Region.svs: one level, 0.499 µm/px, JPEG, with label and macro images."""
+    return shared_data / "slides" / "cmu-1-small-region.svs"

@@ -16,8 +16,3 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     model = create_model("glandseg_tiny")
     weights, _ = save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny")
     return weights
-
-
-@pytest.fixture(scope="session")
-def cmu_svs(shared_data: Path) -> Path:
-    return shared_data / "slides" / "cmu-1-small-region.svs"

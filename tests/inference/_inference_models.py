@@ -92,9 +92,6 @@ def disc_image(
 
 def write_disc_slide(path: Path, img: np.ndarray, mpp: float) -> Path:
     """A lossless 2-level tiled pyramidal TIFF of ``img``."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/_pyramids.py
     from _pyramids import write_pyramid_tiff
 
     write_pyramid_tiff(path, img, n_levels=2, mpp=mpp, compression="zlib", tile=128)

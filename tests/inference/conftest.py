@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # _inference_models (also for dask workers: spawn copies sys.path)
-sys.path.insert(0, str(HERE.parent))  # tests/_pyramids.py
-
-from _inference_models import ThresholdModel  # noqa: E402
+from _inference_models import ThresholdModel  # on sys.path by pyproject's pythonpath (dask workers too)
 
 
 @pytest.fixture

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/_pyramids.py
-
-import _pyramids  # noqa: E402
+import _pyramids
 
 
 @pytest.fixture(scope="session")
@@ -21,11 +18,6 @@ def slides_dir(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def tcga_svs(slides_dir: Path) -> Path:
     return slides_dir / "tcga-cr-7395-01a-01-ts1.svs"
-
-
-@pytest.fixture(scope="session")
-def cmu_svs(slides_dir: Path) -> Path:
-    return slides_dir / "cmu-1-small-region.svs"
 
 
 @pytest.fixture(scope="session")

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _layers import BLOBS, SYNTH_MPP, SYNTH_SHAPE
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/_pyramids.py
-
-from _layers import BLOBS, SYNTH_MPP, SYNTH_SHAPE  # noqa: E402
-
-from napari_glandseg.model.card import ModelCard  # noqa: E402
+from napari_glandseg.model.card import ModelCard
 
 
 class DarkModel(torch.nn.Module):
@@ -78,11 +74,6 @@ def synth_slide(tmp_path_factory, synth_image) -> Path:
     path = tmp_path_factory.mktemp("synth") / "synth.tif"
     write_pyramid_tiff(path, synth_image, n_levels=3, mpp=SYNTH_MPP, compression="zlib")
     return path
-
-
-@pytest.fixture
-def cmu_svs(shared_data: Path) -> Path:
-    return shared_data / "slides" / "cmu-1-small-region.svs"
 
 
 @pytest.fixture
