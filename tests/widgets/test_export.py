@@ -30,7 +30,7 @@ def setup(make_napari_viewer, tmp_path, synth_slide):
     labels = blob_labels((SYNTH_SHAPE[0] // 2, SYNTH_SHAPE[1] // 2), [(y - 300, x - 200, h, w) for y, x, h, w in BLOBS], 2.0)
     layer = gland_layer(viewer, image, labels[:700, :900], step=2.0, origin0=origin0)
     widget = ExportWidget(viewer)
-    widget.out_edit.setText(str(tmp_path / "out"))
+    widget.out_dir.value = tmp_path / "out"
     return viewer, image, layer, widget, tmp_path
 
 
@@ -127,3 +127,18 @@ def test_export_buttons_write_files(setup, qtbot):
         _wait(qtbot, widget)
     names = sorted(p.name for p in (tmp / "out").iterdir())
     assert names == ["synth_glands.csv", "synth_glands.ome.tif", "synth_glands.ome.zarr"]
+
+
+def test_the_glands_combo_follows_the_layer_list_and_the_selection(setup):
+    viewer, image, layer, widget, tmp = setup
+    assert widget.glands.value is layer
+    other = viewer.add_labels(np.zeros((10, 10), np.int32), name="other glands")  # napari selects it
+    assert widget.glands.value is other and {ly.name for ly in widget.glands.choices} == {layer.name, other.name}
+    viewer.layers.selection.active = image  # not a labels layer: the choice stays
+    assert widget.glands.value is other
+    viewer.layers.selection.active = layer
+    assert widget.glands.value is layer
+    viewer.layers.remove(other)
+    viewer.layers.remove(layer)
+    assert widget.glands.value is None
+    assert widget.export("csv") is None  # nothing to export: a notification, no run

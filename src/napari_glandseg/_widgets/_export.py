@@ -6,25 +6,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, PushButton
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
-from qtpy.QtWidgets import (
-    QComboBox,
-    QFileDialog,
-    QFormLayout,
-    QGridLayout,
-    QHBoxLayout,
-    QLineEdit,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QFileDialog
 
 from napari_glandseg import _writer
 from napari_glandseg._widgets import _layer_meta as lm
-from napari_glandseg._widgets._jobs import JobPanel
+from napari_glandseg._widgets._jobs import attach_job_panel
 from napari_glandseg._widgets._slides import slide_ref
+from napari_glandseg._widgets._training import export_reviewed, reviewed_store
 from napari_glandseg._widgets._view_geometry import place_on_image
+from napari_glandseg.labels.geojson import OBJECT_TYPES, features_to_labels, read_geojson
+from napari_glandseg.labels.import_grid import import_grid
 
 if TYPE_CHECKING:
     import napari
@@ -39,78 +33,81 @@ def layer_attributes(layer: Labels) -> dict[str, Any]:
             "metadata": layer.metadata}
 
 
-class ExportWidget(QWidget):
-    """Exports of the active gland layer; writes are atomic (labels/ writes to a temp name)."""
+class ExportWidget(Container):
+    """Exports of a gland layer (a magicgui form); writes are atomic (labels/ writes to a temp name).
+
+    The "Glands" combo box lists the viewer's labels layers and follows the active layer.
+    """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
+        super().__init__(labels=True)
         self.viewer = napari_viewer
-        self.out_edit = QLineEdit()
-        self.out_edit.setPlaceholderText("next to the slide")
-        out_button = QPushButton("…")
-        out_button.clicked.connect(self._choose_out_dir)
-        self.object_type = QComboBox()
-        self.object_type.addItems(["annotation", "detection"])
-        self.object_type.setToolTip("QuPath object type: annotations are editable, detections are light-weight")
-        self.jobs = JobPanel(self)
-
-        buttons = {
+        self.glands = ComboBox(name="glands", label="Glands", choices=self._labels_choices,
+                               tooltip="The gland labels layer to export (follows the selected layer)")
+        self.out_dir = FileEdit(name="out_dir", label="Output folder", mode="d", nullable=True,
+                                tooltip="Where exports go; empty: next to the slide")
+        self.object_type = ComboBox(name="object_type", label="GeoJSON objects", choices=OBJECT_TYPES,
+                                    value="annotation",
+                                    tooltip="QuPath object type: annotations are editable, detections are light-weight")
+        actions = {
             "training": ("Export for retraining", "Reviewed regions → image tiles + masks + manifest.json at the model's µm/px", self.export_training),
             "geojson": ("Export GeoJSON", "QuPath GeoJSON polygons in slide pixels, with measurements", lambda: self.export("geojson")),
-            "import": ("Import GeoJSON…", "QuPath GeoJSON → a labels layer on the slide", self._import_dialog),
+            "import": ("Import GeoJSON…", "QuPath GeoJSON → a labels layer on the slide (on the selected gland layer's grid, if any)", self._import_dialog),
             "ome_zarr": ("OME-Zarr labels", "Labels as OME-Zarr (NGFF) at their µm/px", lambda: self.export("ome_zarr")),
             "ome_tiff": ("OME-TIFF mask", "Pyramidal OME-TIFF label mask", lambda: self.export("ome_tiff")),
             "csv": ("Measurements CSV", "One row per gland: area µm², perimeter µm, shape, centroid", lambda: self.export("csv")),
         }
-        grid = QGridLayout()
-        self.buttons: dict[str, QPushButton] = {}
-        for i, (key, (text, tip, slot)) in enumerate(buttons.items()):
-            b = QPushButton(text)
-            b.setToolTip(tip)
-            b.clicked.connect(lambda *_, s=slot: s())
-            grid.addWidget(b, i // 2, i % 2)
-            self.buttons[key] = b
-        form = QFormLayout()
-        out_row = QHBoxLayout()
-        out_row.addWidget(self.out_edit, 1)
-        out_row.addWidget(out_button)
-        form.addRow("Output folder", out_row)
-        form.addRow("GeoJSON objects", self.object_type)
-        lay = QVBoxLayout(self)
-        lay.addLayout(form)
-        lay.addLayout(grid)
-        lay.addWidget(self.jobs)
-        lay.addStretch(1)
+        self.buttons: dict[str, PushButton] = {}
+        for key, (text, tip, slot) in actions.items():
+            self.buttons[key] = PushButton(text=text, tooltip=tip)
+            self.buttons[key].changed.connect(lambda *_, s=slot: s())
+        pairs = list(self.buttons.values())
+        rows = [Container(widgets=pairs[i : i + 2], layout="horizontal", labels=False) for i in range(0, len(pairs), 2)]
+        for row in rows:
+            row.margins = (0, 0, 0, 0)
+        self.extend([self.glands, self.out_dir, self.object_type, *rows])
+        self.jobs = attach_job_panel(self)
 
-    def _choose_out_dir(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Output folder")
-        if folder:
-            self.out_edit.setText(folder)
+        layers = napari_viewer.layers
+        for ev in (layers.events.inserted, layers.events.removed, layers.events.reordered):
+            ev.connect(self.glands.reset_choices)
+        layers.selection.events.active.connect(self._follow_active)
+        self._follow_active()
+
+    def _labels_choices(self, _: Any = None) -> list[tuple[str, Labels]]:
+        return [(ly.name, ly) for ly in self.viewer.layers if isinstance(ly, Labels)]
+
+    def _follow_active(self, *_: Any) -> None:
+        active = self.viewer.layers.selection.active
+        if isinstance(active, Labels):
+            if active not in self.glands.choices:
+                self.glands.reset_choices()
+            self.glands.value = active
 
     def _layer(self) -> Labels | None:
-        active = self.viewer.layers.selection.active
-        if not isinstance(active, Labels):
+        layer = self.glands.value
+        if not isinstance(layer, Labels):
             show_error("select a gland labels layer to export")
             return None
-        return active
+        return layer
 
-    def out_dir(self, layer: Labels) -> Path:
+    def target_dir(self, layer: Labels) -> Path:
         """The chosen folder, else the slide's folder, else the current directory."""
-        if self.out_edit.text().strip():
-            return Path(self.out_edit.text().strip())
+        if self.out_dir.value is not None:
+            return Path(self.out_dir.value)
         meta = lm.get_meta(layer.metadata) or {}
         return Path(meta["slide_path"]).parent if meta.get("slide_path") else Path.cwd()
 
     # ----------------------------------------------------------------- exports
     def export(self, kind: str, path: str | Path | None = None) -> Any:
-        """Write the active layer as ``kind`` (geojson, ome_zarr, ome_tiff, csv) in a worker."""
+        """Write the chosen gland layer as ``kind`` (geojson, ome_zarr, ome_tiff, csv) in a worker."""
         layer = self._layer()
         if layer is None:
             return None
-        target = Path(path) if path else self.out_dir(layer) / (_safe(layer.name) + SUFFIXES[kind])
+        target = Path(path) if path else self.target_dir(layer) / (_safe(layer.name) + SUFFIXES[kind])
         data = layer.data if layer.multiscale else np.array(layer.data, copy=True)
         attrs = layer_attributes(layer)
-        obj_type = self.object_type.currentText()
+        obj_type = str(self.object_type.value)
         writers = {
             "geojson": lambda: _writer.write_geojson(str(target), data, attrs, object_type=obj_type),
             "ome_zarr": lambda: _writer.write_ome_zarr(str(target), data, attrs),
@@ -123,9 +120,7 @@ class ExportWidget(QWidget):
         )
 
     def export_training(self, out_dir: str | Path | None = None) -> Any:
-        """Export the reviewed regions of the active layer's store as a training package."""
-        from napari_glandseg._widgets._training import export_reviewed, reviewed_store
-
+        """Export the reviewed regions of the chosen gland layer's store as a training package."""
         layer = self._layer()
         meta = lm.get_meta(layer.metadata) if layer is not None else None
         if layer is None:
@@ -138,7 +133,7 @@ class ExportWidget(QWidget):
         except Exception as exc:
             show_error(f"Export for retraining: {exc}")
             return None
-        target = Path(out_dir) if out_dir else self.out_dir(layer) / f"{meta['slide_name']}.training"
+        target = Path(out_dir) if out_dir else self.target_dir(layer) / f"{meta['slide_name']}.training"
         return self.jobs.start(
             lambda progress, cancel: export_reviewed(meta, target), description="Export for retraining",
             on_done=lambda p: self.jobs.status.setText(f"training package: {p}"),
@@ -146,7 +141,7 @@ class ExportWidget(QWidget):
 
     # ------------------------------------------------------------------ import
     def _import_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import QuPath GeoJSON", "", "GeoJSON (*.geojson *.json)")
+        path, _ = QFileDialog.getOpenFileName(self.native, "Import QuPath GeoJSON", "", "GeoJSON (*.geojson *.json)")
         if path:
             self.import_geojson(path)
 
@@ -156,9 +151,6 @@ class ExportWidget(QWidget):
         With ``like`` (default: the active gland layer) the glands are rasterised on that
         layer's pixel grid; otherwise on a level-0-aligned grid around the polygons.
         """
-        from napari_glandseg.labels.geojson import features_to_labels, read_geojson
-        from napari_glandseg.labels.import_grid import import_grid
-
         path = Path(path)
         if like is None and isinstance(self.viewer.layers.selection.active, Labels):
             like = self.viewer.layers.selection.active
