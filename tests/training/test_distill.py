@@ -59,7 +59,7 @@ def test_loss_decreases_on_a_fixed_batch(mini_glas, teacher_ckpt):
     net, student, teacher, centers = distill.build(cfg)
     train, _ = distill.load_graded(cfg, net.card.mpp)
     assert {s.tumor for s in train} == {0, 1}
-    images, tumor = distill.batch_at(CropDataset(train, 64, length=100, seed=0), 0, 4, 0, 1)
+    images, tumor = distill.batch_at(distill.GradedCrops(CropDataset(train, 64, length=100, seed=0)), 0, 4, 0, 1)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr)
     losses = [distill.train_step(student, net, teacher, opt, images, tumor, centers, cfg, torch.device("cpu"))[0]
               for _ in range(10)]

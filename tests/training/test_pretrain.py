@@ -56,7 +56,7 @@ def test_loss_decreases_on_a_fixed_batch(mini_glas):
     from napari_glandseg.train.unlabeled import TwoViewDataset, load_image_folder
 
     dataset = TwoViewDataset(load_image_folder(mini_glas, source_mpp=0.62, model_mpp=1.24), [], 64)
-    batch = pretrain.batch_at(dataset, 0, cfg, 0, 1)
+    batch = pretrain.batch_at(pretrain.MaskedViews(dataset, cfg), 0, cfg, 0, 1)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr)
     losses = [pretrain.train_step(student, net, teacher, opt, batch, centers, cfg, s, torch.device("cpu"))[0]
               for s in range(10)]

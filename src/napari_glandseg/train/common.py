@@ -34,6 +34,7 @@ class RunSettings:
     threads: int | None = None
     workers: int = 0  # background processes preparing batches (0: in the training process)
     max_minutes: float | None = None  # stop cleanly (after a checkpoint) when this much time is used
+    time_schedule: bool = False  # with max_minutes: the schedule follows whichever of steps and time runs out first
     stop_at: int | None = None  # stop cleanly (after a checkpoint) at this step, as if interrupted
 
 
@@ -224,7 +225,15 @@ def batch_stream(dataset, start_step: int, batch: int, rank: int = 0, world: int
     return iter(loader)
 
 
-def cosine_lr(step: int, total: int, base: float, warmup: int, floor: float = 0.01) -> float:
+def scheduled_step(step: int, cfg, t_start: float) -> float:
+    """Where the run is in its schedule: the step, or with ``time_schedule`` the share of the time
+    budget used (× steps) when that is further along, so a run cut by time still anneals."""
+    if cfg.time_schedule and cfg.max_minutes:
+        return max(step, (time.time() - t_start) / (60 * cfg.max_minutes) * cfg.steps)
+    return step
+
+
+def cosine_lr(step: float, total: int, base: float, warmup: int, floor: float = 0.01) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
     t = min(1.0, (step - warmup) / max(1, total - warmup))

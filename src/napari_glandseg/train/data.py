@@ -72,7 +72,7 @@ def rescale_sample(name: str, image, labels, valid, scale: float, tumor: int = -
     shape = (max(1, round(h * scale)), max(1, round(w * scale)))
     lab = labels.astype(np.int32)
     # PIL nearest on int32 ("I" mode) keeps instance ids exact.
-    lab = np.asarray(Image.fromarray(lab, mode="I").resize((shape[1], shape[0]), Image.NEAREST))
+    lab = np.asarray(Image.fromarray(lab).resize((shape[1], shape[0]), Image.NEAREST))
     return Sample(
         name,
         _resize(image, shape, nearest=False),
@@ -205,7 +205,7 @@ def resized_crop(image, labels, valid, crop_px: int):
     if labels.shape[0] == crop_px:
         return image, labels, valid
     image = _resize(image, (crop_px, crop_px), nearest=False)
-    labels = np.asarray(Image.fromarray(labels.astype(np.int32), mode="I").resize((crop_px,) * 2, Image.NEAREST))
+    labels = np.asarray(Image.fromarray(labels.astype(np.int32)).resize((crop_px,) * 2, Image.NEAREST))
     valid = _resize(valid.astype(np.uint8), (crop_px, crop_px), nearest=True).astype(bool)
     return image, labels.astype(np.int32), valid
 
@@ -244,7 +244,7 @@ class CropDataset(torch.utils.data.Dataset):
         if self.augment:
             image, labels, valid = augment_crop(image, labels, valid, rng)
         target = make_targets(labels, valid, self.border_px)
-        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(target.astype(np.int64)), s.tumor
+        return torch.from_numpy(np.array(image)), torch.from_numpy(target.astype(np.int64)), s.tumor
 
 
 def _random_crop(s: Sample, size: int, rng: np.random.Generator):

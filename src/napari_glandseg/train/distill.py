@@ -27,6 +27,7 @@ from safetensors.torch import load_file
 
 from napari_glandseg.train.common import (
     RunSettings,
+    batch_stream,
     build_model,
     cleanup_distributed,
     cosine_lr,
@@ -36,10 +37,11 @@ from napari_glandseg.train.common import (
     read_state_tensors,
     save_resolved_config,
     save_state,
+    scheduled_step,
     start_run,
     unwrap,
 )
-from napari_glandseg.train.data import CropDataset, Sample, load_glas_folder, split_names
+from napari_glandseg.train.data import IGNORE, CropDataset, DataSource, Sample, load_glas_folder, split_names
 from napari_glandseg.train.pretrain import aux_tensors, export, restore_aux
 from napari_glandseg.train.smit import SMITStudent, distribution_ce, ema_update, make_teacher, update_center
 
@@ -47,6 +49,7 @@ from napari_glandseg.train.smit import SMITStudent, distribution_ce, ema_update,
 @dataclass(frozen=True)
 class DistillConfig(RunSettings):
     data: list[str] = field(default_factory=list)  # GlaS-style folders with grades
+    tumour_masks: list = field(default_factory=list)  # folders whose masks mark tumour regions ({path, mpp, weight})
     teacher: str = ""  # pretrained checkpoint: the teacher, and the student's starting point
     heads: str | None = None  # projection heads (default: TEACHER_heads.safetensors if present)
     out: str = "runs/distill"
@@ -116,15 +119,41 @@ def load_graded(cfg: DistillConfig, model_mpp: float) -> tuple[list[Sample], lis
         tr, va = split_names([s.name for s in samples], cfg.val_fraction, cfg.seed)
         train += [s for s in samples if s.name in tr]
         val += [s for s in samples if s.name in va]
+    for src in map(DataSource.parse, cfg.tumour_masks):
+        for sample in load_glas_folder(src.path, source_mpp=src.mpp or cfg.data_mpp, model_mpp=model_mpp, weight=src.weight):
+            sample.tumor = TUMOUR_FROM_MASK
+            train.append(sample)
     if not train:
         raise ValueError(f"{cfg.data}: no images with a known grade (Grade.csv beside or above the folder)")
     return train, val
 
 
-def batch_at(dataset: CropDataset, step: int, batch: int, rank: int, world: int):
+TUMOUR_FROM_MASK = -2  # a sample whose labels are tumour regions: each crop's grade comes from them
+
+
+class GradedCrops(torch.utils.data.Dataset):
+    """(crop, grade) pairs: the image's grade, or for tumour-mask samples the crop's: tumour
+    when at least half of it is tumour, benign when none is, unknown (-1, no loss) between."""
+
+    def __init__(self, crops: CropDataset):
+        self.crops = crops
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __getitem__(self, index: int):
+        image, target, grade = self.crops[index]
+        if grade == TUMOUR_FROM_MASK:
+            known = target != IGNORE
+            share = float(((target > 0) & known).sum()) / max(1, int(known.sum()))
+            grade = 1 if share >= 0.5 else 0 if share == 0 else -1
+        return image, grade
+
+
+def batch_at(dataset: GradedCrops, step: int, batch: int, rank: int, world: int):
     start = (step * world + rank) * batch
     items = [dataset[i] for i in range(start, start + batch)]
-    return torch.stack([it[0] for it in items]), torch.tensor([it[2] for it in items], dtype=torch.long)
+    return torch.stack([it[0] for it in items]), torch.tensor([it[1] for it in items], dtype=torch.long)
 
 
 def train_step(model, net, teacher, optimizer, images, tumor, centers, cfg: DistillConfig, device):
@@ -172,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     net, student, teacher = net.to(device), student.to(device), teacher.to(device)
     centers = {k: v.to(device) for k, v in centers.items()}
     train, val = load_graded(cfg, net.card.mpp)
-    dataset = CropDataset(train, cfg.crop_px, length=10**9, seed=cfg.seed)
+    dataset = GradedCrops(CropDataset(train, cfg.crop_px, length=10**9, seed=cfg.seed))
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, _ = load_state(out, net, optimizer)
     if step:
@@ -183,11 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         save_resolved_config(cfg, out)
         log(event="start", step=step, train_images=len(train), val_images=len(val), world=dist_info.world)
     t_start, loss, acc = time.time(), float("nan"), float("nan")
+    stream = batch_stream(dataset, step, cfg.batch_size, dist_info.rank, dist_info.world, cfg.workers)
     model.train()
     while step < cfg.steps:
         for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup_steps)
-        images, tumor = batch_at(dataset, step, cfg.batch_size, dist_info.rank, dist_info.world)
+            group["lr"] = cosine_lr(scheduled_step(step, cfg, t_start), cfg.steps, cfg.lr, cfg.warmup_steps)
+        images, tumor = next(stream)
         loss, parts = train_step(model, net, teacher, optimizer, images, tumor, centers, cfg, device)
         step += 1
         if step % cfg.log_every == 0:

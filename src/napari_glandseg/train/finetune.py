@@ -11,32 +11,28 @@ checkpoint on validation object F1 is kept; runs resume from their last checkpoi
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from napari_glandseg.model import save_checkpoint
 from napari_glandseg.train import common as _common
 from napari_glandseg.train.common import (
     RunSettings,
     batch_stream,
     cleanup_distributed,
-    cosine_lr,
     freeze_unused,
     load_state,
     parse_config,
     save_resolved_config,
-    save_state,
     start_run,
     unwrap,
     validate,
 )
 from napari_glandseg.train.data import CropDataset, DataSource, Sample, load_split
+from napari_glandseg.train.loop import LoopHooks, run_loop
 from napari_glandseg.train.losses import segmentation_loss, tumor_loss
 
 
@@ -111,7 +107,7 @@ def train_step(model, optimizer, images, targets, tumor, cfg: FinetuneConfig, de
     return float(loss), parts
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, hooks: LoopHooks | None = None) -> int:
     cfg = parse_config(FinetuneConfig, argv, __doc__)
     device, dist_info, out, log = start_run(cfg)
 
@@ -129,36 +125,15 @@ def main(argv: list[str] | None = None) -> int:
         save_resolved_config(cfg, out)
         log(event="start", step=step, train_images=len(train), val_images=len(val), mpp=card.mpp,
             world=dist_info.world, params_m=round(sum(p.numel() for p in model.parameters()) / 1e6, 2))
-    t_start, tiles_done, t_window = time.time(), 0, time.time()
     stream = batch_stream(dataset, step, cfg.batch_size, dist_info.rank, dist_info.world, cfg.workers)
-    model.train()
-    while step < cfg.steps:
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup_steps)
-        images, targets, tumor = next(stream)
-        loss, parts = train_step(model, optimizer, images, targets, tumor, cfg, device)
-        step += 1
-        tiles_done += cfg.batch_size * dist_info.world
-        if step % cfg.log_every == 0:
-            now = time.time()
-            log(step=step, loss=round(loss, 4), lr=optimizer.param_groups[0]["lr"],
-                tiles_per_s=round(tiles_done / (now - t_window), 2), **{k: round(v, 4) for k, v in parts.items()})
-            tiles_done, t_window = 0, now
-        done = step >= cfg.steps
-        out_of_time = cfg.max_minutes is not None and (time.time() - t_start) / 60 > cfg.max_minutes
-        out_of_time = out_of_time or (cfg.stop_at is not None and step >= cfg.stop_at)
-        if dist_info.is_main and val and (step % cfg.val_every == 0 or done or out_of_time):
-            metrics = validate(model, val, device, cfg.amp)
-            log(step=step, event="validation", **{k: round(v, 4) for k, v in metrics.items()})
-            if metrics["object_f1"] > best["object_f1"]:
-                best = {**metrics, "step": step}
-                provenance = {"data": cfg.data, "command": " ".join(sys.argv), "validation": best,
-                              "config": dataclasses.asdict(cfg)}
-                save_checkpoint(unwrap(model), out / "best", card=card.replace(provenance=provenance))
-        if dist_info.is_main and (step % cfg.save_every == 0 or done or out_of_time):
-            save_state(out, model, optimizer, step, {"best": best})
-        if out_of_time:
-            break
+    result = run_loop(
+        cfg, model, optimizer, stream,
+        lambda images, targets, tumor: train_step(model, optimizer, images, targets, tumor, cfg, device),
+        step=step, best=best, out=out, log=log, is_main=dist_info.is_main, world=dist_info.world,
+        validate_fn=(lambda m: validate(m, val, device, cfg.amp)) if val else None,
+        provenance={"data": cfg.data}, hooks=hooks,
+    )
+    step, best = result.step, result.best
     if dist_info.is_main:
         log(event="end", step=step, best=json.dumps(best))
     cleanup_distributed()

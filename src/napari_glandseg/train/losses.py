@@ -38,15 +38,16 @@ def _dice(p: torch.Tensor, t: torch.Tensor, valid: torch.Tensor, eps: float) -> 
 
 def segmentation_loss(
     out: dict, target: torch.Tensor, *, dice_weight: float = 1.0, deep_weights=(0.2, 0.1, 0.05),
-    class_weights: torch.Tensor | None = None,
+    class_weights: torch.Tensor | None = None, classes: tuple[int, ...] = (1, 2),
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Dice + CE on the full-resolution logits plus down-weighted deep-supervision terms."""
+    """Dice + CE on the full-resolution logits plus down-weighted deep-supervision terms;
+    ``classes``: the foreground classes (gland, border; the guided model has gland only)."""
     main_ce = per_sample_ce(out["logits"], target, class_weights)
-    main_dice = per_sample_dice(out["logits"], target)
+    main_dice = per_sample_dice(out["logits"], target, classes)
     loss = main_ce + dice_weight * main_dice
     for w, logits in zip(deep_weights, out.get("deep", []), strict=False):
         small = F.interpolate(target[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
-        loss = loss + w * (per_sample_ce(logits, small, class_weights) + dice_weight * per_sample_dice(logits, small))
+        loss = loss + w * (per_sample_ce(logits, small, class_weights) + dice_weight * per_sample_dice(logits, small, classes))
     return loss.mean(), {"ce": float(main_ce.detach().mean()), "dice_loss": float(main_dice.detach().mean())}
 
 

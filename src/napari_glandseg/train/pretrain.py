@@ -27,6 +27,7 @@ from napari_glandseg._atomic import atomic_path
 from napari_glandseg.model import save_checkpoint
 from napari_glandseg.train.common import (
     RunSettings,
+    batch_stream,
     build_model,
     cleanup_distributed,
     cosine_lr,
@@ -36,6 +37,7 @@ from napari_glandseg.train.common import (
     read_state_tensors,
     save_resolved_config,
     save_state,
+    scheduled_step,
     start_run,
     unwrap,
 )
@@ -101,15 +103,27 @@ def build(cfg: PretrainConfig):
     return net, student, teacher, centers
 
 
-def batch_at(dataset: TwoViewDataset, step: int, cfg: PretrainConfig, rank: int, world: int):
+class MaskedViews(torch.utils.data.Dataset):
+    """Two views of a region and a random block mask for each: pure functions of the index."""
+
+    def __init__(self, views: TwoViewDataset, cfg: PretrainConfig):
+        self.views, self.cfg = views, cfg
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def __getitem__(self, i: int):
+        cfg = self.cfg
+        v1, v2 = self.views[i]
+        m = random_mask(2, cfg.crop_px, cfg.crop_px, cfg.mask_px, cfg.mask_ratio, np.random.default_rng([cfg.seed, 7919, i]))
+        return v1, v2, m[0], m[1]
+
+
+def batch_at(dataset: MaskedViews, step: int, cfg: PretrainConfig, rank: int, world: int):
     """Views and masks of ``step`` for ``rank``: pure functions of the global sample index."""
     start = (step * world + rank) * cfg.batch_size
-    idx = range(start, start + cfg.batch_size)
-    items = [dataset[i] for i in idx]
-    v1, v2 = torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
-    masks = [random_mask(2, cfg.crop_px, cfg.crop_px, cfg.mask_px, cfg.mask_ratio,
-                         np.random.default_rng([cfg.seed, 7919, i])) for i in idx]
-    return v1, v2, torch.cat([m[:1] for m in masks]), torch.cat([m[1:] for m in masks])
+    items = [dataset[i] for i in range(start, start + cfg.batch_size)]
+    return tuple(torch.stack([it[k] for it in items]) for k in range(4))
 
 
 def train_step(model, net, teacher, optimizer, batch, centers, cfg: PretrainConfig, step: int, device):
@@ -173,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     images, slides = load_unlabeled(cfg.data, crop_px=cfg.crop_px, model_mpp=net.card.mpp,
                                     data_mpp=cfg.data_mpp, slide_mpp=cfg.slide_mpp, seed=cfg.seed,
                                     max_tiles_per_slide=cfg.max_tiles_per_slide)
-    dataset = TwoViewDataset(images, slides, cfg.crop_px, seed=cfg.seed)
+    dataset = MaskedViews(TwoViewDataset(images, slides, cfg.crop_px, seed=cfg.seed), cfg)
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, _ = load_state(out, net, optimizer)
     if step:
@@ -188,12 +202,13 @@ def main(argv: list[str] | None = None) -> int:
             mpp=net.card.mpp, world=dist_info.world,
             params_m=round(sum(p.numel() for p in student.parameters()) / 1e6, 2))
     t_start, tiles_done, t_window = time.time(), 0, time.time()
+    stream = batch_stream(dataset, step, cfg.batch_size, dist_info.rank, dist_info.world, cfg.workers)
     model.train()
     loss = float("nan")
     while step < cfg.steps:
         for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup_steps)
-        batch = batch_at(dataset, step, cfg, dist_info.rank, dist_info.world)
+            group["lr"] = cosine_lr(scheduled_step(step, cfg, t_start), cfg.steps, cfg.lr, cfg.warmup_steps)
+        batch = next(stream)
         loss, parts = train_step(model, net, teacher, optimizer, batch, centers, cfg, step, device)
         step += 1
         tiles_done += cfg.batch_size * dist_info.world

@@ -1,0 +1,181 @@
+"""Click-to-segment: one gland's outline from a click or squiggle (and "not this" clicks).
+
+The guided model sees a window of ``card.tile_px`` pixels at its µm/px centred on the guidance;
+when the gland it finds reaches the window's edge the window grows (×2, twice at most), so large
+prostate glands are outlined whole. Only that window is read: it works the same on an in-memory
+image and on a whole slide at any zoom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage as ndi
+
+from napari_glandseg.interactive.guidance import Point, _as_points, guidance_maps
+
+GUIDED_MODEL = "glandseg_guided"
+MAX_GROWTHS = 2
+
+
+@dataclass(frozen=True)
+class GlandWindow:
+    """The gland found, in a window at the model's µm/px.
+
+    ``mask[i, j]`` covers caller pixels ``origin + (i, j) * px_per_model`` (corner convention).
+    """
+
+    mask: np.ndarray  # bool, at the model's µm/px
+    probability: np.ndarray  # float32 P(gland), same grid
+    origin: tuple[float, float]  # window top-left, caller pixels
+    px_per_model: float  # caller pixels per model pixel
+
+
+@lru_cache(maxsize=2)
+def _default_model(device: str | None):
+    from napari_glandseg.model import load_model
+
+    return load_model(GUIDED_MODEL, device=device)
+
+
+def guided_model(model=None, device: str | None = None):
+    """``model`` itself, a checkpoint path / preset name, or the bundled guided model (cached)."""
+    if model is None:
+        return _default_model(device)
+    if isinstance(model, str) or hasattr(model, "__fspath__"):
+        from napari_glandseg.model import load_model
+
+        return load_model(model, device=device)
+    return model
+
+
+@torch.no_grad()
+def window_probability(model, rgb: np.ndarray, include: Sequence[Point] | np.ndarray,
+                       exclude: Sequence[Point] | np.ndarray = ()) -> np.ndarray:
+    """P(the pointed-at gland) for an H×W×3 uint8 window at the model's µm/px (H, W multiples of 32)."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an H×W×3 uint8 window, got {rgb.shape} {rgb.dtype}")
+    device = next(model.parameters()).device
+    maps = torch.from_numpy(guidance_maps(rgb.shape[:2], include, exclude))[None].to(device)
+    x = torch.cat([model.normalize(torch.from_numpy(np.array(rgb))[None].to(device)), maps], 1)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type in ("cpu", "cuda")):
+        logits = model(x)
+    return logits.float().softmax(1)[0, 1].cpu().numpy()
+
+
+def select_gland(prob: np.ndarray, include: Sequence[Point], exclude: Sequence[Point] = (), threshold: float = 0.5) -> np.ndarray:
+    """The thresholded component(s) under the inclusion marks, holes filled, exclusion marks cut out."""
+    maps = guidance_maps(prob.shape, include, exclude) > 0
+    components, _ = ndi.label(prob > threshold)
+    hit = np.unique(components[maps[0] & (components > 0)])
+    mask = ndi.binary_fill_holes(np.isin(components, hit[hit > 0]))
+    return mask & ~maps[1]
+
+
+def segment_window(model, read: Callable[[tuple[float, float], int], np.ndarray], include: Sequence[Point],
+                   exclude: Sequence[Point], px_per_model: float) -> GlandWindow:
+    """Grow a window around the guidance until the gland fits (see the module doc).
+
+    ``read(origin, size)`` returns the size×size window at the model's µm/px whose top-left is
+    ``origin`` (caller pixels); points are in caller pixels.
+    """
+    inc, exc = _as_points(include, "include"), _as_points(exclude, "exclude")
+    if len(inc) == 0:
+        raise ValueError("include: give at least one (y, x) point on the gland")
+    center = (inc.min(0) + inc.max(0)) / 2
+    span = float((inc.max(0) - inc.min(0)).max()) / px_per_model  # a long squiggle needs a big window
+    size = model.card.tile_px
+    while size < span * 1.5:
+        size *= 2
+    threshold = float(model.card.postprocess.get("gland_threshold", 0.5))
+    for growth in range(MAX_GROWTHS + 1):
+        origin = (float(center[0] - size / 2 * px_per_model), float(center[1] - size / 2 * px_per_model))
+        inc_w, exc_w = ((pts - np.asarray(origin)) / px_per_model for pts in (inc, exc))
+        prob = window_probability(model, read(origin, size), inc_w, exc_w)
+        mask = select_gland(prob, inc_w, exc_w, threshold)
+        edge = mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
+        if not edge or growth == MAX_GROWTHS:
+            return GlandWindow(mask, prob, origin, px_per_model)
+        size *= 2
+    raise AssertionError("unreachable")
+
+
+def _image_reader(rgb: np.ndarray, px_per_model: float) -> Callable[[tuple[float, float], int], np.ndarray]:
+    h, w = rgb.shape[:2]
+
+    def read(origin: tuple[float, float], size: int) -> np.ndarray:
+        y0, x0 = int(np.floor(origin[0])), int(np.floor(origin[1]))
+        n = int(np.ceil(size * px_per_model))
+        window = np.full((n, n, 3), 255, np.uint8)  # white outside the image, as slides are
+        ys, xs = slice(max(0, y0), min(h, y0 + n)), slice(max(0, x0), min(w, x0 + n))
+        if ys.stop > ys.start and xs.stop > xs.start:
+            window[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] = rgb[ys, xs]
+        return np.asarray(Image.fromarray(window).resize((size, size), Image.BILINEAR))
+
+    return read
+
+
+def paste(found: GlandWindow, shape: tuple[int, int]) -> np.ndarray:
+    """The window's gland as a bool mask of ``shape`` in caller pixels (probabilities resampled,
+    then thresholded: outlines follow the gland at the caller's resolution, not model pixels)."""
+    h, w = shape
+    y0, x0 = int(np.floor(found.origin[0])), int(np.floor(found.origin[1]))
+    n = int(np.ceil(found.mask.shape[0] * found.px_per_model))
+    if found.px_per_model == 1.0:
+        window = found.mask
+    else:
+        prob = np.where(found.mask, np.maximum(found.probability, 0.5), np.minimum(found.probability, 0.5 - 1e-3))
+        window = np.asarray(Image.fromarray(prob.astype(np.float32)).resize((n, n), Image.BILINEAR)) >= 0.5
+    out = np.zeros(shape, bool)
+    ys, xs = slice(max(0, y0), min(h, y0 + n)), slice(max(0, x0), min(w, x0 + n))
+    if ys.stop > ys.start and xs.stop > xs.start:
+        out[ys, xs] = window[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+    return out
+
+
+def segment_gland(rgb: np.ndarray, include: Sequence[Point], exclude: Sequence[Point] = (), *, mpp: float,
+                  model=None, device: str | None = None) -> np.ndarray:
+    """The mask (H×W bool) of the gland that ``include`` points at.
+
+    ``rgb``: H×W×3 uint8 at ``mpp`` µm/px; ``include``: (y, x) points on the gland (several
+    points: a squiggle, joined in order); ``exclude``: (y, x) points that are not this gland.
+    ``model``: the guided model (default: the bundled one), a preset name or a checkpoint path.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"rgb: expected an H×W×3 uint8 image, got {rgb.shape} {rgb.dtype}")
+    if not (np.isfinite(mpp) and mpp > 0):
+        raise ValueError(f"mpp must be a positive number of µm per pixel, got {mpp}")
+    net = guided_model(model, device)
+    px_per_model = net.card.mpp / mpp
+    found = segment_window(net, _image_reader(rgb, px_per_model), include, exclude, px_per_model)
+    return paste(found, rgb.shape[:2])
+
+
+def segment_gland_on_slide(slide, include: Sequence[Point], exclude: Sequence[Point] = (), *, model=None,
+                           device: str | None = None) -> GlandWindow:
+    """The gland at level-0 points ``include`` of a slide; reads only the window it needs.
+
+    Returns the window at the model's µm/px with its level-0 origin (``px_per_model`` level-0
+    pixels per model pixel); ``paste`` or the caller's own resampling places it on a layer.
+    """
+    if slide.mpp is None:
+        from napari_glandseg.errors import SlideError
+
+        raise SlideError(slide.path, "µm/px unknown: give it (open_slide(..., mpp=...)) to run the guided model")
+    net = guided_model(model, device)
+    px_per_model = net.card.mpp / slide.mpp
+
+    def read(origin: tuple[float, float], size: int) -> np.ndarray:
+        n = size * px_per_model
+        window = slide.read_at_mpp((round(origin[0]), round(origin[1]), round(n), round(n)), net.card.mpp)
+        if window.shape[:2] != (size, size):
+            window = np.asarray(Image.fromarray(window).resize((size, size), Image.BILINEAR))
+        return window
+
+    return segment_window(net, read, include, exclude, px_per_model)

@@ -1,0 +1,82 @@
+"""The supervised training loop that fine-tuning and the guided model share: learning-rate
+schedule, logging, validation with best-checkpoint keeping, resume state, a time budget, and
+hooks for progress and cancel (the plugin's one-click fine-tune)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from napari_glandseg.model import save_checkpoint
+from napari_glandseg.train.common import Logger, cosine_lr, save_state, scheduled_step, unwrap
+
+
+@dataclass
+class LoopHooks:
+    """``progress(step, total, record)`` after every step; ``cancelled()`` polled every step:
+    when it says yes the loop saves its state and returns (a resumable stop)."""
+
+    progress: Callable[[int, int, dict[str, Any]], None] | None = None
+    cancelled: Callable[[], bool] | None = None
+
+
+@dataclass
+class LoopResult:
+    step: int
+    best: dict[str, Any]
+    stopped: str  # "done", "time", "stop_at" or "cancelled"
+
+
+def run_loop(
+    cfg, model, optimizer, stream: Iterator, step_fn: Callable[..., tuple[float, dict[str, float]]], *,
+    step: int, best: dict[str, Any], out: Path, log: Logger, is_main: bool = True, world: int = 1,
+    validate_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None, metric: str = "object_f1",
+    provenance: dict[str, Any] | None = None, hooks: LoopHooks | None = None,
+) -> LoopResult:
+    """Train from ``step`` to ``cfg.steps`` (or the time budget / cancel), keeping ``out/best``
+    on ``validate_fn``'s ``metric`` and ``out/last`` + resume state every ``cfg.save_every``."""
+    hooks = hooks or LoopHooks()
+    card = unwrap(model).card
+    t_start, tiles_done, t_window = time.time(), 0, time.time()
+    stopped = "done"
+    model.train()
+    while step < cfg.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(scheduled_step(step, cfg, t_start), cfg.steps, cfg.lr, cfg.warmup_steps)
+        loss, parts = step_fn(*next(stream))
+        step += 1
+        tiles_done += cfg.batch_size * world
+        record = {"step": step, "loss": round(loss, 4), **{k: round(v, 4) for k, v in parts.items()}}
+        if step % cfg.log_every == 0:
+            now = time.time()
+            log(**record, lr=optimizer.param_groups[0]["lr"], tiles_per_s=round(tiles_done / (now - t_window), 2))
+            tiles_done, t_window = 0, now
+        if hooks.progress:
+            hooks.progress(step, cfg.steps, record)
+        if cfg.max_minutes is not None and (time.time() - t_start) / 60 > cfg.max_minutes:
+            stopped = "time"
+        elif cfg.stop_at is not None and step >= cfg.stop_at:
+            stopped = "stop_at"
+        elif hooks.cancelled and hooks.cancelled():
+            stopped = "cancelled"
+        last = step >= cfg.steps or stopped != "done"
+        if is_main and validate_fn and (step % cfg.val_every == 0 or last):
+            metrics = validate_fn(model)
+            log(step=step, event="validation", **{k: round(v, 4) for k, v in metrics.items()})
+            if metrics[metric] > best.get(metric, -1.0):
+                best = {**metrics, "step": step}
+                prov = {"command": " ".join(sys.argv), "validation": best, "config": dataclasses.asdict(cfg),
+                        **(provenance or {})}
+                save_checkpoint(unwrap(model), out / "best", card=card.replace(provenance=prov))
+        if is_main and (step % cfg.save_every == 0 or last):
+            save_state(out, model, optimizer, step, {"best": best})
+        if stopped != "done":
+            break
+    return LoopResult(step, best, stopped)
