@@ -1,13 +1,14 @@
-"""One chunk of a whole-slide run: read it with its margin, predict, post-process, write.
+"""One chunk of a whole-slide run: blend its tiles, post-process its padded box, write its core.
 
 Shared by the local loop and the dask.distributed workers. The order of the writes is what
 makes a run resumable: the seam file first, then the chunk's labels and their done-log entry
 (``LabelStore.write_chunk``), so a chunk logged as done always has everything the stitch needs.
+The padded box (core + context margin) is wide enough that a gland touching the core is whole
+in it, so neighbouring chunks label a shared gland alike (see ``tile_jobs`` for the tiles).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,18 @@ import numpy as np
 
 from napari_glandseg.errors import GlandsegError
 from napari_glandseg.inference.postprocess import probabilities_to_instances_keep_edges
-from napari_glandseg.inference.predictor import Predictor
-from napari_glandseg.inference.region import probabilities, resize_rgb
 from napari_glandseg.inference.stitch import LOCAL_MAX, ChunkGeom, to_global, write_seam
+from napari_glandseg.inference.tile_jobs import (
+    ChunkJob,
+    ChunkWork,
+    TileBatcher,
+    TileCache,
+    consumers,
+    tile_reader,
+)
+from napari_glandseg.inference.tiling import SlideTiles
 
-#: Folder inside the label store for the run's own files (seam files, run record).
+#: Folder inside the label store for the run's own files (seam files, tile cache, run record).
 RUN_DIR = "glandseg_run"
 
 
@@ -33,34 +41,24 @@ class RunPlan:
     factor: float  # slide level-0 px per store px
     model_mpp: float
     run_id: str = ""  # unique per segment_slide call (workers key their store handles on it)
+    tile_px: int = 384
+    overlap_px: int = 64
+    tile_dir: str = ""  # cache of tiles several chunks blend ("" = none)
 
-    def level0_box(self, geom: ChunkGeom) -> tuple[float, float, float, float]:
-        """The chunk's padded box in slide level-0 px (whole store pixels)."""
-        py, px = geom.padded_origin
-        ph, pw = geom.padded_shape
-        f = self.factor
-        return py * f, px * f, ph * f, pw * f
+    @property
+    def layout(self) -> SlideTiles:
+        return SlideTiles(self.tile_px, self.overlap_px)
 
-
-def needs_model(geom: ChunkGeom, tissue: np.ndarray, tissue_ds: float, factor: float) -> bool:
-    """Whether the (dilated) tissue mask has any tissue within the chunk's core box.
-
-    The core, not the padded box: tissue that lies only in the margin belongs to a neighbour's
-    core, whose run labels it; a gland reaching into this core would put tissue here.
-    """
-    s = factor / tissue_ds  # tissue-mask px per store px
-    y0, x0 = max(0, math.floor(geom.y0 * s)), max(0, math.floor(geom.x0 * s))
-    y1, x1 = math.ceil((geom.y0 + geom.h) * s), math.ceil((geom.x0 + geom.w) * s)
-    return bool(tissue[y0:y1, x0:x1].any())
+    def cache(self) -> TileCache | None:
+        return TileCache(self.tile_dir) if self.tile_dir else None
 
 
-def chunk_probabilities(slide: Any, predictor: Predictor, plan: RunPlan, geom: ChunkGeom) -> np.ndarray:
-    """Blended probabilities of the chunk's padded box (read at the model's µm/px)."""
-    ph, pw = geom.padded_shape
-    rgb = slide.read_at_mpp(plan.level0_box(geom), predictor.card.mpp)
-    if rgb.shape[:2] != (ph, pw):  # reader rounding: fit the grid exactly
-        rgb = resize_rgb(rgb, ph, pw)
-    return probabilities(rgb, predictor)
+def new_job(plan: RunPlan, work: ChunkWork, n_classes: int, cache: TileCache | None) -> ChunkJob:
+    return ChunkJob(work, plan.layout, n_classes, cache)
+
+
+def new_batcher(slide: Any, predictor: Any, plan: RunPlan, cache: TileCache | None) -> TileBatcher:
+    return TileBatcher(predictor, tile_reader(slide, plan.layout, plan.factor, predictor.card.mpp), cache)
 
 
 def chunk_instances(slide: Any, card: Any, geom: ChunkGeom, probs: np.ndarray) -> np.ndarray:
@@ -74,6 +72,15 @@ def chunk_instances(slide: Any, card: Any, geom: ChunkGeom, probs: np.ndarray) -
     return local
 
 
+def cut_objects(local: np.ndarray, geom: ChunkGeom) -> int:
+    """Glands in the core that reach the padded box's edge (not whole in the box: the one case
+    where the stitch matches two chunks' different views instead of identical ones)."""
+    m = geom.margin
+    edge = np.unique(np.concatenate([local[0], local[-1], local[:, 0], local[:, -1]]))
+    core = np.unique(local[m : m + geom.h, m : m + geom.w])
+    return int(np.count_nonzero(np.isin(core, edge[edge > 0])))
+
+
 def finish_chunk(slide: Any, card: Any, plan: RunPlan, geom: ChunkGeom, store: Any,
                  probs: np.ndarray) -> dict[str, Any]:
     """Post-process a chunk's probabilities, write its seam file, then its labels (+ done log)."""
@@ -82,7 +89,8 @@ def finish_chunk(slide: Any, card: Any, plan: RunPlan, geom: ChunkGeom, store: A
     areas = write_seam(Path(plan.seam_dir), geom, local)
     core = to_global(local[m : m + geom.h, m : m + geom.w], geom.index)
     store.write_chunk(geom.cy, geom.cx, core)
-    return {"cy": geom.cy, "cx": geom.cx, "tissue": True, "objects": len(areas)}
+    return {"cy": geom.cy, "cx": geom.cx, "tissue": True, "objects": len(areas),
+            "cut_objects": cut_objects(local, geom)}
 
 
 def write_empty(geom: ChunkGeom, store: Any) -> dict[str, Any]:
@@ -90,10 +98,27 @@ def write_empty(geom: ChunkGeom, store: Any) -> dict[str, Any]:
     return {"cy": geom.cy, "cx": geom.cx, "tissue": False, "objects": 0}
 
 
-def run_chunk(slide: Any, predictor: Predictor | None, plan: RunPlan, geom: ChunkGeom, store: Any,
-              with_tissue: bool) -> dict[str, Any]:
-    """Segment (or, without tissue, zero-fill) one chunk and write it; returns a summary."""
-    if not with_tissue or predictor is None:
-        return write_empty(geom, store)
-    probs = chunk_probabilities(slide, predictor, plan, geom)
-    return finish_chunk(slide, predictor.card, plan, geom, store, probs)
+def release_tiles(plan: RunPlan, work: ChunkWork, store: Any, runs: set[tuple[int, int]],
+                  chunk_px: int, shape: tuple[int, int]) -> None:
+    """Delete the cached tiles of a finished chunk that no unfinished chunk needs any more."""
+    cache = plan.cache()
+    if cache is None:
+        return
+    g = work.geom
+    for key in work.shared:
+        users = [c for c in consumers(plan.layout, key, chunk_px, g.margin, shape) if c in runs]
+        if all(store.is_done(*c) for c in users):
+            cache.discard(key)
+
+
+def run_chunk(slide: Any, predictor: Any, plan: RunPlan, work: ChunkWork, store: Any) -> dict[str, Any]:
+    """Segment (or, without tissue in its core, zero-fill) one chunk and write it; returns a summary."""
+    if not work.runs_model or predictor is None:
+        return write_empty(work.geom, store)
+    cache = plan.cache()
+    job = new_job(plan, work, predictor.n_classes, cache)
+    batcher = new_batcher(slide, predictor, plan, cache)
+    batcher.add(job)
+    batcher.flush()
+    out = finish_chunk(slide, predictor.card, plan, work.geom, store, job.probabilities())
+    return {**out, **batcher.stats}

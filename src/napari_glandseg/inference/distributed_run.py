@@ -15,7 +15,7 @@ from typing import Any
 
 from napari_glandseg.errors import Cancelled
 from napari_glandseg.inference.chunks import RunPlan, run_chunk
-from napari_glandseg.inference.stitch import ChunkGeom
+from napari_glandseg.inference.tile_jobs import ChunkWork
 
 #: Per-process cache on the workers: slides, predictors, stores (a few of each, newest last).
 _CACHE: dict[Any, Any] = {}
@@ -75,11 +75,11 @@ def _store(path: str, run_id: str):
 
 
 def chunk_task(slide_spec: tuple[str, float | None], model_ref: tuple[str, Any], device: Any,
-               batch_size: int | None, plan: RunPlan, geom: ChunkGeom, with_tissue: bool) -> dict:
+               batch_size: int | None, plan: RunPlan, work: ChunkWork) -> dict:
     """One chunk on a worker (see ``chunks.run_chunk``)."""
     slide = _slide(*slide_spec)
-    predictor = _predictor(model_ref, device, batch_size) if with_tissue else None
-    out = run_chunk(slide, predictor, plan, geom, _store(plan.store_path, plan.run_id), with_tissue)
+    predictor = _predictor(model_ref, device, batch_size) if work.runs_model else None
+    out = run_chunk(slide, predictor, plan, work, _store(plan.store_path, plan.run_id))
     _STATS["chunks"] += 1
     return out
 
@@ -90,10 +90,12 @@ def worker_stats() -> dict[str, int]:
 
 
 def run_distributed(client: Any, slide: Any, model_ref: tuple[str, Any], device: Any,
-                    batch_size: int | None, plan: RunPlan, todo: list[ChunkGeom],
-                    with_tissue: dict[int, bool], *, progress=None, cancel=None,
-                    done: int = 0, total: int = 0) -> list[dict]:
-    """Run ``todo`` on the cluster, at most 2 tasks per worker in flight; returns summaries."""
+                    batch_size: int | None, plan: RunPlan, todo: list[ChunkWork], *, progress=None,
+                    cancel=None, done: int = 0, total: int = 0, release=None) -> list[dict]:
+    """Run ``todo`` on the cluster, at most 2 tasks per worker in flight; returns summaries.
+
+    ``release(work)`` is called here as each chunk is done (it frees cached tiles).
+    """
     import uuid
 
     from distributed import as_completed
@@ -103,15 +105,18 @@ def run_distributed(client: Any, slide: Any, model_ref: tuple[str, Any], device:
     slide_spec = (str(slide.path), slide.mpp)
     pending = iter(todo)
     summaries: list[dict] = []
+    works: dict[str, ChunkWork] = {}
     ac = as_completed()
     token = uuid.uuid4().hex[:8]  # task keys unique per run
 
     def submit_next() -> bool:
-        g = next(pending, None)
-        if g is None:
+        w = next(pending, None)
+        if w is None:
             return False
-        ac.add(client.submit(chunk_task, slide_spec, model_ref, device, batch_size, plan, g,
-                             with_tissue[g.index], pure=False, key=f"glandseg-chunk-{g.cy}-{g.cx}-{token}"))
+        fut = client.submit(chunk_task, slide_spec, model_ref, device, batch_size, plan, w, pure=False,
+                            key=f"glandseg-chunk-{w.geom.cy}-{w.geom.cx}-{token}")
+        works[fut.key] = w
+        ac.add(fut)
         return True
 
     for _ in range(limit):
@@ -121,6 +126,8 @@ def run_distributed(client: Any, slide: Any, model_ref: tuple[str, Any], device:
     try:
         for fut in ac:
             summaries.append(fut.result())  # a failed chunk raises here, with its error
+            if release is not None:
+                release(works.pop(fut.key))
             done += 1
             if progress is not None:
                 progress(done, total, "chunks")

@@ -70,13 +70,36 @@ def _instances_from_masks(
     small[0] = False
     seeds[small[seeds]] = 0
     # Flood from the seeds over the gland region; pixels of the region no seed reaches stay 0.
-    labels = watershed(ndi.distance_transform_edt(~interior), seeds, mask=region)
+    labels = watershed(flood_priority(region, interior, seeds), seeds, mask=region)
     if fill_holes:
         labels = fill_label_holes(labels)
     keep = None
     if keep_edge_objects:
         keep = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     return remove_small_objects(labels, min_area_px, keep=keep)
+
+
+def flood_priority(region: np.ndarray, interior: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Distance of each region pixel to the nearest interior pixel of its own region component.
+
+    Computed per component (only where two or more seeds compete: with one seed the flood fills
+    its component whatever the order), so how a gland cluster is split never depends on pixels
+    outside it: a whole-slide chunk that sees the whole cluster splits it as a one-piece run does.
+    """
+    comps, n = ndi.label(region)
+    dist = np.zeros(region.shape, np.float64)
+    if n == 0:
+        return dist
+    base = int(seeds.max()) + 1
+    pairs = np.unique(comps[seeds > 0].astype(np.int64) * base + seeds[seeds > 0])  # (component, seed)
+    n_seeds = np.bincount(pairs // base, minlength=n + 1)
+    boxes = ndi.find_objects(comps)
+    for k in np.nonzero(n_seeds >= 2)[0]:
+        sl = boxes[k - 1]
+        inside = comps[sl] == k
+        d = ndi.distance_transform_edt(~(interior[sl] & inside))
+        dist[sl][inside] = d[inside]
+    return dist
 
 
 def fill_label_holes(labels: np.ndarray) -> np.ndarray:

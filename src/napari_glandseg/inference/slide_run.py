@@ -5,11 +5,14 @@ Design (memory bounded, resumable, distributable):
 * The label store's level 0 is the model's µm/px grid over the slide (store px ``j`` covers
   slide level-0 px ``[j*f, (j+1)*f)``, ``f = model mpp / slide mpp``); store chunks are the
   work units.
-* Tissue is found first on a low level; chunks without tissue are written as zeros without
-  running the model, so the time grows with the tissue area, not the slide area.
-* A chunk is read with a context margin (the model's overlap), tiled, predicted in batches
-  through reused buffers, blended and post-processed on its own; only its core is written.
-  The blended probabilities of one chunk are the largest array held: never the slide's.
+* Tissue is found first on a low level. The model runs only on tiles whose core meets it
+  (tiles of one slide-wide grid, ``inference.tile_jobs``); glass tiles are certain background,
+  and chunks with no tissue tile are written as zeros, so the time grows with the tissue area.
+* A chunk blends every tile meeting its padded box (core + a context margin wide enough for
+  whole glands), in full batches through reused buffers, post-processes the box on its own and
+  writes its core. A tile that several chunks blend runs once (a cache folder in the run dir).
+  The result does not depend on the chunk size. The blended probabilities of a few chunks are
+  the largest arrays held: never the slide's.
 * Glands crossing chunk borders: see ``inference.stitch`` (global ids per chunk, seam bands
   compared after all chunks are done, a lookup table applied chunk by chunk).
 * Every chunk's seam file and data are written before its done-log entry; a rerun skips done
@@ -38,9 +41,10 @@ from napari_glandseg.errors import Cancelled, GlandsegError
 from napari_glandseg.inference.chunks import (
     RUN_DIR,
     RunPlan,
-    chunk_probabilities,
     finish_chunk,
-    needs_model,
+    new_batcher,
+    new_job,
+    release_tiles,
     write_empty,
 )
 from napari_glandseg.inference.region import get_predictor, with_mpp
@@ -51,6 +55,8 @@ from napari_glandseg.inference.stitch import (
     chunk_grid,
     chunk_luts,
 )
+from napari_glandseg.inference.tile_jobs import ChunkWork, plan_work, tissue_tiles
+from napari_glandseg.inference.tiling import SlideTiles
 from napari_glandseg.slide.identity import check_same_slide, slide_identity
 
 log = logging.getLogger(__name__)
@@ -58,6 +64,11 @@ Progress = Callable[[int, int, str], None]
 
 #: Store chunk edge (model px): large chunks keep the margin overhead small (about 13 % at 2048).
 DEFAULT_CHUNK_PX = 2048
+#: Context margin (model px) around a chunk's core: a gland (or touching cluster) that reaches
+#: the core is whole in the padded box up to this far past it (~320 µm at 1.24 µm/px).
+CONTEXT_PX = 256
+#: Chunks whose tiles are blending at once in the local loop (each holds C×box² floats).
+MAX_ACTIVE = 2
 RECORD = "run.json"
 
 
@@ -98,35 +109,44 @@ def segment_slide(
         h0, w0 = slide.shape
         shape = (max(1, math.ceil(h0 / f)), max(1, math.ceil(w0 / f)))
         chunk = int(chunk_px or DEFAULT_CHUNK_PX)
-        margin = max(int(card.overlap_px), 16)
+        margin = max(int(card.overlap_px), CONTEXT_PX)
+        n_batch = predictor.batch_size if predictor is not None else batch_size
         record = {
             "slide": str(slide.path), "slide_shape": [h0, w0], "slide_mpp": slide.mpp,
             "model": card.name, "model_mpp": card.mpp, "downsample": f, "shape": list(shape),
             "chunk_px": chunk, "margin_px": margin, "postprocess": card.postprocess,
             "slide_id": slide_identity(slide),
+            "tiles": [card.tile_px, card.overlap_px, "slide-grid"], "batch_size": n_batch,
         }
         store = _open_store(LabelStore, out_path, shape, chunk, card.mpp, slide, record, resume)
         run_dir = out_path / RUN_DIR
-        plan = RunPlan(str(out_path), str(run_dir / "seams"), float(f), float(card.mpp), uuid.uuid4().hex)
+        plan = RunPlan(str(out_path), str(run_dir / "seams"), float(f), float(card.mpp), uuid.uuid4().hex,
+                       card.tile_px, card.overlap_px, str(run_dir / "tiles"))
         geoms = chunk_grid(shape, chunk, margin)
         t0 = time.perf_counter()
         tissue = _tissue(slide)
+        layout = SlideTiles(card.tile_px, card.overlap_px)
+        tiles_tissue = tissue_tiles(layout, shape, tissue[0], tissue[1], f)
+        works = plan_work(geoms, layout, tiles_tissue)
         t_tissue = time.perf_counter() - t0
-        todo = [g for g in geoms if not store.is_done(g.cy, g.cx)]
-        with_tissue = {g.index: needs_model(g, tissue[0], tissue[1], f) for g in todo}
+        todo = [w for w in works if not store.is_done(w.geom.cy, w.geom.cx)]
         done = len(geoms) - len(todo)
+        runs = {(w.geom.cy, w.geom.cx) for w in works if w.runs_model}
+
+        def release(work: ChunkWork) -> None:
+            release_tiles(plan, work, store, runs, chunk, shape)
         _report(progress, done, len(geoms), "chunks")
         t0 = time.perf_counter()
         if todo:
             _write_record(run_dir, {**record, "stitched": False})
         if client is None:
-            summaries = _run_local(slide, predictor, plan, todo, with_tissue, store, progress, cancel, done, len(geoms))
+            summaries = _run_local(slide, predictor, plan, todo, store, progress, cancel, done, len(geoms), release)
         else:
             from napari_glandseg.inference.distributed_run import run_distributed
 
             summaries = run_distributed(
-                client, slide, model_ref, device, batch_size, plan, todo, with_tissue,
-                progress=progress, cancel=cancel, done=done, total=len(geoms),
+                client, slide, model_ref, device, batch_size, plan, todo,
+                progress=progress, cancel=cancel, done=done, total=len(geoms), release=release,
             )
             store = LabelStore.open(out_path)  # workers wrote chunks and log entries
         t_chunks = time.perf_counter() - t0
@@ -136,13 +156,17 @@ def segment_slide(
             n_relabelled = stitch_store(store, geoms, Path(plan.seam_dir), card, progress)
             store.build_pyramid()
             _write_record(run_dir, {**record, "stitched": True})
+            shutil.rmtree(run_dir / "tiles", ignore_errors=True)  # every chunk is done: no reader left
         else:
             n_relabelled = 0
         t_stitch = time.perf_counter() - t0
         if stats is not None:
+            tile_counts = {k: sum(s.get(k, 0) for s in summaries) for k in
+                           ("tiles_run", "tiles_padding", "tiles_from_cache", "tiles_background", "cut_objects")}
             stats.update(
-                chunks=len(geoms), chunks_run=len(todo), chunks_with_tissue=sum(with_tissue.values()),
+                chunks=len(geoms), chunks_run=len(todo), chunks_with_tissue=len(runs),
                 model_calls=getattr(predictor, "calls", None), tiles=getattr(predictor, "tiles", None),
+                tiles_with_tissue=tiles_tissue.count, **tile_counts,
                 relabelled_chunks=n_relabelled, objects=sum(s.get("objects", 0) for s in summaries),
                 t_tissue_s=t_tissue, t_chunks_s=t_chunks, t_stitch_s=t_stitch,
                 t_total_s=time.perf_counter() - t_start, shape=list(shape), downsample=f,
@@ -170,15 +194,20 @@ def stitch_store(store: Any, geoms: list[ChunkGeom], seam_dir: Path, card: Any,
     return len(tables)
 
 
-def _run_local(slide, predictor, plan, todo, with_tissue, store, progress, cancel, done, total) -> list[dict]:
+def _run_local(slide, predictor, plan, todo: list[ChunkWork], store, progress, cancel, done, total,
+               release) -> list[dict]:
     """Chunks in order; post-processing and writing of chunk k overlap the model on chunk k+1.
 
-    One writer thread keeps the done log in chunk order and holds at most one chunk's
-    probabilities besides the one being predicted.
+    Tiles go to the model in full batches that may span two chunks (``tile_jobs.TileBatcher``).
+    One writer thread keeps at most one chunk's probabilities besides those being blended.
     """
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     summaries: list[dict] = []
+    cache = plan.cache()
+    batcher = new_batcher(slide, predictor, plan, cache)
+    active: deque = deque()
     pending = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="glandseg-finish") as pool:
 
@@ -186,22 +215,40 @@ def _run_local(slide, predictor, plan, todo, with_tissue, store, progress, cance
             nonlocal done, pending
             if pending is None:
                 return
-            summaries.append(pending.result())  # a failure in the writer surfaces here
+            fut, work = pending
+            summaries.append(fut.result())  # a failure in the writer surfaces here
             pending = None
+            release(work)
             done += 1
             _report(progress, done, total, "chunks")
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"cancelled after {done}/{total} chunks; run again to resume")
 
-        for g in todo:
-            if not with_tissue[g.index]:
-                collect()
-                pending = pool.submit(write_empty, g, store)
-                continue
-            probs = chunk_probabilities(slide, predictor, plan, g)
+        def submit(fn, work, *args) -> None:
+            nonlocal pending
             collect()
-            pending = pool.submit(finish_chunk, slide, predictor.card, plan, g, store, probs)
+            pending = (pool.submit(fn, *args), work)
+
+        def finish_complete() -> None:
+            while active and active[0].complete:
+                job = active.popleft()
+                submit(finish_chunk, job.work, slide, predictor.card, plan, job.work.geom, store, job.probabilities())
+
+        for work in todo:
+            if not work.runs_model:
+                submit(write_empty, work, work.geom, store)
+                continue
+            job = new_job(plan, work, predictor.n_classes, cache)
+            active.append(job)
+            batcher.add(job)
+            if len(active) > MAX_ACTIVE:
+                batcher.flush()  # bound memory: chunks with few tiles each would pile up
+            finish_complete()
+        batcher.flush()
+        finish_complete()
         collect()
+    if summaries:
+        summaries[-1] = {**summaries[-1], **batcher.stats}  # counted once for the whole run
     return summaries
 
 
@@ -237,7 +284,8 @@ def _open_store(LabelStore, path: Path, shape, chunk, mpp, slide, record, resume
                                 "remove it or choose another output")
         if resume:
             check_same_slide(path, prev.get("slide_id"), record["slide_id"], prev.get("slide"))
-            keys = ("slide_shape", "model", "model_mpp", "chunk_px", "margin_px", "shape", "postprocess")
+            keys = ("slide_shape", "model", "model_mpp", "chunk_px", "margin_px", "shape", "postprocess",
+                    "tiles", "batch_size")
             diff = [k for k in keys if prev.get(k) != _jsonable(record.get(k))]
             if diff:
                 raise GlandsegError(

@@ -1,15 +1,17 @@
 """Joining glands that cross chunk borders in a whole-slide run.
 
-Each chunk is segmented with a context margin of ``m`` px on every side, but writes only its
-core. Its instances get global ids ``chunk_index * 2**16 + local_id``, so labels are unique
-without coordination. Along every border two chunks see the same band of ``2m`` px straddling
-it (each its own core's edge plus its margin): the chunk saves its labels in those bands (a
-"seam file") before its data is logged as done. The stitch pass compares the two views of each
-band: a label of one chunk and a label of the other that cover mostly the same pixels there
-are the same gland, and are merged (union-find). Each merged gland's area is summed over the
-chunks' cores so that small objects are dropped by their whole size (the chunk pass keeps
-small objects that touch its edge: they may be parts of a big gland). The result is a lookup
-table ``global id -> final id`` (the smallest id of the gland, or 0), applied chunk by chunk.
+Each chunk is post-processed with a context margin of ``m`` px on every side, but writes only
+its core. Its instances get global ids ``chunk_index * 2**16 + local_id``, so labels are unique
+without coordination. Along every border two chunks see the same band (``2 * seam_width`` px
+straddling it): the chunk saves its labels in those bands (a "seam file") before its data is
+logged as done. The stitch pass compares the two views of each band: a label of one chunk and a
+label of the other that cover mostly the same pixels there are the same gland, and are merged
+(union-find). The margin is wide enough that both chunks see a gland reaching their cores whole,
+so the two views are identical in practice; the overlap rule also joins the rare cluster too
+big for the margin. Each merged gland's area is summed over the chunks' cores so that small
+objects are dropped by their whole size (the chunk pass keeps small objects that touch its
+edge: they may be parts of a big gland). The result is a lookup table ``global id -> final
+id`` (the smallest id of the gland, or 0), applied chunk by chunk.
 
 The table depends only on the seam files, never on the label data, and applying it is
 idempotent, so a run that dies half-way through relabelling is finished by running it again.
@@ -31,6 +33,8 @@ LOCAL_MAX = (1 << ID_BITS) - 1
 #: Two views of a band are the same gland when they share this fraction of the smaller view.
 MATCH_FRACTION = 0.5
 SIDES = ("top", "bottom", "left", "right")
+#: Half-width of the seam bands (the context margin can be wider: it is there for whole glands).
+SEAM_PX = 64
 
 
 @dataclass(frozen=True)
@@ -75,20 +79,27 @@ def to_global(local: np.ndarray, index: int) -> np.ndarray:
     return np.where(local > 0, local.astype(np.int32) + base, np.int32(0))
 
 
+def seam_width(geom: ChunkGeom) -> int:
+    """Half-width of the bands compared across a border (store px)."""
+    return min(geom.margin, SEAM_PX)
+
+
 def strip_origins(geom: ChunkGeom) -> dict[str, tuple[int, int]]:
     """Store-px origins of the padded labels' four border bands."""
     py, px = geom.padded_origin
-    return {"top": (py, px), "bottom": (py + geom.h, px), "left": (py, px), "right": (py, px + geom.w)}
+    s = seam_width(geom)
+    return {"top": (geom.y0 - s, px), "bottom": (geom.y0 + geom.h - s, px),
+            "left": (py, geom.x0 - s), "right": (py, geom.x0 + geom.w - s)}
 
 
 def strips(local: np.ndarray, geom: ChunkGeom) -> dict[str, np.ndarray]:
-    """The padded labels' four border bands, 2m wide (see ``strip_origins``)."""
-    m, h, w = geom.margin, geom.h, geom.w
+    """The padded labels' four bands of ``2 * seam_width`` straddling the core's borders."""
+    m, h, w, s = geom.margin, geom.h, geom.w, seam_width(geom)
     return {
-        "top": local[: 2 * m],
-        "bottom": local[h : h + 2 * m],
-        "left": local[:, : 2 * m],
-        "right": local[:, w : w + 2 * m],
+        "top": local[m - s : m + s],
+        "bottom": local[m + h - s : m + h + s],
+        "left": local[:, m - s : m + s],
+        "right": local[:, m + w - s : m + w + s],
     }
 
 

@@ -90,6 +90,36 @@ class TileGrid:
                 yield y, x
 
 
+@dataclass(frozen=True)
+class SlideTiles:
+    """The one tile grid of a whole-slide run, fixed on the store grid (not on any chunk).
+
+    Tile ``i`` along an axis covers store px ``[i*s - o, i*s - o + t)`` (``s = t - o``); its
+    *core* ``[i*s - o//2, i*s - o//2 + s)`` is where it outweighs its neighbours, and the cores
+    tile the plane. A pixel's blended value depends only on the tiles covering it, so every
+    chunking of the slide that blends all tiles meeting its box gets the same probabilities.
+    """
+
+    tile_px: int
+    overlap_px: int
+
+    @property
+    def stride(self) -> int:
+        return self.tile_px - self.overlap_px
+
+    def origin(self, i: int) -> int:
+        return i * self.stride - self.overlap_px
+
+    def span(self, lo: int, hi: int) -> range:
+        """Indices of the tiles that meet the store px range ``[lo, hi)``."""
+        s = self.stride
+        return range(lo // s, -(-(hi + self.overlap_px) // s))
+
+    def core(self, i: int) -> tuple[int, int]:
+        lo = i * self.stride - self.overlap_px // 2
+        return lo, lo + self.stride
+
+
 def pad_to_tile(rgb: np.ndarray, tile_px: int) -> np.ndarray:
     """Pad an H×W×3 image that is smaller than a tile by mirroring (natural context for the model)."""
     h, w = rgb.shape[:2]
@@ -108,15 +138,24 @@ class BlendAccumulator:
         self.window = window_2d(tile_px, overlap_px)
         self.tile_px = tile_px
 
-    def add(self, tile_probs: np.ndarray, y: int, x: int) -> None:
-        """Add one C×t×t tile at (y, x)."""
+    def add(self, tile_probs: np.ndarray | None, y: int, x: int, *, background: bool = False) -> None:
+        """Add one C×t×t tile whose top-left corner is at canvas (y, x); parts off the canvas
+        are dropped. ``background`` adds a tile of certain background (class 0) without data."""
         t = self.tile_px
-        w = self.window
-        acc = self.probs[:, y : y + t, x : x + t]
+        _, h, w_ = self.probs.shape
+        ty0, tx0 = max(0, -y), max(0, -x)
+        ty1, tx1 = min(t, h - y), min(t, w_ - x)
+        if ty1 <= ty0 or tx1 <= tx0:
+            return
+        w = self.window[ty0:ty1, tx0:tx1]
+        acc = self.probs[:, y + ty0 : y + ty1, x + tx0 : x + tx1]
         # one fused multiply-add per class; no temporaries the size of the canvas
-        for c in range(acc.shape[0]):
-            acc[c] += tile_probs[c] * w
-        self.weight[y : y + t, x : x + t] += w
+        if background:
+            acc[0] += w
+        else:
+            for c in range(acc.shape[0]):
+                acc[c] += tile_probs[c, ty0:ty1, tx0:tx1] * w
+        self.weight[y + ty0 : y + ty1, x + tx0 : x + tx1] += w
 
     def result(self) -> np.ndarray:
         """C×H×W blended probabilities (the accumulator's own buffer, normalised)."""
