@@ -34,7 +34,7 @@ def main(out_dir: str = "docs/images") -> int:
     # a field of glands that "Segment view" takes whole: FIELD_PX slide px across the canvas
     image = viewer.layers[0]
     width_world = FIELD_PX * float(image.scale[-1])
-    viewer.camera.zoom = min(viewer.canvas.size) / width_world
+    viewer.scene.camera.zoom = min(viewer.canvas.size) / width_world
     QApplication.processEvents()
     t0 = time.perf_counter()
     seg.segment_view()

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, PushButton
+from magicgui.widgets import ComboBox, Container, PushButton
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QFileDialog
 
 from napari_glandseg import _writer
 from napari_glandseg._widgets import _layer_meta as lm
-from napari_glandseg._widgets._jobs import attach_job_panel
+from napari_glandseg._widgets._form import attach_job_panel, folder_edit
 from napari_glandseg._widgets._slides import slide_ref
 from napari_glandseg._widgets._training import export_reviewed, reviewed_store
 from napari_glandseg._widgets._view_geometry import place_on_image
@@ -44,8 +44,7 @@ class ExportWidget(Container):
         self.viewer = napari_viewer
         self.glands = ComboBox(name="glands", label="Glands", choices=self._labels_choices,
                                tooltip="The gland labels layer to export (follows the selected layer)")
-        self.out_dir = FileEdit(name="out_dir", label="Output folder", mode="d", nullable=True,
-                                tooltip="Where exports go; empty: next to the slide")
+        self.out_dir = folder_edit("Where exports go")
         self.object_type = ComboBox(name="object_type", label="GeoJSON objects", choices=OBJECT_TYPES,
                                     value="annotation",
                                     tooltip="QuPath object type: annotations are editable, detections are light-weight")

@@ -165,10 +165,3 @@ class JobPanel(QWidget):
         log.error("%s failed", description, exc_info=exc)  # the traceback, for bug reports
         self.status.setText(f"{description} failed: {exc}")
         show_error(f"{description} failed: {exc}")
-
-
-def attach_job_panel(form: Any) -> JobPanel:
-    """A JobPanel at the bottom of a magicgui form (fields added later stay above it)."""
-    panel = JobPanel(form.native)
-    form.native.layout().addWidget(panel)
-    return panel

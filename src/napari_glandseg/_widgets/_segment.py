@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, Widget
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, Widget
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QFileDialog
 
 from napari_glandseg._widgets import _layer_meta as lm
-from napari_glandseg._widgets._jobs import attach_job_panel
+from napari_glandseg._widgets._form import attach_job_panel, folder_edit
 from napari_glandseg._widgets._models import LOAD_CHECKPOINT, ModelChoices
 from napari_glandseg._widgets._slides import SlideRef, slide_ref, store_layer_kwargs
 from napari_glandseg._widgets._tools import features_table
@@ -77,10 +77,8 @@ class SegmentWidget(Container):
         )
         self.slide_mpp.native.setDecimals(4)
         self.slide_mpp.native.setSpecialValueText("from file")
-        self.out_dir = FileEdit(name="out_dir", label="Output folder", mode="d", nullable=True,
-                                tooltip="Folder for <slide>.glandseg.zarr (whole-slide results, autosaves); "
-                                "empty: next to the slide")
-        self.info = Label(name="info", label="")
+        self.out_dir = folder_edit("Folder for <slide>.glandseg.zarr (whole-slide results, autosaves)")
+        self.info = Label()  # unnamed: no row label
         self.info.native.setWordWrap(True)
         self.view_button = PushButton(name="view_button", text="Segment view",
                                       tooltip="Segment the part of the slide on screen (capped at ~4 Mpx at model µm/px)")
