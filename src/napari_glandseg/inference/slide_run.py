@@ -88,12 +88,15 @@ def segment_slide(
     workers: int | None = None,
     mpp: float | None = None,
     stats: dict | None = None,
+    skip_glass: bool = True,
 ) -> Any:
     """Segment every chunk with tissue of ``slide`` into the label store at ``out_path``.
 
     ``model``: a module, preset name, checkpoint path, or (with a cluster) a zero-argument
     factory. ``workers`` > 1 without a ``client`` starts a local process cluster. ``stats``
-    (a dict) receives timings and counts. A second writer on ``out_path`` gets ``FolderLocked``.
+    (a dict) receives timings and counts. ``skip_glass=False`` runs the model on every tile of
+    a chunk with tissue, glass included (for comparisons). A second writer on ``out_path``
+    gets ``FolderLocked``.
     """
     from napari_glandseg.labels.store import LabelStore
 
@@ -127,7 +130,7 @@ def segment_slide(
         tissue = _tissue(slide)
         layout = SlideTiles(card.tile_px, card.overlap_px)
         tiles_tissue = tissue_tiles(layout, shape, tissue[0], tissue[1], f)
-        works = plan_work(geoms, layout, tiles_tissue)
+        works = plan_work(geoms, layout, tiles_tissue, skip_glass=skip_glass)
         t_tissue = time.perf_counter() - t0
         todo = [w for w in works if not store.is_done(w.geom.cy, w.geom.cx)]
         done = len(geoms) - len(todo)

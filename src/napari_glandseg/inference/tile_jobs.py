@@ -87,14 +87,19 @@ def box_keys(layout: SlideTiles, geom: ChunkGeom) -> list[Key]:
     return [(i, j) for i in layout.span(py, py + ph) for j in layout.span(px, px + pw)]
 
 
-def plan_work(geoms: Iterable[ChunkGeom], layout: SlideTiles, tissue: TissueTiles) -> list[ChunkWork]:
-    """One ``ChunkWork`` per chunk (same order)."""
+def plan_work(geoms: Iterable[ChunkGeom], layout: SlideTiles, tissue: TissueTiles, *,
+              skip_glass: bool = True) -> list[ChunkWork]:
+    """One ``ChunkWork`` per chunk (same order). ``skip_glass=False`` runs every tile of a chunk
+    that has tissue (the engine before tile-level skipping: for comparisons)."""
     geoms = list(geoms)
     runs, keys = {}, {}
     for g in geoms:
-        keys[g.index] = [k for k in box_keys(layout, g) if tissue(*k)]
+        box = box_keys(layout, g)
+        keys[g.index] = [k for k in box if tissue(*k)]
         core_rows, core_cols = layout.span(g.y0, g.y0 + g.h), layout.span(g.x0, g.x0 + g.w)
         runs[g.index] = any(i in core_rows and j in core_cols for i, j in keys[g.index])
+        if not skip_glass:
+            keys[g.index] = box
     users: dict[Key, int] = {}
     for g in geoms:
         if runs[g.index]:
