@@ -28,23 +28,25 @@ GRID = {
 }
 
 
-def validation_pairs(config: Path) -> list[tuple[Path, Path]]:
-    """The (image, mask) files that the training config held out for validation."""
+def validation_pairs(config: Path) -> list[tuple[Path, Path, float, str]]:
+    """(image, mask, µm/px, source) of the images the training config held out for validation."""
     import yaml
 
-    from napari_glandseg.train.data import split_names
+    from napari_glandseg.train.data import DataSource, split_names
 
     cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
     pairs = []
-    for folder in map(Path, cfg["data"]):
-        names = sorted(p.stem for p in (folder / "images").glob("*.png"))
+    for src in map(DataSource.parse, cfg["data"]):
+        names = sorted(p.stem for p in (src.path / "images").glob("*.png"))
         _, val = split_names(names, float(cfg.get("val_fraction", 0.15)), int(cfg.get("seed", 0)))
-        pairs += [(folder / "images" / f"{n}.png", folder / "masks" / f"{n}.png") for n in val]
+        mpp = float(src.mpp or cfg.get("data_mpp", 0.62))
+        pairs += [(src.path / "images" / f"{n}.png", src.path / "masks" / f"{n}.png", mpp, str(src.path)) for n in val]
     return pairs
 
 
-def tune(checkpoint: Path, pairs: list[tuple[Path, Path]], *, data_mpp: float = 0.62,
+def tune(checkpoint: Path, pairs: list[tuple[Path, Path, float, str]], *,
          grid: dict[str, tuple] = GRID) -> tuple[dict, list[dict]]:
+    """Every grid setting scored on the validation images; folders (organs) weigh equally."""
     from PIL import Image
 
     from napari_glandseg.inference.postprocess import probabilities_to_instances
@@ -55,26 +57,26 @@ def tune(checkpoint: Path, pairs: list[tuple[Path, Path]], *, data_mpp: float = 
     predictor = get_predictor(load_checkpoint(checkpoint), "cpu", None)
     card = predictor.card
     cached = []
-    for img_path, mask_path in pairs:
+    for img_path, mask_path, mpp, source in pairs:
         rgb = np.asarray(Image.open(img_path).convert("RGB"))
         gt = to_instances(np.asarray(Image.open(mask_path)))
-        f = data_mpp / card.mpp
+        f = mpp / card.mpp
         small = resize_rgb(rgb, max(1, round(rgb.shape[0] * f)), max(1, round(rgb.shape[1] * f)))
-        cached.append((probabilities(small, predictor), gt))
+        cached.append((probabilities(small, predictor), gt, source))
     results = []
     keys = list(grid)
     for values in itertools.product(*(grid[k] for k in keys)):
         params = {**card.postprocess, **dict(zip(keys, values, strict=True))}
-        scores = [
-            evaluate_pair(resize_labels(probabilities_to_instances(probs, mpp=card.mpp, params=params), *gt.shape), gt)
-            for probs, gt in cached
-        ]
-        results.append({
-            "params": params,
-            "object_f1": float(np.mean([s["object_f1"] for s in scores])),
-            "pixel_dice": float(np.mean([s["pixel_dice"] for s in scores])),
-            "object_dice": float(np.mean([s["object_dice"] for s in scores])),
-        })
+        by_source: dict[str, list[dict]] = {}
+        for probs, gt, source in cached:
+            pred = resize_labels(probabilities_to_instances(probs, mpp=card.mpp, params=params), *gt.shape)
+            by_source.setdefault(source, []).append(evaluate_pair(pred, gt))
+        result = {"params": params}
+        for key in ("object_f1", "pixel_dice", "object_dice"):
+            per_source = {src: float(np.mean([s[key] for s in rows])) for src, rows in by_source.items()}
+            result[key] = float(np.mean(list(per_source.values())))
+            result[f"{key}_by_source"] = per_source
+        results.append(result)
     best = max(results, key=lambda r: (round(r["object_f1"], 4), r["pixel_dice"]))
     return best, results
 
@@ -83,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="STEM.safetensors of the trained model (its card is updated)")
     parser.add_argument("--config", type=Path, required=True, help="the training config (gives the validation split)")
-    parser.add_argument("--data-mpp", type=float, default=0.62, help="µm/px of the images (GlaS: 0.62)")
     parser.add_argument("--dry-run", action="store_true", help="print the result, leave the card as it is")
     args = parser.parse_args(argv)
 
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_glandseg.model.checkpoint import load_checkpoint
 
     pairs = validation_pairs(args.config)
-    best, results = tune(args.checkpoint, pairs, data_mpp=args.data_mpp)
+    best, results = tune(args.checkpoint, pairs)
     model = load_checkpoint(args.checkpoint)
     current = {k: v for k, v in model.card.postprocess.items() if k in GRID}
     before = next((r for r in results if all(r["params"][k] == v for k, v in current.items())), None)

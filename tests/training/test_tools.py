@@ -106,7 +106,7 @@ def test_shipped_default_model_segments_glas(shared_data):
 def test_tune_postprocess_picks_the_best_setting_on_validation_images(mini_glas, tmp_path):
     torch.manual_seed(0)
     save_checkpoint(create_model("glandseg_tiny"), tmp_path / "m")
-    pairs = [(p, mini_glas / "masks" / p.name) for p in sorted((mini_glas / "images").glob("*.png"))[:2]]
+    pairs = [(p, mini_glas / "masks" / p.name, 0.62, "glas") for p in sorted((mini_glas / "images").glob("*.png"))[:2]]
     grid = {"gland_threshold": (0.3, 0.7), "min_area_um2": (50.0, 5000.0)}
     best, results = tune_postprocess.tune(tmp_path / "m.safetensors", pairs, grid=grid)
     assert len(results) == 4
@@ -117,7 +117,10 @@ def test_tune_postprocess_picks_the_best_setting_on_validation_images(mini_glas,
 
 def test_validation_pairs_follow_the_training_split(tmp_path, shared_data):
     config = tmp_path / "c.yaml"
-    config.write_text(f"data: [{shared_data / 'glas' / 'train'}]\nval_fraction: 0.15\nseed: 0\n")
+    rings = shared_data / "rings" / "glands"
+    config.write_text(f"data: [{shared_data / 'glas' / 'train'}, {{path: {rings}, mpp: 2.72}}]\n"
+                      "val_fraction: 0.15\nseed: 0\n")
     pairs = tune_postprocess.validation_pairs(config)
-    assert len(pairs) == 13 and all(img.exists() and mask.exists() for img, mask in pairs)
-    assert not any("testA" in str(img) for img, _ in pairs)
+    assert len(pairs) == 13 + 1 and all(img.exists() and mask.exists() for img, mask, _, _ in pairs)
+    assert not any("testA" in str(img) for img, *_ in pairs)
+    assert {mpp for *_, mpp, _ in pairs} == {0.62, 2.72}, "each folder keeps its own µm/px"

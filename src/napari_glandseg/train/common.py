@@ -225,6 +225,21 @@ def batch_stream(dataset, start_step: int, batch: int, rank: int = 0, world: int
     return iter(loader)
 
 
+def optimizer_step(model, optimizer, loss: torch.Tensor, max_norm: float) -> bool:
+    """Backward, clip, step. A non-finite loss (a bf16 overflow, a bad batch) skips the update on
+    every rank instead of poisoning the weights with NaNs; returns whether the step was taken."""
+    optimizer.zero_grad(set_to_none=True)
+    finite = torch.isfinite(loss.detach()).float()
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    if not finite.item():
+        return False
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(unwrap(model).parameters(), max_norm)
+    optimizer.step()
+    return True
+
+
 def scheduled_step(step: int, cfg, t_start: float) -> float:
     """Where the run is in its schedule: the step, or with ``time_schedule`` the share of the time
     budget used (× steps) when that is further along, so a run cut by time still anneals."""

@@ -33,6 +33,7 @@ from napari_glandseg.train.common import (
     cosine_lr,
     freeze_unused,
     load_state,
+    optimizer_step,
     parse_config,
     read_state_tensors,
     save_resolved_config,
@@ -162,16 +163,14 @@ def train_step(model, net, teacher, optimizer, images, tumor, centers, cfg: Dist
         with torch.no_grad():
             t_out = teacher(x)
         s_out = model(x)
-    tumor_ce = F.cross_entropy(s_out["tumor"].float(), tumor.to(device), reduction="none")
+    # -1: grade unknown (a crop with a little tumour): no loss, but still a per-sample mean.
+    tumor_ce = F.cross_entropy(s_out["tumor"].float(), tumor.to(device), reduction="none", ignore_index=-1)
     patch = distribution_ce(t_out["patch"], s_out["patch"], centers["patch"], cfg.teacher_temp,
                             cfg.student_temp).mean(1)
     image = distribution_ce(t_out["image"], s_out["image"], centers["image"], cfg.teacher_temp, cfg.student_temp)
     distill = (patch + image) / 2
     loss = (tumor_ce + cfg.lambda_distill * distill).mean()  # per-sample means: DDP-exact
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(unwrap(model).parameters(), 3.0)
-    optimizer.step()
+    optimizer_step(model, optimizer, loss, 3.0)
     if cfg.teacher_momentum < 1:
         ema_update(teacher, unwrap(model), cfg.teacher_momentum)
     update_center(centers["patch"], t_out["patch"], cfg.center_momentum)

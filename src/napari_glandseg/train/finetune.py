@@ -25,6 +25,7 @@ from napari_glandseg.train.common import (
     cleanup_distributed,
     freeze_unused,
     load_state,
+    optimizer_step,
     parse_config,
     save_resolved_config,
     start_run,
@@ -89,7 +90,8 @@ def batch_at(dataset: CropDataset, step: int, batch: int, rank: int, world: int)
     return images, targets, tumor
 
 
-def train_step(model, optimizer, images, targets, tumor, cfg: FinetuneConfig, device: torch.device):
+def step_loss(model, images, targets, tumor, cfg: FinetuneConfig, device: torch.device):
+    """The training loss of one batch (a tensor) and its parts (floats)."""
     net = unwrap(model)
     x = net.normalize(images.to(device))
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
@@ -98,12 +100,13 @@ def train_step(model, optimizer, images, targets, tumor, cfg: FinetuneConfig, de
                                     deep_weights=tuple(cfg.deep_weights))
     # Always in the graph (weight 0 included) so DDP sees every parameter used.
     t_loss = tumor_loss(out, tumor.to(device))
-    loss = loss + cfg.tumor_weight * t_loss
     parts["tumor"] = float(t_loss.detach())
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
+    return loss + cfg.tumor_weight * t_loss, parts
+
+
+def train_step(model, optimizer, images, targets, tumor, cfg: FinetuneConfig, device: torch.device):
+    loss, parts = step_loss(model, images, targets, tumor, cfg, device)
+    optimizer_step(model, optimizer, loss, 1.0)
     return float(loss), parts
 
 

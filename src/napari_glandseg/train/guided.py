@@ -25,6 +25,7 @@ from napari_glandseg.train.common import (
     cleanup_distributed,
     freeze_unused,
     load_state,
+    optimizer_step,
     parse_config,
     save_resolved_config,
     start_run,
@@ -73,10 +74,7 @@ def train_step(model, optimizer, images, maps, targets, cfg: GuidedConfig, devic
         out = model(x, return_all=True)
     loss, parts = segmentation_loss(out, targets.to(device), dice_weight=cfg.dice_weight,
                                     deep_weights=tuple(cfg.deep_weights), classes=(1,))
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
+    optimizer_step(model, optimizer, loss, 1.0)
     return float(loss.detach()), parts
 
 

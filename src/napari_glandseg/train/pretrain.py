@@ -33,6 +33,7 @@ from napari_glandseg.train.common import (
     cosine_lr,
     freeze_unused,
     load_state,
+    optimizer_step,
     parse_config,
     read_state_tensors,
     save_resolved_config,
@@ -136,10 +137,7 @@ def train_step(model, net, teacher, optimizer, batch, centers, cfg: PretrainConf
     terms, t_out = smit_losses(model, teacher, norm(v1), norm(v2), m1, m2, centers,
                                t_temp=cfg.teacher_temp, s_temp=cfg.student_temp, amp=cfg.amp)
     loss = (terms["mip"] + cfg.lambda_mpd * terms["mpd"] + cfg.lambda_itd * terms["itd"]).mean()
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(unwrap(model).parameters(), 3.0)
-    optimizer.step()
+    optimizer_step(model, optimizer, loss, 3.0)
     ema_update(teacher, unwrap(model), ema_momentum(step, cfg.steps, cfg.ema_momentum))
     update_center(centers["patch"], t_out["patch"], cfg.center_momentum)
     update_center(centers["image"], t_out["image"], cfg.center_momentum)

@@ -1,0 +1,31 @@
+"""Update safety and grade labels shared by the training loops."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from napari_glandseg.train.common import optimizer_step
+from napari_glandseg.train.data import CropDataset, Sample
+from napari_glandseg.train.distill import TUMOUR_FROM_MASK, GradedCrops
+
+
+def test_a_non_finite_loss_skips_the_update():
+    layer = torch.nn.Linear(3, 1)
+    opt = torch.optim.AdamW(layer.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in layer.parameters()]
+    loss = layer(torch.ones(1, 3)).sum() * float("nan")
+    assert optimizer_step(layer, opt, loss, 1.0) is False
+    assert all(torch.equal(a, b) for a, b in zip(before, layer.parameters(), strict=True))
+    assert optimizer_step(layer, opt, layer(torch.ones(1, 3)).sum(), 1.0) is True
+    assert not all(torch.equal(a, b) for a, b in zip(before, layer.parameters(), strict=True))
+
+
+def test_tumour_masks_grade_each_crop():
+    image = np.full((64, 128, 3), 200, np.uint8)
+    labels = np.zeros((64, 128), np.int32)
+    labels[:, :64] = 1  # left half tumour
+    sample = Sample("t", image, labels, np.ones_like(labels, bool), tumor=TUMOUR_FROM_MASK)
+    crops = GradedCrops(CropDataset([sample], 32, length=200, seed=0, augment=False))
+    grades = {int(crops[i][1]) for i in range(200)}
+    assert grades == {-1, 0, 1}, "all-tumour crops are 1, tumour-free ones 0, mixed ones unknown"
