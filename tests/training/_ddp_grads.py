@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from napari_glandseg.train import finetune
-from napari_glandseg.train.common import cleanup_distributed, freeze_unused, parse_config, start_run
+from napari_glandseg.train.common import freeze_unused, parse_config, start_run
 from napari_glandseg.train.data import CropDataset
 
 
@@ -36,8 +36,7 @@ def main(argv: list[str]) -> int:
     model.zero_grad(set_to_none=True)
     finetune.step_loss(ddp, *batch, cfg, device)[0].backward()  # all-reduced
     torch.save({"images": batch[0], "local": local, "reduced": gradients(model)}, out / f"grads_rank{info.rank}.pt")
-    cleanup_distributed()
-    return finetune.main([*argv, "--out", str(Path(cfg.out) / "run")])
+    return finetune.main([*argv, "--out", str(Path(cfg.out) / "run")])  # in the same process group
 
 
 if __name__ == "__main__":

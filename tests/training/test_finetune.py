@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,19 @@ def _gradients(cfg, batch, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     return {n: p.grad.detach().clone() for n, p in net.named_parameters() if p.grad is not None}
 
 
+def _run_group(cmd: list[str], timeout_s: float) -> tuple[int, str]:
+    """Run ``cmd`` in its own process group; on timeout the whole group (torchrun's workers too) is killed."""
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, stderr = proc.communicate()
+        pytest.fail(f"timed out after {timeout_s} s: {' '.join(cmd[:6])}…\n{stderr[-3000:]}")
+    return proc.returncode, stderr
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes_equal_one_process_on_the_global_batch(mini_glas, tmp_path):
     """2 ranks × batch 2 (gloo, CPU) == 1 process × batch 4, checked on the gradients.
@@ -97,9 +111,8 @@ def test_torchrun_two_processes_equal_one_process_on_the_global_batch(mini_glas,
     """
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(Path(__file__).with_name("_ddp_grads.py")), *_args(mini_glas, tmp_path, "--steps", "1")]
-    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                          timeout=400)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    returncode, stderr = _run_group(cmd, timeout_s=400)
+    assert returncode == 0, stderr[-3000:]
     ranks = [torch.load(tmp_path / f"grads_rank{r}.pt") for r in range(2)]
     # finetune.main itself ran one DDP step on the same launch
     assert any(r.get("world") == 2 for r in _log(tmp_path / "run") if r.get("event") == "start")

@@ -84,11 +84,12 @@ class DistInfo:
 
 
 def init_distributed(device: torch.device) -> DistInfo:
-    """Join the torchrun process group when launched by torchrun (gloo on CPU, nccl on GPU)."""
+    """Join the torchrun process group when launched by torchrun (gloo on CPU, nccl on GPU);
+    a group this process already joined is kept (rejoining after destroy can hang)."""
     if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return DistInfo()
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
     if device.type == "cuda":
         torch.cuda.set_device(info.local_rank)
