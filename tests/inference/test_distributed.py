@@ -11,6 +11,7 @@ from napari_glandseg.inference.distributed_run import worker_stats
 from napari_glandseg.slide import open_slide
 
 distributed = pytest.importorskip("distributed")
+pytestmark = pytest.mark.slow  # a LocalCluster of 2 worker processes
 
 DISCS = [(256, 256, 60), (256, 600, 80), (520, 380, 70), (100, 700, 40), (600, 700, 50)]
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from _inference_models import ThresholdModel, disc_image, write_disc_slide
 
 from napari_glandseg.inference import segment_slide
@@ -33,6 +34,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a subprocess run, killed, then two whole-slide runs
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     img = disc_image(640, 800, DISCS)
     slide = write_disc_slide(tmp_path / "kill.tif", img, mpp=1.0)

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.slow]  # a napari subprocess with an OpenGL context
 
 SCRIPT = textwrap.dedent("""
     import napari

@@ -133,6 +133,7 @@ def test_bad_setups_notify_instead_of_raising(make_napari_viewer, shared_data, q
     assert any("µm/px is unknown" in m for m in seen)
 
 
+@pytest.mark.slow  # a whole-slide run (then its resume) through the widget
 def test_segment_slide_fills_a_store_layer_and_resumes(synth_viewer, qtbot, tmp_path):
     from napari_glandseg.labels.store import LabelStore
 
