@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,8 @@ class DarkModel(torch.nn.Module):
     the tests check is where the widgets put it, not what a trained network thinks.
     """
 
-    def __init__(self, mpp: float = 1.0, tile_px: int = 128, overlap_px: int = 16, delay_s: float = 0.0):
+    def __init__(self, mpp: float = 1.0, tile_px: int = 128, overlap_px: int = 16,
+                 gate: threading.Event | None = None):
         super().__init__()
         self.card = ModelCard(
             name="dark-test", mpp=mpp, tile_px=tile_px, overlap_px=overlap_px,
@@ -27,7 +29,7 @@ class DarkModel(torch.nn.Module):
             postprocess={"gland_threshold": 0.5, "border_threshold": 0.99, "min_area_um2": 50.0, "fill_holes": True},
         )
         self.anchor = torch.nn.Parameter(torch.zeros(1))  # so .to(device)/.parameters() work
-        self.delay_s = delay_s
+        self.gate = gate
 
     def normalize(self, rgb: torch.Tensor) -> torch.Tensor:
         x = rgb.permute(0, 3, 1, 2).float() / 255.0
@@ -36,10 +38,8 @@ class DarkModel(torch.nn.Module):
         return (x - mean) / std
 
     def forward(self, x: torch.Tensor, return_all: bool = False):
-        if self.delay_s:
-            import time
-
-            time.sleep(self.delay_s)  # lets a test pan the camera while the run is going
+        if self.gate is not None and not self.gate.wait(120):  # the test acts while the run waits here
+            raise TimeoutError("the test never opened the gate")
         grey = x.float().mean(1, keepdim=True)
         gland = 40.0 * (0.5 - grey)
         logits = torch.cat([-gland, gland, torch.full_like(gland, -40.0)], 1) + 0 * self.anchor
@@ -53,7 +53,7 @@ def dark_model() -> DarkModel:
 
 @pytest.fixture
 def make_dark_model():
-    """DarkModel factory (e.g. a slow one: ``make_dark_model(delay_s=0.2)``)."""
+    """DarkModel factory (e.g. one that waits for the test: ``make_dark_model(gate=threading.Event())``)."""
     return lambda **kw: DarkModel(**kw).eval()
 
 

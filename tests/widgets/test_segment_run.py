@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from _layers import BLOBS, SYNTH_MPP
@@ -68,19 +70,20 @@ def test_segment_view_puts_dark_blobs_on_their_pixels(synth_viewer, qtbot):
 
 def test_results_land_where_asked_after_pan_and_layer_switch(synth_viewer, qtbot):
     viewer, image, widget, make = synth_viewer
-    widget.add_model(make(delay_s=0.15))
+    gate = threading.Event()  # the model waits for it: the run cannot end before the test has acted
+    widget.add_model(make(gate=gate))
     viewer.reset_view()
     asked = widget.visible_bbox(image).bbox
     worker = widget.segment_view()
     assert worker is not None
-    qtbot.waitUntil(lambda: widget.jobs.bar.maximum() > 0 or not widget.jobs.busy, timeout=30_000)
     # meanwhile: pan and zoom away, add and select another image layer
     viewer.scene.camera.center = (5000.0, -3000.0)
     viewer.scene.camera.zoom *= 7
     other = viewer.add_image(np.zeros((50, 50), np.uint8), name="distraction", scale=(3, 3), translate=(99, 99))
     viewer.layers.selection.active = other
     widget.image.value = other
-    assert widget.jobs.busy, "the run ended before the test could pan"
+    assert widget.jobs.busy
+    gate.set()
     qtbot.waitUntil(lambda: not widget.jobs.busy, timeout=120_000)
     assert widget.jobs.last_error is None
     layer = widget.result_layer
