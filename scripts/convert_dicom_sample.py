@@ -54,8 +54,17 @@ def pyramid(level0: np.ndarray) -> list[np.ndarray]:
     return levels
 
 
-def write_ome_tiff(levels: list[np.ndarray], out: Path) -> None:
+def write_ome_tiff(levels: list[np.ndarray], out: Path, *, name: str = "TCGA-XK-AAJU-01A-01-TS1 (low-resolution copy)",
+                   mpp: float | None = None, description: str | None = None) -> None:
+    """A tiled JPEG OME-TIFF with the lower levels as SubIFDs; ``mpp`` and ``description`` go
+    into the OME metadata when given."""
     import tifffile
+
+    metadata = {"axes": "YXS", "Name": name}
+    if mpp is not None:
+        metadata.update(PhysicalSizeX=mpp, PhysicalSizeY=mpp, PhysicalSizeXUnit="µm", PhysicalSizeYUnit="µm")
+    if description:
+        metadata["Description"] = description
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -69,7 +78,7 @@ def write_ome_tiff(levels: list[np.ndarray], out: Path) -> None:
         tw.write(
             levels[0],
             subifds=len(levels) - 1,
-            metadata={"axes": "YXS", "Name": "TCGA-XK-AAJU-01A-01-TS1 (low-resolution copy)"},
+            metadata=metadata,
             **opts,
         )
         for lv in levels[1:]:
