@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 
 from napari_glandseg._widgets import _layer_meta as lm
 from napari_glandseg._widgets import _tools as tools
+from napari_glandseg._widgets._click import ClickGland
 from napari_glandseg._widgets._jobs import JobPanel
 from napari_glandseg._widgets._view_geometry import visible_bbox0
 from napari_glandseg.labels.edit import gland_bbox
@@ -37,6 +38,7 @@ KEYS = {
     "fill": "Shift-H",
     "small": "Shift-R",
     "relabel": "Shift-C",
+    "click gland": "Shift-G",
 }
 SPLIT_LAYER = "split line"
 #: "Edit this view" reads at most this many store pixels per side (a 64 MB int32 array).
@@ -44,9 +46,12 @@ MAX_EDIT_PX = 4096
 
 
 class CorrectWidget(QWidget):
-    """Correct the active gland labels layer; every Commit is written to disk at once."""
+    """Correct the active gland labels layer; every Commit is written to disk at once.
 
-    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+    ``guided_model``: the click-gland model (default: the bundled ``glandseg_guided``).
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, guided_model: Any = None) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self._merge_first: int | None = None
@@ -66,6 +71,8 @@ class CorrectWidget(QWidget):
         self.min_area.setToolTip("Glands smaller than this are removed by 'Remove small'")
         self.reviewed_info = QLabel("")
         self.jobs = JobPanel(self)
+        self.click = ClickGland(napari_viewer, editable=self._editable, key=KEYS["click gland"],
+                                model=guided_model, on_edit=self.refresh_measurements)
 
         grid = QGridLayout()
         specs = [
@@ -94,6 +101,7 @@ class CorrectWidget(QWidget):
         lay.addWidget(self.layer_info)
         lay.addLayout(row)
         lay.addLayout(grid)
+        lay.addWidget(self.click)
         lay.addLayout(size_row)
         keys = ", ".join(f"{v}: {k}" for k, v in KEYS.items())
         help_label = QLabel(f"Keys on gland layers — {keys}; Ctrl+Z undo")
@@ -150,6 +158,7 @@ class CorrectWidget(QWidget):
             "fill": lambda ly: self.fill_holes(),
             "small": lambda ly: self.remove_small(),
             "relabel": lambda ly: self.relabel(),
+            "click gland": lambda ly: self.click.toggle(ly),
         }
         for name, fn in actions.items():
             layer.bind_key(KEYS[name], fn, overwrite=True)

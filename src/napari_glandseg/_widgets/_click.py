@@ -1,0 +1,303 @@
+"""Click gland: click (or drag a squiggle) on a gland layer and the guided model outlines it.
+
+A click on background adds the gland found there as a new label; a click on a gland redraws it
+(label kept); Shift- or Alt-click marks "not this" points, used by the next click and dropped
+when its result arrives. Each click reads only a window of the slide around it at the model's
+µm/px (``segment_gland_on_slide``) in a background thread, so it works at any zoom on a whole
+slide; clicks made while one runs wait in a queue. Each result is one ``data_setitem`` (one
+napari undo step) and goes into the label store with the next Commit, like every other edit.
+The mode puts the layer in napari's "pick" mode: a drag draws instead of panning and the
+viewer's Alt-drag zoom box stays off; the wheel still zooms.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Labels, Points
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
+
+from napari_glandseg._widgets import _layer_meta as lm
+from napari_glandseg._widgets._slides import SlideRef
+from napari_glandseg._widgets._tools import apply_new_labels
+from napari_glandseg.interactive import GlandWindow, segment_gland_on_slide
+from napari_glandseg.interactive.edit import Grid, place_gland
+
+if TYPE_CHECKING:
+    import napari
+
+MODE = "pick"  # napari Labels mode while clicking: no pan on drag, no Alt zoom box
+MARKS_LAYER = "click guidance"
+EXCLUDE_MODIFIERS = ("Shift", "Alt")
+SQUIGGLE_STEP_PX = 6  # canvas pixels between recorded squiggle points
+MAX_QUEUED = 8
+HELP = "click gland: click or drag on a gland; Shift/Alt-click: not this; Ctrl+Z: undo"
+
+
+@dataclass
+class ClickRequest:
+    """One click or squiggle, captured on the GUI thread (points in the layer's grid px)."""
+
+    layer: Labels
+    include: np.ndarray
+    exclude: np.ndarray
+    slide: SlideRef
+    grid: Grid
+    started: float = field(default_factory=time.perf_counter)
+
+
+def layer_grid(layer: Labels) -> tuple[Grid, SlideRef] | None:
+    """The layer's placement on its slide and the slide (None: not a gland layer on a slide)."""
+    meta = lm.get_meta(layer.metadata)
+    if not meta or not meta.get("slide_path"):
+        return None
+    grid = Grid(float(meta["label_scale0"]), tuple(meta["label_translate0"]), tuple(layer.data.shape[-2:]))
+    ref = SlideRef(path=meta["slide_path"], name=meta["slide_name"], mpp=meta.get("slide_mpp"),
+                   shape=tuple(meta["slide_shape"]))
+    return grid, ref
+
+
+def run_request(req: ClickRequest, model: Any) -> GlandWindow:
+    """The guided model on the window around the request (worker thread; no Qt)."""
+    return segment_gland_on_slide(req.slide.open(), req.grid.to_level0(req.include),
+                                  req.grid.to_level0(req.exclude), model=model)
+
+
+class ClickGland(QWidget):
+    """The "Click gland" switch of the Correct widget, and the mode's clicks and model runs.
+
+    ``model``: the guided model (default: the bundled ``glandseg_guided``); ``editable()``
+    returns the active layer when the tools may edit it (else reports why, returns None);
+    ``on_edit(layer)`` runs after each result is drawn.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer, *, editable: Callable[[], Labels | None],
+                 key: str, model: Any = None, on_edit: Callable[[Labels], None] | None = None) -> None:
+        super().__init__()
+        self.viewer, self.model, self._editable, self._on_edit = viewer, model, editable, on_edit
+        self.layer: Labels | None = None  # the layer in click mode
+        self.exclude: list[tuple[float, float]] = []  # grid px of self.layer
+        self._queue: deque[ClickRequest] = deque()
+        self._running: ClickRequest | None = None
+        self._worker: Any = None
+        self.last_latency_s: float | None = None
+        self.last_found: GlandWindow | None = None
+        self.last_error: BaseException | None = None
+
+        self.checkbox = QCheckBox("Click gland")
+        self.checkbox.setToolTip(
+            f"Click inside a missed gland to add it, inside a gland to redraw it (its label kept); drag for a "
+            f"squiggle. Shift- or Alt-click marks 'not this' points for the next click. Ctrl+Z undoes. [{key}]")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.checkbox)
+        lay.addWidget(self.status)
+        self.checkbox.toggled.connect(self._on_toggled)
+        viewer.layers.events.removed.connect(self._on_removed)
+
+    # ------------------------------------------------------------------- mode
+    @property
+    def busy(self) -> bool:
+        """A click is running or waiting."""
+        return self._running is not None or bool(self._queue)
+
+    def toggle(self, layer: Labels | None = None) -> bool:
+        """Switch the mode on the active layer (off if it is on there); True when now on."""
+        if self.layer is not None and (layer is None or layer is self.layer):
+            self.disable()
+            return False
+        return self.enable()
+
+    def enable(self) -> bool:
+        """Click mode on the active gland layer (which must be editable and placed on a slide)."""
+        layer = self._editable()
+        if layer is None:
+            self._set_checked(False)
+            return False
+        if layer_grid(layer) is None:
+            show_error(f"{layer.name}: not a gland layer on a slide opened with napari-glandseg; click gland needs one")
+            self._set_checked(False)
+            return False
+        self.disable()
+        self.layer = layer
+        layer.mode = MODE
+        layer.help = HELP
+        layer.mouse_drag_callbacks.append(self._mouse)
+        layer.events.mode.connect(self._on_mode)
+        self._set_checked(True)
+        self._say(f"click gland on {layer.name}")
+        return True
+
+    def disable(self) -> None:
+        """Leave click mode (exclusion points are dropped; running clicks still finish)."""
+        layer, self.layer = self.layer, None
+        self.exclude = []
+        self._set_checked(False)
+        if MARKS_LAYER in self.viewer.layers:
+            self.viewer.layers.remove(MARKS_LAYER)
+        if layer is None:
+            return
+        layer.events.mode.disconnect(self._on_mode)
+        if self._mouse in layer.mouse_drag_callbacks:
+            layer.mouse_drag_callbacks.remove(self._mouse)
+        if layer.help == HELP:
+            layer.help = ""
+        if layer.mode == MODE:
+            layer.mode = "pan_zoom"
+
+    def _set_checked(self, on: bool) -> None:
+        self.checkbox.blockSignals(True)
+        self.checkbox.setChecked(on)
+        self.checkbox.blockSignals(False)
+
+    def _on_toggled(self, on: bool) -> None:
+        if on:
+            self.enable()
+        else:
+            self.disable()
+
+    def _on_mode(self, event: Any) -> None:
+        if self.layer is not None and self.layer.mode != MODE:  # the user picked another tool
+            self.disable()
+
+    def _on_removed(self, event: Any) -> None:
+        if event.value is self.layer:
+            self.disable()
+
+    # ----------------------------------------------------------------- clicks
+    def _mouse(self, layer: Labels, event: Any):
+        """Press: a click (or, with Shift/Alt, an exclusion); drag: a squiggle; release: run."""
+        if event.type != "mouse_press" or event.button in (2, 3):
+            return
+        if any(m in event.modifiers for m in EXCLUDE_MODIFIERS):
+            self.add_exclusion(event.position)
+            return
+        points, last = [event.position], np.asarray(event.pos, float)
+        yield
+        while event.type == "mouse_move":
+            if np.hypot(*(np.asarray(event.pos, float) - last)) >= SQUIGGLE_STEP_PX:
+                points.append(event.position)
+                last = np.asarray(event.pos, float)
+            yield
+        self.segment(points)
+
+    def _to_grid(self, world_points: Any) -> np.ndarray:
+        assert self.layer is not None
+        return np.array([np.asarray(self.layer.world_to_data(p), float)[-2:] for p in world_points]).reshape(-1, 2)
+
+    def add_exclusion(self, world_point: Any) -> None:
+        """Mark a "not this" point (world coordinates) for the next click."""
+        if self.layer is None:
+            return
+        y, x = self._to_grid([world_point])[0]
+        self.exclude.append((float(y), float(x)))
+        self._show_marks()
+        self._say(f"{len(self.exclude)} 'not this' point(s) for the next click")
+
+    def segment(self, world_points: Any) -> bool:
+        """Outline the gland at these world points (one: a click, several: a squiggle).
+
+        Returns False when the click is refused (no layer in click mode, too many waiting).
+        """
+        layer = self.layer
+        placed = None if layer is None else layer_grid(layer)
+        if layer is None or placed is None:
+            self._say("click gland is off")
+            return False
+        if len(self._queue) >= MAX_QUEUED:
+            self._say(f"busy: {len(self._queue)} clicks are waiting; this one is ignored")
+            return False
+        grid, ref = placed
+        req = ClickRequest(layer, self._to_grid(world_points), np.array(self.exclude, float).reshape(-1, 2), ref, grid)
+        self._queue.append(req)
+        self._show_marks()
+        if self._running is not None:
+            self._say(f"busy: click queued ({len(self._queue)} waiting)")
+        self._start_next()
+        return True
+
+    # ------------------------------------------------------------ model runs
+    def _start_next(self) -> None:
+        if self._running is not None or not self._queue:
+            return
+        req = self._running = self._queue.popleft()
+        self._say("outlining the gland…")
+        worker = create_worker(run_request, req, self.model, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(lambda found: self._done(req, found))
+        worker.errored.connect(lambda exc: self._failed(exc))
+        worker.finished.connect(self._finished)
+        self._worker = worker
+        worker.start()
+
+    def _finished(self) -> None:
+        self._running, self._worker = None, None
+        self._show_marks()
+        self._start_next()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.last_error = exc
+        self._say(f"click gland failed: {exc}")
+        show_error(f"click gland failed: {exc}")
+
+    def _done(self, req: ClickRequest, found: GlandWindow) -> None:
+        """Draw the result on the layer (GUI thread): one undo step."""
+        self.last_found = found
+        layer = req.layer
+        if layer not in self.viewer.layers or tuple(layer.data.shape[-2:]) != req.grid.shape:
+            self._say("click gland: the layer changed or was closed; result dropped")
+            return
+        try:
+            edit = place_gland(layer.data, found, req.grid, req.include, req.exclude)
+            if edit is None:
+                self._say("no gland found there (try a squiggle, or fewer 'not this' points)")
+                return
+            apply_new_labels(layer, edit.new, edit.window)
+        except Exception as exc:  # a bad result must not take napari down
+            self._failed(exc)
+            return
+        layer.selected_label = edit.label  # the brush continues on this gland
+        used = {tuple(p) for p in req.exclude.tolist()}
+        if layer is self.layer:
+            self.exclude = [p for p in self.exclude if p not in used]
+        self.last_latency_s = time.perf_counter() - req.started
+        verb = "added" if edit.added else "redrawn"
+        self._say(f"gland {edit.label} {verb} in {self.last_latency_s:.2f} s (Ctrl+Z undoes)")
+        if self._on_edit is not None:
+            self._on_edit(layer)
+
+    # ------------------------------------------------------------- feedback
+    def _say(self, text: str) -> None:
+        self.status.setText(text)
+        self.viewer.status = text
+
+    def _show_marks(self) -> None:
+        """Show the exclusion points (red) and the waiting clicks (green) on a points layer."""
+        layer = self.layer
+        if layer is None:
+            return
+        pending = [r.include for r in ([self._running] if self._running else []) + list(self._queue) if r.layer is layer]
+        inc = np.concatenate(pending) if pending else np.zeros((0, 2))
+        pts = np.concatenate([np.array(self.exclude, float).reshape(-1, 2), inc])
+        colors = ["red"] * len(self.exclude) + ["lime"] * len(inc)
+        if MARKS_LAYER not in self.viewer.layers:
+            if not len(pts):
+                return
+            self.viewer.add_points(
+                pts, name=MARKS_LAYER, scale=tuple(layer.scale[-2:]), translate=tuple(layer.translate[-2:]),
+                size=6, canvas_size_limits=(6, 12), face_color=colors, border_width=0, opacity=0.8,
+            )
+            self.viewer.layers.selection.active = layer  # clicks go to the gland layer
+            return
+        marks: Points = self.viewer.layers[MARKS_LAYER]
+        marks.data = pts
+        if len(pts):
+            marks.face_color = colors
