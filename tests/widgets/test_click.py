@@ -88,7 +88,7 @@ def wait(qtbot, widget) -> None:
     assert widget.click.last_error is None
 
 
-def test_mode_switch_shortcut_and_tooltip(setup):
+def test_mode_switch_shortcut_and_tooltip(setup, qtbot):
     from app_model.types import KeyBinding
 
     viewer, image, layer, widget = setup
@@ -98,6 +98,10 @@ def test_mode_switch_shortcut_and_tooltip(setup):
     assert widget.click.toggle(layer) is False and layer.mode == "pan_zoom" and not widget.click.checkbox.isChecked()
     widget.click.checkbox.setChecked(True)
     assert widget.click.layer is layer
+    layer.mode = "pan_zoom"  # napari's hold-Space-to-pan: a pause, clicks pan instead
+    mouse(viewer, qtbot, [world(image, (1500.0, 1100.0))])
+    assert widget.click.layer is layer and not widget.click.busy
+    layer.mode = MODE
     layer.mode = "paint"  # picking another napari tool leaves click mode
     assert widget.click.layer is None and not widget.click.checkbox.isChecked()
 

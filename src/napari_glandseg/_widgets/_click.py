@@ -7,7 +7,8 @@ when its result arrives. Each click reads only a window of the slide around it a
 slide; clicks made while one runs wait in a queue. Each result is one ``data_setitem`` (one
 napari undo step) and goes into the label store with the next Commit, like every other edit.
 The mode puts the layer in napari's "pick" mode: a drag draws instead of panning and the
-viewer's Alt-drag zoom box stays off; the wheel still zooms.
+viewer's Alt-drag zoom box stays off; the wheel still zooms and holding Space pans (pan_zoom
+pauses the mode; any other napari tool ends it).
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ class ClickGland(QWidget):
             self.disable()
 
     def _on_mode(self, event: Any) -> None:
-        if self.layer is not None and self.layer.mode != MODE:  # the user picked another tool
+        # pan_zoom pauses the mode (napari's hold-Space-to-pan comes back to it); another tool ends it
+        if self.layer is not None and self.layer.mode not in (MODE, "pan_zoom"):
             self.disable()
 
     def _on_removed(self, event: Any) -> None:
@@ -176,7 +178,7 @@ class ClickGland(QWidget):
     # ----------------------------------------------------------------- clicks
     def _mouse(self, layer: Labels, event: Any):
         """Press: a click (or, with Shift/Alt, an exclusion); drag: a squiggle; release: run."""
-        if event.type != "mouse_press" or event.button in (2, 3):
+        if event.type != "mouse_press" or event.button in (2, 3) or layer.mode != MODE:
             return
         if any(m in event.modifiers for m in EXCLUDE_MODIFIERS):
             self.add_exclusion(event.position)
