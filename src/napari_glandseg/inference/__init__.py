@@ -1,19 +1,24 @@
-"""Inference: tiling and blending, the predictor, region and whole-slide runs, post-processing."""
+"""Inference: tiling and blending, the predictor, region and whole-slide runs, post-processing.
+
+The names below are imported on first use: ``inference.tables`` (run in worker processes) and
+``inference.outputs`` must not pull in torch or the label store's zarr.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from napari_glandseg.inference.predictor import Predictor
-from napari_glandseg.inference.region import RegionResult, segment_image, segment_region
-
 __all__ = ["Predictor", "RegionResult", "segment_image", "segment_many", "segment_region", "segment_slide"]
+
+_WHERE = {
+    "Predictor": "predictor", "RegionResult": "region", "segment_image": "region", "segment_region": "region",
+    "segment_slide": "slide_run", "segment_many": "slide_run",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # the whole-slide engine pulls in zarr and the label store: import it only when asked for
-    if name in ("segment_slide", "segment_many"):
-        from napari_glandseg.inference import slide_run
+    if name in _WHERE:
+        from importlib import import_module
 
-        return getattr(slide_run, name)
+        return getattr(import_module(f"napari_glandseg.inference.{_WHERE[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

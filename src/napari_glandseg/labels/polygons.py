@@ -44,11 +44,17 @@ def mask_to_polygons(
     mask = np.pad(np.asarray(mask, dtype=bool), 1)
     if not mask.any():
         return []
-    parts, _ = ndi.label(mask)
+    traced = _trace(mask)
+    outer = [_signed_area(ring) > 0 for _, ring in traced]
+    if sum(outer) > 1:  # several parts: which ring is whose
+        parts = ndi.label(mask)[0].ravel()
+        rings = [(int(parts[pixel]), ring) for pixel, ring in traced]
+    else:
+        rings = [(1, ring) for _, ring in traced]
     exteriors: dict[int, np.ndarray] = {}
     holes: dict[int, list[np.ndarray]] = {}
-    for part, ring in trace_rings(mask, parts):
-        if _signed_area(ring) > 0:
+    for (part, ring), is_outer in zip(rings, outer, strict=True):
+        if is_outer:
             if part in exteriors:  # cannot happen: a 4-connected part has one outer boundary
                 raise RuntimeError("two outer rings for one connected part")
             exteriors[part] = ring
@@ -60,13 +66,18 @@ def mask_to_polygons(
 
 def trace_rings(mask: np.ndarray, parts: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """All boundary rings of a padded mask as (part label, (n, 2) corner vertices [y, x])."""
+    flat = parts.ravel()
+    return [(int(flat[pixel]), ring) for pixel, ring in _trace(mask)]
+
+
+def _trace(mask: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """All boundary rings of a padded mask as (flat index of a pixel of the ring, vertices)."""
     sy, sx, direction, pixel = _boundary_edges(mask)
     successor = _successors(sy, sx, direction, mask.shape)
     width = mask.shape[1] + 1
     end_vertex = ((sy + _STEP_Y[direction]) * width + sx + _STEP_X[direction]).tolist()
     is_corner = (direction[successor] != direction).tolist()
     successor = successor.tolist()
-    part_of_edge = parts.ravel()[pixel]
     seen = bytearray(len(successor))
     rings = []
     for start in range(len(successor)):
@@ -79,10 +90,9 @@ def trace_rings(mask: np.ndarray, parts: np.ndarray) -> list[tuple[int, np.ndarr
             if is_corner[edge]:
                 corners.append(end_vertex[edge])
             edge = successor[edge]
-        part = int(part_of_edge[start])
         for loop in _split_at_repeats(corners):
             vertices = np.asarray(loop)
-            rings.append((part, np.stack([vertices // width, vertices % width], axis=1)))
+            rings.append((int(pixel[start]), np.stack([vertices // width, vertices % width], axis=1)))
     return rings
 
 
@@ -92,20 +102,14 @@ def _boundary_edges(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     Returns start vertex row, start vertex column, direction (0 E, 1 S, 2 W, 3 N) and the flat
     index of the mask pixel each edge belongs to. ``mask`` must have a False border.
     """
-    outside = ~mask
-    free_above = np.zeros_like(mask)
-    free_above[1:] = outside[:-1]
-    free_right = np.zeros_like(mask)
-    free_right[:, :-1] = outside[:, 1:]
-    free_below = np.zeros_like(mask)
-    free_below[:-1] = outside[1:]
-    free_left = np.zeros_like(mask)
-    free_left[:, 1:] = outside[:, :-1]
-    # (which side is free, start vertex offset from the pixel's top-left corner, direction)
-    sides = ((free_above, 0, 0, 0), (free_right, 0, 1, 1), (free_below, 1, 1, 2), (free_left, 1, 0, 3))
+    inner = mask[1:-1, 1:-1]
+    # (the neighbour on that side, start vertex offset from the pixel's top-left corner, direction)
+    sides = ((mask[:-2, 1:-1], 0, 0, 0), (mask[1:-1, 2:], 0, 1, 1), (mask[2:, 1:-1], 1, 1, 2), (mask[1:-1, :-2], 1, 0, 3))
     sy, sx, direction, pixel = [], [], [], []
-    for free, dy, dx, d in sides:
-        rows, cols = np.nonzero(mask & free)
+    for neighbour, dy, dx, d in sides:
+        rows, cols = np.nonzero(inner & ~neighbour)
+        rows += 1
+        cols += 1
         sy.append(rows + dy)
         sx.append(cols + dx)
         direction.append(np.full(rows.size, d))
@@ -156,8 +160,8 @@ def _split_at_repeats(vertices: list[int]) -> list[list[int]]:
 
 def _signed_area(ring: np.ndarray) -> float:
     """Shoelace area of an open (n, 2) [y, x] ring; > 0 when counter-clockwise in x-right / y-up."""
-    y, x = ring[:, 0].astype(np.float64), ring[:, 1].astype(np.float64)
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+    y, x = ring[:, 0], ring[:, 1]  # integers: the sum is exact
+    return 0.5 * float(np.dot(x[:-1], y[1:]) + x[-1] * y[0] - np.dot(x[1:], y[:-1]) - x[0] * y[-1])
 
 
 def _slide_transform(scale: float, offset: tuple[float, float], pad: int):
