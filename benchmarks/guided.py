@@ -43,14 +43,15 @@ def squiggle(mask: np.ndarray) -> list[tuple[int, int]]:
     return points
 
 
-def run_set(name: str, folder: Path, mpp: float, model, limit: int, only: str | None = None) -> list[dict]:
+def run_set(name: str, folder: Path, mpp: float, model, limit: int, only: str | None = None,
+            modes: tuple[str, ...] = ("click", "squiggle")) -> list[dict]:
     from napari_glandseg.interactive import segment_gland
     from napari_glandseg.labels.metrics import evaluate_pair, pixel_dice, to_instances
     from napari_glandseg.train.guided import click_point
 
     min_px = 30 * (model.card.mpp / mpp) ** 2
     rows = []
-    for mode in ("click", "squiggle"):
+    for mode in modes:
         dices, times, f1s, odices = [], [], [], []
         images = sorted((folder / "images").glob("*.png"))
         if only:
@@ -94,15 +95,16 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=60, help="images per set")
     parser.add_argument("--sets", nargs="*", default=list(SETS))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--modes", nargs="*", default=["click", "squiggle"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = guided_model(args.model, "cpu")
     for name in args.sets:
         folder, mpp, note = SETS[name]
         print(json.dumps({"set": name, "note": note}), flush=True)
-        run_set(name, folder, mpp, model, args.limit)
+        run_set(name, folder, mpp, model, args.limit, modes=tuple(args.modes))
         if name == "rings_glands":  # the tile the shipped guided model held out for validation
-            run_set(name, folder, mpp, model, args.limit, only=held_out_rings(folder))
+            run_set(name, folder, mpp, model, args.limit, only=held_out_rings(folder), modes=tuple(args.modes))
 
 
 def held_out_rings(folder: Path) -> str:

@@ -46,6 +46,7 @@ def _two_images(mini_glas, folder):
     for p in sorted((mini_glas / "images").glob("*.png"))[:2]:
         shutil.copy(p, folder / "images")
         shutil.copy(mini_glas / "masks" / p.name, folder / "masks")
+    shutil.copy(mini_glas / "Grade.csv", folder)
     return folder
 
 
@@ -57,10 +58,12 @@ def test_evaluate_writes_per_image_and_overall_json(mini_glas, tmp_path):
     assert evaluate.main([str(tmp_path / "tiny.safetensors"), str(folder), "--mpp", "0.62", "--json", str(out),
                           "--device", "cpu"]) == 0
     result = json.loads(out.read_text())
-    assert len(result["images"]) == 2 and result["overall"]["n_images"] == 2
-    for key in ("pixel_dice", "pixel_iou", "object_f1", "object_dice", "object_hausdorff", "pixel_dice_pooled"):
+    assert len(result["per_image"]) == 2 and result["overall"]["images"] == 2
+    for key in ("pixel_dice", "pixel_iou", "object_f1", "object_dice", "object_hausdorff", "object_f1_pooled"):
         assert key in result["overall"]
     assert 0.0 <= result["overall"]["pixel_dice"] <= 1.0
+    grades = result["by_grade"]  # mini_glas has 2 benign + 2 malignant images and its Grade.csv
+    assert sum(g["images"] for g in grades.values()) == 2
 
 
 def test_ship_writes_fp16_weights_with_test_metrics_and_a_model_card(mini_glas, tmp_path):
@@ -97,8 +100,10 @@ def test_shipped_default_model_segments_glas(shared_data):
     name = "testA_2.png"
     rgb = np.asarray(Image.open(shared_data / "glas" / "testA" / "images" / name).convert("RGB"))
     gt = np.asarray(Image.open(shared_data / "glas" / "testA" / "masks" / name))
+    from napari_glandseg.inference import segment_image
+
     with torch.inference_mode():
-        labels = evaluate.segment(model, rgb, 0.62, torch.device("cpu"))
+        labels = np.asarray(segment_image(rgb, model, mpp=0.62, device="cpu"))
     assert labels.shape == rgb.shape[:2]
     assert pixel_dice(labels, gt) > 0.85
 
