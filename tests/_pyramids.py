@@ -165,3 +165,26 @@ def json_attrs(path: Path) -> dict:
     if (path / "zarr.json").is_file():
         return json.loads((path / "zarr.json").read_text())["attributes"]
     return json.loads((path / ".zattrs").read_text())
+
+
+def write_flat_giant_tiff(path: Path, tile_rgb: np.ndarray, side: int = 1_000_000) -> None:
+    """A side×side single-level tiled BigTIFF (no lower levels) at 0.5 µm/px, about 2 MB.
+
+    Only the top-left tile holds ``tile_rgb`` (a square JPEG tile, 4096 px at most); every other
+    tile is junk, so any read beyond the top-left tile fails with a SlideError.
+    """
+    import imagecodecs
+    import tifffile
+
+    tile = tile_rgb.shape[0]
+    good = imagecodecs.jpeg_encode(np.ascontiguousarray(tile_rgb), level=85)
+    n = (-(-side // tile)) ** 2
+
+    def tiles():
+        yield good
+        for _ in range(n - 1):
+            yield b"not a jpeg tile"
+
+    with tifffile.TiffWriter(path, bigtiff=True) as tw:
+        tw.write(tiles(), shape=(side, side, 3), dtype="uint8", tile=(tile, tile), compression="jpeg",
+                 photometric="rgb", metadata=None, resolution=(1e4 / 0.5, 1e4 / 0.5), resolutionunit="CENTIMETER")

@@ -9,7 +9,7 @@ import pytest
 import tifffile
 import zarr
 
-from _pyramids import write_pyramid_tiff
+from _pyramids import write_flat_giant_tiff, write_pyramid_tiff
 from napari_glandseg.errors import SlideError
 from napari_glandseg.slide import open_slide
 
@@ -128,3 +128,47 @@ def test_bad_arguments(cmu_svs):
     s = open_slide(cmu_svs)
     with pytest.raises(SlideError, match="no level 9"):
         s.read_region(9, 0, 0, 1, 1)
+
+
+def test_tile_table_that_does_not_match_the_declared_size(tmp_path, capsys):
+    """A forged size must not make a 4-tile file look like a 10⁶² px slide padded with zeros."""
+    from napari_glandseg.cli import main
+
+    path = tmp_path / "forged.tif"
+    tifffile.imwrite(path, np.zeros((512, 512, 3), np.uint8), tile=(256, 256), photometric="rgb",
+                     compression="zlib", metadata=None, bigtiff=True)
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        tif.pages[0].tags["ImageWidth"].overwrite(1_000_000)
+        tif.pages[0].tags["ImageLength"].overwrite(1_000_000)
+    with _raises(path, "tile table lists 4 tiles, but a 1000000 × 1000000 px image"):
+        open_slide(path)
+    assert main(["info", str(path)]) == 2
+    assert "tile table" in capsys.readouterr().err
+
+
+def test_giant_tiff_without_lower_levels_opens_at_once_and_reads_only_what_is_asked(tmp_path, mosaic):
+    import time
+    import tracemalloc
+
+    from napari_glandseg.slide.tissue import check_whole_slide_cost
+
+    path = tmp_path / "giant.tif"
+    write_flat_giant_tiff(path, mosaic[:1024, :1024])
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    s = open_slide(path)
+    info = s.info()
+    seconds, peak = time.perf_counter() - t0, tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert info["shape"] == [1_000_000, 1_000_000] and len(info["levels"]) == 12
+    assert seconds < 10 and peak < 200 * 2**20  # was 78 s and 2 GB (dask rechunk graphs)
+    # small reads of any level touch only the top-left tile (all others are junk)
+    np.testing.assert_array_equal(s.read_region(0, 0, 0, 64, 64), s.levels[0][:64, :64].compute())
+    low = s.read_region(3, 0, 0, 32, 32)  # 256² level-0 px, averaged 8×
+    ref = mosaic[:256, :256].astype(float).reshape(32, 8, 32, 8, 3).mean(axis=(1, 3))
+    assert np.abs(low - ref).mean() < 4  # JPEG loss and rounding only
+    with _raises(path, "level 0"):
+        s.read_region(0, 5000, 5000, 10, 10)
+    # a whole-slide tissue mask would decode 10¹² px: refused, saying why and what to do
+    with _raises(path, r"decodes 1e\+12 px .*no lower levels.*Refused.*region"):
+        check_whole_slide_cost(s)

@@ -50,7 +50,7 @@ def region_store(path: Path, slide: Any, res: Any) -> Any:
     with atomic_path(path, is_dir=True) as tmp:
         store = LabelStore.create(tmp, shape, mpp=res.mpp, source=str(slide.path))
         store.levels[0][y : y + h, x : x + w] = res.labels[:h, :w]
-        store.build_pyramid()
+        store.build_pyramid((y, x, h, w))  # the rest is empty: a huge slide's store costs nothing
     return LabelStore.open(path)
 
 

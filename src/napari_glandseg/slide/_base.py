@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -93,22 +94,65 @@ def _halve(block: np.ndarray) -> np.ndarray:
     return ((s + 2) // 4).astype(np.uint8)
 
 
+#: Computed levels by dask name, so that small reads can bypass dask's whole-chunk reads.
+_COMPUTED: weakref.WeakValueDictionary[str, HalvedLevel] = weakref.WeakValueDictionary()
+#: A read of a computed level goes straight down to the stored level when it needs at most
+#: this many stored pixels; larger reads go chunk by chunk (bounded memory).
+EXACT_READ_PX = 2**24
+
+
+class HalvedLevel:
+    """Array-like: ``parent`` (a Y×X×3 uint8 dask array) 2×-averaged, odd edges trimmed.
+
+    Dask reads a chunk through the parent's own chunks (bounded memory), so making a computed
+    level costs nothing however big the image. :meth:`read` reads an exact box through the
+    computed levels above down to the stored one: a small read of a low level of a huge image
+    without stored lower levels decodes only the tiles under it.
+    """
+
+    def __init__(self, parent: da.Array) -> None:
+        self.parent = parent
+        self.shape = (int(parent.shape[0]) // 2, int(parent.shape[1]) // 2, 3)
+        self.dtype = np.dtype(np.uint8)
+        self.ndim = 3
+
+    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
+        y0, y1, _ = key[0].indices(self.shape[0])
+        x0, x1, _ = key[1].indices(self.shape[1])
+        if y1 <= y0 or x1 <= x0:
+            return np.zeros((max(0, y1 - y0), max(0, x1 - x0), 3), np.uint8)[(slice(None), slice(None), *key[2:])]
+        block = np.asarray(self.parent[2 * y0 : 2 * y1, 2 * x0 : 2 * x1].compute(scheduler="sync"))
+        return _halve(block)[(slice(None), slice(None), *key[2:])]
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Rows y0:y1, columns x0:x1 (inside the level), read exactly through the levels above."""
+        above = _COMPUTED.get(self.parent.name)
+        if above is not None:
+            block = above.read(2 * y0, 2 * y1, 2 * x0, 2 * x1)
+        else:
+            block = np.asarray(self.parent[2 * y0 : 2 * y1, 2 * x0 : 2 * x1].compute(scheduler="sync"))
+        return _halve(block)
+
+    def stored_px(self, h: int, w: int) -> int:
+        """Stored pixels under an h×w box of this level."""
+        above = _COMPUTED.get(self.parent.name)
+        return 4 * h * w if above is None else above.stored_px(2 * h, 2 * w)
+
+
 def computed_pyramid(level0: da.Array, chunk_px: int = DEFAULT_CHUNK_PX) -> list[da.Array]:
-    """Level 0 plus lazily 2×-averaged levels until the shorter side is below ``MIN_SHORT_SIDE_PX``."""
+    """Level 0 plus lazily 2×-averaged levels until the shorter side is below ``MIN_SHORT_SIDE_PX``.
+
+    Level k+1 pixel (i, j) is the rounded mean of level-k pixels (2i..2i+1, 2j..2j+1). The
+    levels are built in constant time whatever the image size (see ``HalvedLevel``).
+    """
     levels = [level0]
     current = level0
     while min(current.shape[:2]) >= MIN_SHORT_SIDE_PX:
-        h, w = current.shape[0] // 2 * 2, current.shape[1] // 2 * 2
-        even = current[:h, :w]
-        # every block must have even sides so that it halves exactly
-        if any(c % 2 for c in even.chunks[0] + even.chunks[1]):
-            even = even.rechunk((chunk_px, chunk_px, 3))
-        small = even.map_blocks(
-            _halve,
-            chunks=(tuple(c // 2 for c in even.chunks[0]), tuple(c // 2 for c in even.chunks[1]), (3,)),
-            dtype=np.uint8,
-        )
-        current = small.rechunk((chunk_px, chunk_px, 3))
+        name = f"{current.name}-half"
+        source = HalvedLevel(current)
+        current = da.from_array(source, chunks=(chunk_px, chunk_px, 3), name=name,
+                                asarray=False, fancy=False, lock=False, meta=np.empty((0, 0, 3), np.uint8))
+        _COMPUTED[name] = source
         levels.append(current)
     return levels
 
@@ -189,7 +233,11 @@ class Slide:
         y0, x0 = max(y, 0), max(x, 0)
         y1, x1 = min(y + h, arr.shape[0]), min(x + w, arr.shape[1])
         if y1 > y0 and x1 > x0:
-            out[y0 - y : y1 - y, x0 - x : x1 - x] = arr[y0:y1, x0:x1].compute(scheduler="threads")
+            computed = _COMPUTED.get(arr.name)
+            if computed is not None and computed.stored_px(y1 - y0, x1 - x0) <= EXACT_READ_PX:
+                out[y0 - y : y1 - y, x0 - x : x1 - x] = computed.read(y0, y1, x0, x1)
+            else:
+                out[y0 - y : y1 - y, x0 - x : x1 - x] = arr[y0:y1, x0:x1].compute(scheduler="threads")
         return out
 
     def read_at_mpp(

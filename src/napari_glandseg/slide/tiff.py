@@ -135,6 +135,7 @@ def _tile_check(lvl: Any, filesize: int, zchunks: tuple[int, ...], path: Path, l
     pages = [p for p in lvl.pages if p is not None]
     if len(pages) != 1 or page.is_contiguous:
         return None, 0
+    _check_tile_table(pages[0], path, level)
     offsets = np.asarray(pages[0].dataoffsets, np.int64)
     counts = np.asarray(pages[0].databytecounts, np.int64)
     bad = (offsets + counts > filesize) | ((offsets == 0) & (counts > 0))
@@ -163,6 +164,21 @@ def _tile_check(lvl: Any, filesize: int, zchunks: tuple[int, ...], path: Path, l
             )
 
     return check, n_bad
+
+
+def _check_tile_table(page: Any, path: Path, level: int) -> None:
+    """A tiled page must list one offset per tile of its declared size (else tifffile pads the
+    missing tiles silently, and a forged size makes a tiny file look like a huge slide)."""
+    if not page.is_tiled:
+        return
+    need = int(np.prod(page.chunked, dtype=np.int64))
+    have = len(page.dataoffsets)
+    if have != need or len(page.databytecounts) != need:
+        raise SlideError(
+            path,
+            f"level {level}: the tile table lists {have} tiles, but a {page.imagewidth} × {page.imagelength} px "
+            f"image in {page.tilewidth} × {page.tilelength} px tiles has {need}: the header is corrupt",
+        )
 
 
 def _resolution_facts(tif: Any, series: Any) -> tuple[float | None, float | None, dict[str, Any]]:
