@@ -143,7 +143,10 @@ class FolderLock:
                 f"{self.folder}: cannot write the lock file {self.path} ({exc.strerror or exc})"
             ) from exc
         finally:
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:  # a read-only file system refuses even to unlink what is not there
+                pass
 
     def _young(self) -> bool:
         try:

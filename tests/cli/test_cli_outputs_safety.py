@@ -51,7 +51,7 @@ def test_resume_refuses_another_slide_of_the_same_name_and_size(shared_data, tin
     moved.parent.mkdir()
     shutil.copy(c, moved)
     assert _segment([moved], out, tiny_checkpoint) == 0
-    assert _summary(out / "img")["run"]["chunks_run"] == 0
+    assert _summary(out / "img")["run"]["sessions"][-1]["chunks_run"] == 0
     # starting over replaces the folder with D's results
     assert _segment([d], out, tiny_checkpoint, "--no-resume") == 0
     assert _summary(out / "img")["slide"] == str(d)

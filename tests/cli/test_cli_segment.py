@@ -64,7 +64,8 @@ def test_segment_whole_slide(cmu_svs, tiny_checkpoint, tmp_path, capsys):
     assert main(["segment", str(cmu_svs), "--out", str(tmp_path), "--model", str(tiny_checkpoint),
                  "--device", "cpu", "--chunk-px", "512", "--no-geojson"]) == 0
     again = json.loads((out / "summary.json").read_text())
-    assert again["run"]["chunks_run"] == 0 and again["glands"] == summary["glands"]
+    assert again["run"]["sessions"][-1]["chunks_run"] == 0 and again["glands"] == summary["glands"]
+    assert again["run"]["chunks_run"] == again["run"]["chunks"] and len(again["run"]["sessions"]) == 2
 
 
 def test_segment_region(cmu_svs, tiny_checkpoint, tmp_path):

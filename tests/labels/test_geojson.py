@@ -338,6 +338,7 @@ def test_error_truncated_json_says_where(tmp_path):
         ("42", "not an object"),
         ('{"type": "FeatureCollection", "features": 3}', "'features' list"),
         ('[{"type": "Polygon", "coordinates": []}]', "feature 0 is not a GeoJSON Feature"),
+        ('{"type": "Polygon", "coordinates": ' + "[" * 200_000 + "]" * 200_000 + "}", "nested too deeply"),
     ],
 )
 def test_error_not_geojson(tmp_path, content, problem):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_glandseg.errors import GlandsegError
+from napari_glandseg.labels.metrics import MASK_KINDS
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
 METRICS = ("pixel_dice", "pixel_iou", "object_f1", "object_dice", "object_hausdorff")
@@ -21,7 +22,9 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="segment images and score them against ground-truth masks",
         description="Segment each image in --images and compare with the mask of the same name in "
-        "--masks (binary masks become connected components; instance masks are used as they are).",
+        "--masks (binary masks become connected components; instance masks are used as they are; "
+        "--mask-kind says which, by default masks with two values are binary). The output says "
+        "how each mask was read.",
     )
     parser.add_argument("--images", required=True, type=Path, help="folder of RGB images")
     parser.add_argument("--masks", required=True, type=Path, help="folder of masks (same file names)")
@@ -30,6 +33,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    parser.add_argument("--mask-kind", choices=MASK_KINDS, default="auto",
+                        help="binary (foreground > 0, split into connected components), instance (values "
+                        "are gland ids), or auto: binary when a mask has two values, else instance")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
@@ -78,21 +84,28 @@ def _read(path: Path, rgb: bool):
 
 def evaluate_folder(images: Path, masks: Path, *, model: Any = None, mpp: float = GLAS_MPP,
                     device: str | None = None, batch_size: int | None = None, limit: int | None = None,
-                    progress=None) -> dict[str, Any]:
-    """Per-image metrics and their means: ``{"per_image", "overall", "model"}``."""
+                    progress=None, mask_kind: str = "auto") -> dict[str, Any]:
+    """Per-image metrics and their means: ``{"per_image", "overall", "model", "masks"}``.
+
+    ``masks`` counts how the masks were read ("binary" / "instance", see ``mask_kind``); each
+    row's ``mask`` says it for that image.
+    """
     from napari_glandseg.inference.region import get_predictor, segment_image
-    from napari_glandseg.labels.metrics import evaluate_pair, to_instances
+    from napari_glandseg.labels.metrics import evaluate_pair, mask_reading, to_instances
 
     pairs = find_pairs(images, masks, limit)
     predictor = get_predictor(model, device, batch_size)
     rows = []
     for i, (img_path, mask_path) in enumerate(pairs):
-        rgb, gt = _read(img_path, True), to_instances(_read(mask_path, False))
+        rgb, raw = _read(img_path, True), _read(mask_path, False)
+        reading = mask_reading(raw[..., 0] if raw.ndim == 3 else raw) if mask_kind == "auto" else mask_kind
+        gt = to_instances(raw, reading)
         if gt.shape != rgb.shape[:2]:
             raise GlandsegError(f"{mask_path}: mask is {gt.shape}, image {img_path.name} is {rgb.shape[:2]}")
         t0 = time.perf_counter()
         pred = segment_image(rgb, mpp=mpp, predictor=predictor)
-        row = {"image": img_path.name, **evaluate_pair(pred, gt), "seconds": time.perf_counter() - t0}
+        row = {"image": img_path.name, **evaluate_pair(pred, gt), "mask": reading,
+               "seconds": time.perf_counter() - t0}
         rows.append(row)
         if progress is not None:
             progress(i + 1, len(pairs), img_path.name)
@@ -101,7 +114,9 @@ def evaluate_folder(images: Path, masks: Path, *, model: Any = None, mpp: float 
     n_obj = sum(r["n_pred"] + r["n_true"] for r in rows)
     overall["object_f1_pooled"] = 2 * sum(r["n_tp"] for r in rows) / n_obj if n_obj else None
     overall["images"] = len(rows)
-    return {"per_image": rows, "overall": overall, "model": predictor.card.name}
+    kinds = [r["mask"] for r in rows]
+    masks = {k: kinds.count(k) for k in ("binary", "instance") if k in kinds}
+    return {"per_image": rows, "overall": overall, "model": predictor.card.name, "masks": masks}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -112,12 +127,12 @@ def _mean(values: list[float]) -> float | None:
 def run(args: argparse.Namespace) -> int:
     from napari_glandseg.commands.segment import progress_bar
 
-    if not args.mpp > 0:
-        raise GlandsegError(f"--mpp must be a positive number of µm per pixel, got {args.mpp}")
+    if not (math.isfinite(args.mpp) and args.mpp > 0):
+        raise GlandsegError(f"--mpp must be a finite positive number of µm per pixel, got {args.mpp}")
     with progress_bar("evaluate", unit="image") as bar:
         result = evaluate_folder(
             args.images, args.masks, model=args.model, mpp=args.mpp, device=args.device,
-            batch_size=args.batch_size, limit=args.limit, progress=bar,
+            batch_size=args.batch_size, limit=args.limit, progress=bar, mask_kind=args.mask_kind,
         )
     if args.json:
         print(json.dumps(result))
@@ -135,7 +150,16 @@ def format_table(result: dict[str, Any]) -> str:
     o = result["overall"]
     lines.append(f"{'mean (' + str(o['images']) + ' images)':<24}" + "".join(f"{_fmt(o[k]):>9}" for k in METRICS))
     lines.append(f"object F1 pooled over all images (GlaS challenge style): {_fmt(o.get('object_f1_pooled'))}")
+    lines.append(masks_note(result.get("masks", {})))
     return "\n".join(lines)
+
+
+def masks_note(masks: dict[str, int]) -> str:
+    """How the masks were read, in words."""
+    said = {"binary": "binary (foreground split into connected components)",
+            "instance": "instance maps (each value a gland)"}
+    parts = [f"{n} as {said[k]}" for k, n in masks.items()]
+    return "masks read: " + ", ".join(parts) + " (--mask-kind chooses)"
 
 
 def _fmt(v: float | None) -> str:

@@ -82,16 +82,18 @@ def parse_region(text: str) -> tuple[int, int, int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from napari_glandseg.commands._checks import check_options, preflight
     from napari_glandseg.inference.region import get_predictor
 
-    if args.mpp is not None and not args.mpp > 0:
-        raise GlandsegError(f"--mpp must be a positive number of µm per pixel, got {args.mpp}")
+    check_options(args)
     region = parse_region(args.region) if args.region else None
+    for path in args.slides:  # every slide is checked before the model loads
+        preflight(path, args, region)
+    folders = _output_folders(args.slides)
     client, cluster = _client(args) if region is None else (None, None)
     try:
         # locally the model is loaded once for all slides; a cluster loads it on each worker
         model = args.model if client is not None else get_predictor(args.model, args.device, args.batch_size)
-        folders = _output_folders(args.slides)
         for path, folder in zip(args.slides, folders, strict=True):
             summary = segment_one(path, args, model=model, region=region, client=client, folder=folder)
             print(f"{summary['slide']}: {summary['glands']} glands -> {summary['out']}")
@@ -133,6 +135,7 @@ def segment_one(path: str, args: argparse.Namespace, *, model: Any, region, clie
     """Segment one slide (or its region) into ``--out/<folder>`` (default: the slide's name)
     and write all outputs; returns the summary."""
     from napari_glandseg._lock import FolderLock
+    from napari_glandseg.commands._checks import store_bytes, write_failure
     from napari_glandseg.slide import open_slide
 
     t0 = time.perf_counter()
@@ -140,15 +143,21 @@ def segment_one(path: str, args: argparse.Namespace, *, model: Any, region, clie
         if slide.mpp is None:
             raise GlandsegError(f"{slide.path}: the file does not say its µm/px; pass --mpp")
         out_dir = args.out / (folder or slide.name)
-        with FolderLock(out_dir, f"glandseg segment {slide.path.name}"):
-            out_dir.mkdir(parents=True, exist_ok=True)
-            return _segment_into(out_dir, slide, args, model=model, region=region, client=client, t0=t0)
+        try:
+            with FolderLock(out_dir, f"glandseg segment {slide.path.name}"):
+                out_dir.mkdir(parents=True, exist_ok=True)
+                return _segment_into(out_dir, slide, args, model=model, region=region, client=client, t0=t0)
+        except OSError as exc:  # a read-only or full disk: say where, what it needs, what next
+            card = getattr(model, "card", None)
+            need = store_bytes(slide.shape, slide.mpp, card.mpp) if card is not None else None
+            raise write_failure(exc, out_dir, need_bytes=need, resumes=region is None) from exc
 
 
 def _segment_into(out_dir: Path, slide: Any, args: argparse.Namespace, *, model: Any, region, client,
                   t0: float) -> dict[str, Any]:
     """The labels, tables and summary of one slide in ``out_dir`` (whose lock the caller holds)."""
     from napari_glandseg._atomic import write_json_atomic
+    from napari_glandseg.commands._checks import whole_run
     from napari_glandseg.inference import outputs as _outputs
     from napari_glandseg.inference import segment_region, segment_slide
 
@@ -179,10 +188,20 @@ def _segment_into(out_dir: Path, slide: Any, args: argparse.Namespace, *, model:
         "out": str(out_dir), "labels": STORE_NAME, "region": region_info,
         "geojson": "glands.geojson" if args.geojson else None, "measurements": "measurements.csv",
         "timings_s": {"segment": t_seg, "tables": time.perf_counter() - t1, "total": time.perf_counter() - t0},
-        "run": {k: v for k, v in stats.items() if k not in ("shape",)},
+        "run": whole_run(stats, _previous_run(out_dir), store) if region is None else {},
     }
     write_json_atomic(out_dir / "summary.json", summary)
     return summary
+
+
+def _previous_run(out_dir: Path) -> dict[str, Any] | None:
+    """The run block of the summary an earlier session left in ``out_dir`` (None if none)."""
+    import json
+
+    try:
+        return json.loads((out_dir / "summary.json").read_text(encoding="utf-8")).get("run")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _card_of(model: Any, store: Any) -> tuple[str, float]:

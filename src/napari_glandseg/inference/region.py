@@ -131,8 +131,8 @@ def segment_image(
     rgb = check_rgb(rgb)
     pred = get_predictor(model, device, batch_size, predictor)
     card = pred.card
-    if mpp is not None and not mpp > 0:
-        raise GlandsegError(f"mpp must be a positive number of µm per pixel, got {mpp!r}")
+    if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
+        raise GlandsegError(f"mpp must be a finite positive number of µm per pixel, got {mpp!r}")
     h, w = rgb.shape[:2]
     img = rgb
     if mpp is not None and abs(mpp / card.mpp - 1) > MPP_TOLERANCE:
@@ -177,6 +177,7 @@ def segment_region(
     if rgb.shape[:2] != (out_h + 2 * m, out_w + 2 * m):  # rounding in the reader: fit it
         rgb = resize_rgb(rgb, out_h + 2 * m, out_w + 2 * m)
     probs = probabilities(rgb, pred, progress=progress, cancel=cancel)
+    off_slide_is_background(probs, slide.shape, (y0 - m * f, x0 - m * f), f)
     labels = probabilities_to_instances(probs, mpp=card.mpp, params=card.postprocess)
     labels = labels[m : m + out_h, m : m + out_w]
     if tissue_only:
@@ -191,6 +192,23 @@ def segment_region(
         probs=np.ascontiguousarray(probs[:, m : m + out_h, m : m + out_w]) if return_probs else None,
         info={"model": card.name, "slide_mpp": slide.mpp, **pred.info()},
     )
+
+
+def off_slide_is_background(probs: np.ndarray, shape0: tuple[int, int], origin0: tuple[float, float],
+                            scale: float) -> None:
+    """Set the pixels of ``probs`` (C×H×W; pixel i covers level-0 ``origin0 + [i, i+1) * scale``)
+    whose centres lie off the slide to certain background, in place.
+
+    The context read around a box near the slide's edge is white fill, not tissue: a gland
+    must not extend into it and pass the minimum area on pixels that do not exist.
+    """
+    _, h, w = probs.shape
+    ys = origin0[0] + (np.arange(h) + 0.5) * scale
+    xs = origin0[1] + (np.arange(w) + 0.5) * scale
+    off = ~(((ys >= 0) & (ys < shape0[0]))[:, None] & ((xs >= 0) & (xs < shape0[1]))[None, :])
+    if off.any():
+        probs[:, off] = 0.0
+        probs[0, off] = 1.0
 
 
 def with_mpp(slide: Any, mpp: float | None) -> Any:

@@ -182,6 +182,8 @@ def _load_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise GlandsegError(f"{path}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
+    except RecursionError:
+        raise GlandsegError(f"{path}: not GeoJSON: its lists or objects are nested too deeply to read") from None
 
 
 def _raw_features(path: Path, data: Any) -> list:

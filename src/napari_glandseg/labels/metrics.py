@@ -11,13 +11,28 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
+MASK_KINDS = ("auto", "binary", "instance")
 
-def to_instances(mask: np.ndarray) -> np.ndarray:
-    """Binary masks (two values) → connected components; instance labels pass through."""
+
+def mask_reading(mask: np.ndarray) -> str:
+    """How ``kind="auto"`` reads a mask: "binary" when it holds two values or fewer, else "instance"."""
+    return "binary" if np.unique(np.asarray(mask)).size <= 2 else "instance"
+
+
+def to_instances(mask: np.ndarray, kind: str = "auto") -> np.ndarray:
+    """Gland instances of a ground-truth mask (the first channel of a colour one).
+
+    ``kind`` "binary": foreground (> 0) as connected components; "instance": the values are
+    gland ids; "auto": binary for two values or fewer (see :func:`mask_reading`), else instance.
+    """
     mask = np.asarray(mask)
     if mask.ndim == 3:
         mask = mask[..., 0]
-    if np.unique(mask).size <= 2:
+    if kind not in MASK_KINDS:
+        raise ValueError(f"mask kind must be one of {MASK_KINDS}, got {kind!r}")
+    if kind == "auto":
+        kind = mask_reading(mask)
+    if kind == "binary":
         return ndi.label(mask > 0)[0].astype(np.int32)
     return mask.astype(np.int32)
 

@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,8 @@ class LabelStore:
         self.mpp: float | None = meta.get("mpp")
         self.source: str | None = meta.get("source")
         self.chunk_px: int = int(meta.get("chunk_px", 1024))
+        self.created: str | None = meta.get("created")
+        self.uid: str | None = meta.get("uid")  # tells one store at a path from the next one made there
         n = len(group.attrs["ome"]["multiscales"][0]["datasets"])
         self.levels: list[Any] = [group[str(k)] for k in range(n)]
 
@@ -126,7 +129,7 @@ class LabelStore:
         group.attrs.update({
             "ome": _ngff_attrs(len(shapes), mpp, path.name, source),
             "glandseg": {"shape0": [h, w], "chunk_px": int(chunk_px), "mpp": mpp, "source": source,
-                         "created": time.strftime("%Y-%m-%dT%H:%M:%S")},
+                         "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "uid": uuid.uuid4().hex},
         })
         return cls(path, group, read_only=False)
 

@@ -35,18 +35,22 @@ class ModelCard:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.mpp > 0:
-            raise ValueError(f"model card {self.name!r}: mpp must be > 0, got {self.mpp}")
-        if self.tile_px % 32 or self.tile_px <= 0:
-            raise ValueError(f"model card {self.name!r}: tile_px must be a positive multiple of 32, got {self.tile_px}")
-        if not 0 <= self.overlap_px < self.tile_px // 2:
+        from napari_glandseg.model import card_checks as check
+
+        check.check_numbers(self.name, "mpp", [self.mpp], 1, positive=True)
+        if not check.is_integer(self.tile_px) or self.tile_px % 32 or not 0 < self.tile_px <= 4096:
+            raise ValueError(f"model card {self.name!r}: tile_px must be a multiple of 32 in (0, 4096], "
+                             f"got {self.tile_px!r}")
+        if not check.is_integer(self.overlap_px) or not 0 <= self.overlap_px < self.tile_px // 2:
             raise ValueError(
-                f"model card {self.name!r}: overlap_px must be in [0, tile_px/2), got {self.overlap_px}"
+                f"model card {self.name!r}: overlap_px must be in [0, tile_px/2), got {self.overlap_px!r}"
             )
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError(f"model card {self.name!r}: mean/std need 3 values, std > 0")
-        if len(self.classes) < 2 or self.classes[0] != "background":
-            raise ValueError(f"model card {self.name!r}: classes must start with 'background'")
+        check.check_numbers(self.name, "mean", self.mean, 3)
+        check.check_numbers(self.name, "std", self.std, 3, positive=True)
+        if len(self.classes) < 2 or self.classes[0] != "background" or not all(isinstance(c, str) for c in self.classes):
+            raise ValueError(f"model card {self.name!r}: classes must be names starting with 'background'")
+        check.check_postprocess(self.name, self.postprocess)
+        check.check_arch(self.name, self.arch, self.arch_args)
 
     def replace(self, **changes: Any) -> ModelCard:
         return dataclasses.replace(self, **changes)

@@ -7,6 +7,7 @@ and ``image`` (PNG/JPEG/...). ``tissue.tissue_mask`` finds tissue on a low level
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -34,8 +35,8 @@ def open_slide(
     from napari_glandseg.slide import image, ngff, openslide_backend, tiff
 
     p = Path(path).expanduser()
-    if mpp is not None and not (mpp > 0):
-        raise SlideError(p, f"mpp must be a positive number of µm per pixel, not {mpp!r}")
+    if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
+        raise SlideError(p, f"mpp must be a finite positive number of µm per pixel, not {mpp!r}")
     if not p.exists():
         raise SlideError(p, "no such file or directory")
     openers = {
