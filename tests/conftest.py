@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Tests never see (or write) the user's own fine-tuned models; tests of the folder set their own.
+os.environ["GLANDSEG_MODELS_DIR"] = tempfile.mkdtemp(prefix="glandseg_test_models_")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT / ".." / "shared" / "data"

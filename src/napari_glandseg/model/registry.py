@@ -134,10 +134,12 @@ def load_model(name_or_path: str | Path | None = None, *, device: str | torch.de
     """Load a model for inference (eval mode).
 
     None gives the bundled default; a preset name gives its bundled trained weights when they
-    ship, else (with a warning) an untrained model; a path loads that checkpoint.
+    ship, else (with a warning) an untrained model; a path loads that checkpoint; the name of a
+    model in the user models folder (``model.user_models``) loads that one.
     """
     from napari_glandseg.model.checkpoint import load_checkpoint
     from napari_glandseg.model.device import pick_device
+    from napari_glandseg.model.user_models import find_user_model, models_dir
 
     name = DEFAULT_MODEL if name_or_path is None else name_or_path
     path = Path(name)
@@ -152,9 +154,12 @@ def load_model(name_or_path: str | Path | None = None, *, device: str | torch.de
             model = create_model(name)
     elif path.suffix in (".safetensors", ".json", ".pt", ".pth") or path.exists():
         model = load_checkpoint(path)
+    elif isinstance(name, str) and (user := find_user_model(name)) is not None:
+        model = load_checkpoint(user.path)
     else:
         raise ValueError(
-            f"{name!r} is neither a preset ({', '.join(list_models())}) nor a checkpoint file"
+            f"{name!r} is neither a preset ({', '.join(list_models())}), a model in "
+            f"{models_dir()} nor a checkpoint file"
         )
     return model.to(pick_device(device)).eval()
 
