@@ -13,6 +13,7 @@ from qtpy.QtWidgets import QFileDialog
 
 from napari_glandseg import _writer
 from napari_glandseg._widgets import _layer_meta as lm
+from napari_glandseg._widgets._finetune import FinetunePanel
 from napari_glandseg._widgets._form import attach_job_panel, folder_edit
 from napari_glandseg._widgets._slides import slide_ref
 from napari_glandseg._widgets._training import export_reviewed, reviewed_store
@@ -66,6 +67,8 @@ class ExportWidget(Container):
             row.margins = (0, 0, 0, 0)
         self.extend([self.glands, self.out_dir, self.object_type, *rows])
         self.jobs = attach_job_panel(self)
+        self.finetune = FinetunePanel(napari_viewer, glands=lambda: self.glands.value)
+        self.native.layout().addWidget(self.finetune.native)  # below Export's own progress bar
 
         layers = napari_viewer.layers
         for ev in (layers.events.inserted, layers.events.removed, layers.events.reordered):

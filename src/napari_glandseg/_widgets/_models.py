@@ -1,4 +1,5 @@
-"""Model choices for the widgets: presets, checkpoint files, and in-memory models.
+"""Model choices for the widgets: presets, the user's fine-tuned models (by name), checkpoint
+files, and in-memory models.
 
 Reading a model's µm/px must not load its weights (the GUI thread would freeze), so the card is
 read from the checkpoint's JSON or the preset table; the weights load in the worker, once.
@@ -10,7 +11,19 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from psygnal import Signal
+
 LOAD_CHECKPOINT = "Load checkpoint…"
+
+
+class _UserModelEvents:
+    """``added(name)``: a model was saved into the user models folder (by a fine-tune)."""
+
+    added = Signal(str)
+
+
+#: Every ModelChoices that follows a combo box refreshes it (and selects the new model) on this.
+USER_MODELS = _UserModelEvents()
 
 
 class ModelChoices:
@@ -21,14 +34,28 @@ class ModelChoices:
         self._paths: dict[str, Path] = {}  # label -> checkpoint path
         self._loaded: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+        self._combo: Any = None
 
     def labels(self) -> list[str]:
-        """Segmentation presets, then added checkpoints and models, then the file-dialog entry."""
+        """Segmentation presets, the user's models, added checkpoints and models, the file-dialog entry."""
         from napari_glandseg.model import list_models, preset_card
 
         # Presets that take more than RGB (the click-guided model) cannot segment a slide.
         presets = [n for n in list_models() if preset_card(n).arch_args.get("in_chans", 3) == 3]
-        return [*presets, *self._paths, *self._objects, LOAD_CHECKPOINT]
+        return [*presets, *(m.name for m in _user_models()), *self._paths, *self._objects, LOAD_CHECKPOINT]
+
+    def follow(self, combo: Any) -> None:
+        """Refresh ``combo`` (whose choices are ``labels()``) when a user model is added, and select it."""
+        self._combo = combo
+        USER_MODELS.added.connect(self._user_model_added)  # a weak reference: dies with this object
+
+    def _user_model_added(self, name: str) -> None:
+        try:
+            self._combo.reset_choices()
+            if name in self._combo.choices:
+                self._combo.value = name
+        except RuntimeError:  # the widget was closed (its Qt object deleted)
+            pass
 
     def add_object(self, model: Any, label: str | None = None) -> str:
         """Offer an in-memory model (needs ``.card``); returns its label in the picker."""
@@ -57,6 +84,9 @@ class ModelChoices:
             return self._objects[label].card
         if label in self._paths:
             return read_card(self._paths[label])
+        user = next((m for m in _user_models() if m.name == label), None)
+        if user is not None:
+            return user.card
         bundled = bundled_weights_dir() / f"{label}.json"
         if bundled.exists():
             return read_card(bundled)
@@ -79,3 +109,9 @@ class ModelChoices:
                 source = self._paths.get(label, label)
                 self._loaded[key] = load_model(source, device=device)
             return self._loaded[key]
+
+
+def _user_models() -> list[Any]:
+    from napari_glandseg.model.user_models import list_user_models
+
+    return list_user_models()

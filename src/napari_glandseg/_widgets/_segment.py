@@ -67,8 +67,9 @@ class SegmentWidget(Container):
         self.image = ComboBox(name="image", label="Slide", choices=self._image_choices,
                               tooltip="The slide (image layer) to segment")
         self.model = ComboBox(name="model", label="Model", choices=self._model_choices,
-                              tooltip="Model preset or checkpoint (.safetensors + .json)")
+                              tooltip="Model preset, your fine-tuned models, or a checkpoint (.safetensors + .json)")
         self.model.value = DEFAULT_MODEL
+        self.models.follow(self.model)  # a model fine-tuned in this session appears here, selected
         self.device = ComboBox(name="device", label="Device", choices=DEVICES, value="auto",
                                tooltip="auto = CUDA GPU, else Apple MPS, else CPU")
         self.slide_mpp = FloatSpinBox(

@@ -34,3 +34,46 @@ def export_reviewed(meta: dict[str, Any], out_dir: str | Path) -> Path:
     slide = open_slide(meta["slide_path"], mpp=meta.get("slide_mpp"))
     mpp = getattr(store, "mpp", None) or meta.get("model_mpp")
     return export_training_package(out_dir, slide, store, regions, mpp=mpp, model_name=meta.get("model"))
+
+
+def layer_base_model(meta: dict[str, Any], known: list[str], default: str) -> str:
+    """The model that made a gland layer, when it can be loaded by name (a preset or a user
+    model); else ``default``."""
+    name = meta.get("model")
+    return name if name in known else default
+
+
+def finetune_reviewed(meta: dict[str, Any], base: str, out_dir: Path, *, model_mpp: float, minutes: float,
+                      extra: str | Path | None = None, extra_mpp: float | None = None,
+                      settings: dict[str, Any] | None = None, progress: Any = None, cancel: Any = None) -> Any:
+    """Fine-tune ``base`` on the reviewed regions of the layer's store (plus ``extra``: a training
+    package, or a folder with images/ and masks/ at ``extra_mpp``) into ``out_dir``
+    (``finetune_on_corrections``; call from a worker). ``model_mpp``: the base model's µm/px."""
+    from napari_glandseg.errors import GlandsegError
+    from napari_glandseg.train.corrections import finetune_on_corrections
+    from napari_glandseg.train.corrections_data import ImageFolders, reviewed_samples
+    from napari_glandseg.train.corrections_settings import CorrectionSettings
+
+    if progress is not None:
+        progress(0, 1000, "reading the reviewed regions…")
+    if progress is not None:
+        progress(0, 1000, "reading the reviewed regions…")
+    store, regions = reviewed_store(meta)
+    packages, folders = [], []
+    if extra:
+        extra = Path(extra)
+        if (extra / "manifest.json").exists():
+            packages.append(extra)
+        elif (extra / "images").is_dir() and (extra / "masks").is_dir():
+            if not extra_mpp:
+                raise GlandsegError(f"{extra}: give the µm/px of its images")
+            folders.append(ImageFolders(extra / "images", extra / "masks", float(extra_mpp)))
+        else:
+            raise GlandsegError(f"{extra}: neither a training package (manifest.json) nor a folder with images/ and masks/")
+    if not meta.get("slide_path"):
+        raise GlandsegError("the slide file of this layer is unknown; open the slide with napari-glandseg")
+    samples = reviewed_samples(store.path, meta["slide_path"], model_mpp=model_mpp, slide_mpp=meta.get("slide_mpp"))
+    source = {"reviewed": str(store.path), "slide": str(meta["slide_path"]), "regions": len(regions)}
+    return finetune_on_corrections(
+        base, out_dir=out_dir, samples=samples, sources=[source], folders=folders, packages=packages,
+        settings=CorrectionSettings(minutes=minutes, **(settings or {})), progress=progress, cancel=cancel)
