@@ -49,15 +49,25 @@ def register(subparsers: Any) -> None:
 
 @contextlib.contextmanager
 def progress_bar(desc: str, unit: str = "chunk") -> Iterator[Any]:
-    """A ``progress(done, total, message)`` callback drawing a tqdm bar on a terminal, else None."""
+    """A ``progress(done, total, message)`` callback: a tqdm bar on a terminal, else a line
+    every few seconds (done/total, rate, ETA; ``inference.progress.ProgressLog``)."""
     if not sys.stdout.isatty():
-        yield None
+        from napari_glandseg.inference.progress import ProgressLog
+
+        yield ProgressLog(desc)
         return
     from tqdm import tqdm
 
     bar = tqdm(desc=desc, unit=unit, dynamic_ncols=True)
 
+    chunks = []
+
     def update(done: int, total: int, message: str) -> None:
+        if message == "tiles" and chunks:  # a whole-slide run: the model's tiles inside the chunk bar
+            bar.set_postfix_str(f"tiles {done}/{total}")
+            return
+        if message == "chunks":
+            chunks.append(done)
         if bar.total != total:
             bar.reset(total=total)
         bar.set_postfix_str(message, refresh=False)
@@ -168,6 +178,7 @@ def _segment_into(out_dir: Path, slide: Any, args: argparse.Namespace, *, model:
             store = segment_slide(
                 slide, store_path, model=model, device=args.device, batch_size=args.batch_size,
                 client=client, progress=bar, resume=args.resume, chunk_px=args.chunk_px, stats=stats,
+                tile_progress=bar,
             )
             card_name, model_mpp = _card_of(model, store)
             factor = stats["downsample"]

@@ -57,8 +57,9 @@ def new_job(plan: RunPlan, work: ChunkWork, n_classes: int, cache: TileCache | N
     return ChunkJob(work, plan.layout, n_classes, cache)
 
 
-def new_batcher(slide: Any, predictor: Any, plan: RunPlan, cache: TileCache | None) -> TileBatcher:
-    return TileBatcher(predictor, tile_reader(slide, plan.layout, plan.factor, predictor.card.mpp), cache)
+def new_batcher(slide: Any, predictor: Any, plan: RunPlan, cache: TileCache | None,
+                on_batch: Any = None) -> TileBatcher:
+    return TileBatcher(predictor, tile_reader(slide, plan.layout, plan.factor, predictor.card.mpp), cache, on_batch)
 
 
 def chunk_instances(slide: Any, card: Any, geom: ChunkGeom, probs: np.ndarray) -> np.ndarray:

@@ -89,14 +89,16 @@ def segment_slide(
     mpp: float | None = None,
     stats: dict | None = None,
     skip_glass: bool = True,
+    tile_progress: Progress | None = None,
 ) -> Any:
     """Segment every chunk with tissue of ``slide`` into the label store at ``out_path``.
 
     ``model``: a module, preset name, checkpoint path, or (with a cluster) a zero-argument
     factory. ``workers`` > 1 without a ``client`` starts a local process cluster. ``stats``
     (a dict) receives timings and counts. ``skip_glass=False`` runs the model on every tile of
-    a chunk with tissue, glass included (for comparisons). A second writer on ``out_path``
-    gets ``FolderLocked``.
+    a chunk with tissue, glass included (for comparisons). ``tile_progress(done, total,
+    "tiles")`` follows the model tiles (local runs: finer than ``progress``, which counts
+    chunks). A second writer on ``out_path`` gets ``FolderLocked``.
     """
     from napari_glandseg.labels.store import LabelStore
 
@@ -143,7 +145,8 @@ def segment_slide(
         if todo:
             _write_record(run_dir, {**record, "stitched": False})
         if client is None:
-            summaries = _run_local(slide, predictor, plan, todo, store, progress, cancel, done, len(geoms), release)
+            summaries = _run_local(slide, predictor, plan, todo, store, progress, cancel, done, len(geoms), release,
+                                   tile_progress)
         else:
             from napari_glandseg.inference.distributed_run import run_distributed
 
@@ -198,7 +201,7 @@ def stitch_store(store: Any, geoms: list[ChunkGeom], seam_dir: Path, card: Any,
 
 
 def _run_local(slide, predictor, plan, todo: list[ChunkWork], store, progress, cancel, done, total,
-               release) -> list[dict]:
+               release, tile_progress: Progress | None = None) -> list[dict]:
     """Chunks in order; post-processing and writing of chunk k overlap the model on chunk k+1.
 
     Tiles go to the model in full batches that may span two chunks (``tile_jobs.TileBatcher``).
@@ -209,7 +212,10 @@ def _run_local(slide, predictor, plan, todo: list[ChunkWork], store, progress, c
 
     summaries: list[dict] = []
     cache = plan.cache()
-    batcher = new_batcher(slide, predictor, plan, cache)
+    n_tiles = len(set().union(*(w.tissue for w in todo if w.runs_model)))  # to run, or cached earlier
+    _report(tile_progress, 0, n_tiles, "tiles")
+    batcher = new_batcher(slide, predictor, plan, cache,
+                          None if tile_progress is None else lambda n: tile_progress(n, n_tiles, "tiles"))
     active: deque = deque()
     pending = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="glandseg-finish") as pool:

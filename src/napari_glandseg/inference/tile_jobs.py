@@ -198,8 +198,10 @@ class ChunkJob:
 class TileBatcher:
     """Feeds jobs' tiles to the model in full batches; each tile runs once for all jobs waiting."""
 
-    def __init__(self, predictor: Any, read_tile: Callable[[Key], np.ndarray], cache: TileCache | None):
+    def __init__(self, predictor: Any, read_tile: Callable[[Key], np.ndarray], cache: TileCache | None,
+                 on_batch: Callable[[int], None] | None = None):
         self.predictor = predictor
+        self.on_batch = on_batch  # called with the tiles run so far after each batch
         self.read_tile = read_tile
         self.cache = cache
         self.n = int(predictor.batch_size)
@@ -241,6 +243,8 @@ class TileBatcher:
         out = self.predictor.predict(self._batch)
         self.stats["tiles_run"] += n
         self.stats["tiles_padding"] += self.n - n
+        if self.on_batch is not None:
+            self.on_batch(self.stats["tiles_run"])
         for i, key in enumerate(keys):
             if key in self._shared and self.cache is not None:
                 self.cache.save(key, out[i])
