@@ -28,7 +28,8 @@ def register_preset(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, 
 
 @register_preset
 def glandseg_small() -> dict[str, Any]:
-    """CPU-friendly default (9.8 M parameters): Swin embed 48 (2-2-2-2) + patch-8 Swin embed 48."""
+    """The default (9.8 M parameters, CPU-friendly): Swin embed 48 (2-2-2-2) + patch-8 Swin embed 48;
+    its bundled weights are the multi-organ (colon + prostate) model."""
     return {
         "arch_args": {
             "enc_a": {"patch_size": 4, "embed_dim": 48, "depths": [2, 2, 2, 2], "num_heads": [3, 6, 12, 24], "window_size": 8},
@@ -39,6 +40,14 @@ def glandseg_small() -> dict[str, Any]:
         },
         "card": {"mpp": 1.24, "tile_px": 384, "overlap_px": 64},
     }
+
+
+@register_preset
+def glandseg_colon() -> dict[str, Any]:
+    """glandseg_small's architecture; its bundled weights were trained on colon (GlaS) alone — the
+    better choice on colon (GlaS testA object F1 0.848 against the multi-organ default's 0.802),
+    not for prostate."""
+    return glandseg_small()
 
 
 @register_preset
