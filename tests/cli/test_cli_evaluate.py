@@ -51,3 +51,23 @@ def test_evaluate_missing_masks(shared_data, tiny_checkpoint, tmp_path, capsys):
     (masks / "testA_2.png").unlink()
     assert main(["evaluate", "--images", str(images), "--masks", str(masks), "--model", str(tiny_checkpoint)]) == 2
     assert "no mask" in capsys.readouterr().err
+
+
+def test_evaluate_with_tta_averages_the_model_over_symmetries(shared_data, tiny_checkpoint, tmp_path, capsys):
+    images, masks = _two(shared_data, tmp_path)
+    args = ["evaluate", "--images", str(images), "--masks", str(masks), "--model", str(tiny_checkpoint),
+            "--device", "cpu", "--json", "--limit", "1"]
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)["per_image"][0]
+    assert main([*args, "--tta"]) == 0
+    tta = json.loads(capsys.readouterr().out)["per_image"][0]
+    # an untrained model is not symmetric, so averaging over flips/turns changes what it predicts
+    assert (tta["pixel_dice"], tta["n_pred"]) != (plain["pixel_dice"], plain["n_pred"])
+
+
+def test_tta_wraps_the_predictors_model():
+    from napari_glandseg.inference.region import get_predictor
+    from napari_glandseg.model.tta import TTAModel
+
+    assert isinstance(get_predictor("glandseg_tiny", "cpu", tta=True).model, TTAModel)
+    assert not isinstance(get_predictor("glandseg_tiny", "cpu").model, TTAModel)

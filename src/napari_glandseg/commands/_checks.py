@@ -30,6 +30,8 @@ def check_options(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise GlandsegError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if getattr(args, "tta", False) and (getattr(args, "workers", None) or getattr(args, "scheduler", None)):
+        raise GlandsegError("--tta runs in this process only: leave out --workers/--scheduler, or --tta")
 
 
 def preflight(path: str, args: argparse.Namespace, region: tuple[int, int, int, int] | None) -> None:

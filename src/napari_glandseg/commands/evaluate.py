@@ -33,6 +33,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    parser.add_argument("--tta", action="store_true",
+                        help="test-time augmentation: probabilities averaged over flips and quarter turns (8x slower)")
     parser.add_argument("--mask-kind", choices=MASK_KINDS, default="auto",
                         help="binary (foreground > 0, split into connected components), instance (values "
                         "are gland ids), or auto: binary when a mask has two values, else instance")
@@ -84,7 +86,7 @@ def _read(path: Path, rgb: bool):
 
 def evaluate_folder(images: Path, masks: Path, *, model: Any = None, mpp: float = GLAS_MPP,
                     device: str | None = None, batch_size: int | None = None, limit: int | None = None,
-                    progress=None, mask_kind: str = "auto") -> dict[str, Any]:
+                    progress=None, mask_kind: str = "auto", tta: bool = False) -> dict[str, Any]:
     """Per-image metrics and their means: ``{"per_image", "overall", "model", "masks"}``.
 
     ``masks`` counts how the masks were read ("binary" / "instance", see ``mask_kind``); each
@@ -94,7 +96,7 @@ def evaluate_folder(images: Path, masks: Path, *, model: Any = None, mpp: float 
     from napari_glandseg.labels.metrics import evaluate_pair, mask_reading, to_instances
 
     pairs = find_pairs(images, masks, limit)
-    predictor = get_predictor(model, device, batch_size)
+    predictor = get_predictor(model, device, batch_size, tta=tta)
     rows = []
     for i, (img_path, mask_path) in enumerate(pairs):
         rgb, raw = _read(img_path, True), _read(mask_path, False)
@@ -132,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar("evaluate", unit="image") as bar:
         result = evaluate_folder(
             args.images, args.masks, model=args.model, mpp=args.mpp, device=args.device,
-            batch_size=args.batch_size, limit=args.limit, progress=bar, mask_kind=args.mask_kind,
+            batch_size=args.batch_size, limit=args.limit, progress=bar, mask_kind=args.mask_kind, tta=args.tta,
         )
     if args.json:
         print(json.dumps(result))

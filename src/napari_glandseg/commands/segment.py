@@ -37,6 +37,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--mpp", type=float, default=None, help="the slides' µm/px (overrides the files)")
     parser.add_argument("--batch-size", type=int, default=None, help="tiles per model call")
     parser.add_argument("--chunk-px", type=int, default=None, help="store chunk edge in model px")
+    parser.add_argument("--tta", action="store_true",
+                        help="test-time augmentation: probabilities averaged over flips and quarter turns (8x slower)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--workers", type=int, default=None, help="run on a local cluster of N processes")
     group.add_argument("--scheduler", default=None, metavar="ADDR", help="dask.distributed scheduler address")
@@ -103,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     client, cluster = _client(args) if region is None else (None, None)
     try:
         # locally the model is loaded once for all slides; a cluster loads it on each worker
-        model = args.model if client is not None else get_predictor(args.model, args.device, args.batch_size)
+        model = args.model if client is not None else get_predictor(args.model, args.device, args.batch_size,
+                                                                    tta=args.tta)
         for path, folder in zip(args.slides, folders, strict=True):
             summary = segment_one(path, args, model=model, region=region, client=client, folder=folder)
             print(f"{summary['slide']}: {summary['glands']} glands -> {summary['out']}")

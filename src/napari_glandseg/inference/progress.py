@@ -41,7 +41,7 @@ class ProgressLog:
 
     desc: str
     every_s: float = 5.0
-    stream: TextIO = field(default_factory=lambda: sys.stdout)
+    stream: TextIO = field(default_factory=lambda: sys.stderr)
     clock: Callable[[], float] = time.monotonic
     _stages: dict[str, _Stage] = field(default_factory=dict)
     _last: float = float("-inf")

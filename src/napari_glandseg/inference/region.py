@@ -52,8 +52,10 @@ def get_predictor(
     device: str | torch.device | None = None,
     batch_size: int | None = None,
     predictor: Predictor | None = None,
+    tta: bool = False,
 ) -> Predictor:
-    """A Predictor for ``model`` (a module, a preset name or checkpoint path, or None: the default)."""
+    """A Predictor for ``model`` (a module, a preset name or checkpoint path, or None: the default);
+    ``tta``: probabilities averaged over flips and quarter turns (8× the model time)."""
     if predictor is not None:
         return predictor
     if isinstance(model, Predictor):
@@ -65,7 +67,9 @@ def get_predictor(
             model = load_model(model, device=device)
         except ValueError as exc:
             raise GlandsegError(str(exc)) from exc
-    return Predictor(model, device=device, batch_size=batch_size)
+    from napari_glandseg.model.tta import with_tta
+
+    return Predictor(with_tta(model, tta), device=device, batch_size=batch_size)
 
 
 def check_rgb(rgb: np.ndarray, what: str = "image") -> np.ndarray:
