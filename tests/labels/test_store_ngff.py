@@ -31,11 +31,6 @@ def store(tmp_path) -> LabelStore:
     return s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="labels/store.py creates its arrays without dimension_names; NGFF 0.5 requires "
-    "dimension_names=('y', 'x') on every level (matching the axes): remove this mark when it does",
-)
 @pytest.mark.parametrize("kind", ["store", "export"])
 def test_metadata_is_valid_ngff_0_5(store, tmp_path, kind):
     v05 = pytest.importorskip("ome_zarr_models.v05.image_label")

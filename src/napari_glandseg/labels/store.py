@@ -60,16 +60,16 @@ def level_shapes(shape0: Sequence[int], n_levels: int | None = None) -> list[tup
     return shapes
 
 
-def _ngff_attrs(n_levels: int, mpp: float | None, name: str, source: str | None) -> dict[str, Any]:
+def _ngff_attrs(n_levels: int, mpp: float | None, name: str) -> dict[str, Any]:
     unit = {"unit": "micrometer"} if mpp else {}
     base = float(mpp) if mpp else 1.0
     datasets = [
         {"path": str(k), "coordinateTransformations": [{"type": "scale", "scale": [base * 2**k, base * 2**k]}]}
         for k in range(n_levels)
     ]
+    # NGFF's image-label "source" is a relative path to an image group; the slide file is kept in
+    # the store's own "glandseg" attributes instead.
     image_label: dict[str, Any] = {"version": NGFF_VERSION}
-    if source:
-        image_label["source"] = {"image": str(source)}
     return {
         "version": NGFF_VERSION,
         "multiscales": [{
@@ -125,9 +125,10 @@ class LabelStore:
         group = zarr.open_group(str(path), mode="w", zarr_format=3)
         for k, shp in enumerate(shapes):
             chunks = (min(chunk_px, shp[0]), min(chunk_px, shp[1]))
-            group.create_array(str(k), shape=shp, chunks=chunks, dtype="int32", fill_value=0)
+            group.create_array(str(k), shape=shp, chunks=chunks, dtype="int32", fill_value=0,
+                               dimension_names=("y", "x"))  # NGFF 0.5: named like the axes
         group.attrs.update({
-            "ome": _ngff_attrs(len(shapes), mpp, path.name, source),
+            "ome": _ngff_attrs(len(shapes), mpp, path.name),
             "glandseg": {"shape0": [h, w], "chunk_px": int(chunk_px), "mpp": mpp, "source": source,
                          "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "uid": uuid.uuid4().hex},
         })
