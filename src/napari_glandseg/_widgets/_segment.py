@@ -217,6 +217,7 @@ class SegmentWidget(Container):
         self.last_view = view
         # Everything the result needs is captured now: the user may pan, zoom or switch layers.
         placement = (tuple(layer.scale), tuple(layer.translate))
+        display_ds = display_downsample(layer)
         models = self.models
 
         def run(progress, cancel: threading.Event):
@@ -224,7 +225,7 @@ class SegmentWidget(Container):
 
             model = with_tta(models.load(p.model, p.device), p.tta)
             result = segment_region(ref.open(), view.bbox, model=model, progress=progress, cancel=cancel,
-                                    device=p.device)
+                                    device=p.device, display_downsample=display_ds)
             return result, measure_glands(np.asarray(result.labels), result_mpp(result, ref.mpp))
 
         return self.jobs.start(
@@ -308,6 +309,15 @@ class SegmentWidget(Container):
         layer = self.viewer.add_labels(**kwargs)
         self.result_layer = layer
         return layer
+
+
+def display_downsample(layer: Image) -> float:
+    """Level-0 pixels per pixel of the level napari shows now (1 for a single-level image):
+    Segment view's outlines are drawn that fine (up to 4× the model's grid)."""
+    if not getattr(layer, "multiscale", False):
+        return 1.0
+    shapes = layer.level_shapes
+    return float(shapes[0][0] / shapes[int(layer.data_level)][0])
 
 
 def result_mpp(result: Any, slide_mpp: float) -> float:

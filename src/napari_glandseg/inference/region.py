@@ -20,6 +20,7 @@ from napari_glandseg.errors import GlandsegError
 from napari_glandseg.inference.on_tissue import drop_off_tissue
 from napari_glandseg.inference.postprocess import probabilities_to_instances
 from napari_glandseg.inference.predictor import Predictor
+from napari_glandseg.inference.refine import refine_to_grid, refined_scale
 from napari_glandseg.inference.tiling import predict_tiled
 from napari_glandseg.labels._objects import compact_labels
 
@@ -160,11 +161,15 @@ def segment_region(
     return_probs: bool = False,
     predictor: Predictor | None = None,
     tissue_only: bool = True,
+    display_downsample: float | None = None,
 ) -> RegionResult:
     """Segment the level-0 box ``bbox0 = (y, x, h, w)`` of ``slide`` at the model's µm/px.
 
     ``mpp`` overrides the slide's µm/px (needed when the file does not say it). ``tissue_only``
     drops glands wholly off the slide's tissue mask (glass, dust), as whole-slide runs do.
+    ``display_downsample`` (level-0 px per pixel of the level on screen): when finer than the
+    model's grid, the labels come on that grid (at most 4× finer), their outlines following the
+    upsampled probabilities (``refine.refine_to_grid``) instead of model-pixel staircases.
     """
     slide = with_mpp(slide, mpp)
     y0, x0, bh, bw = (float(v) for v in bbox0)
@@ -187,11 +192,19 @@ def segment_region(
     if tissue_only:
         labels = drop_off_tissue(labels, slide, (y0, x0), f)
     labels = relabel_consecutive(labels)
+    scale = f
+    fine = refined_scale(f, display_downsample, (bh, bw))
+    if fine is not None:
+        foreground = probs[1:, m : m + out_h, m : m + out_w].sum(0)
+        threshold = float(card.postprocess.get("gland_threshold", 0.5))
+        labels = refine_to_grid(labels, foreground, (max(1, round(bh / fine)), max(1, round(bw / fine))),
+                                threshold=threshold)
+        scale = fine
     return RegionResult(
         labels=labels,
-        scale=float(f),
-        translate=(y0 + 0.5 * f - 0.5, x0 + 0.5 * f - 0.5),
-        mpp=float(card.mpp),
+        scale=float(scale),
+        translate=(y0 + 0.5 * scale - 0.5, x0 + 0.5 * scale - 0.5),
+        mpp=float(slide.mpp * scale),
         bbox0=(int(round(y0)), int(round(x0)), int(round(bh)), int(round(bw))),
         probs=np.ascontiguousarray(probs[:, m : m + out_h, m : m + out_w]) if return_probs else None,
         info={"model": card.name, "slide_mpp": slide.mpp, **pred.info()},
