@@ -55,7 +55,6 @@ def _size(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from napari_glandseg.slide import SAMPLE_MPP, sample_slide_path
     from napari_glandseg.slide.sample import rings_sample_path
 
     parser = argparse.ArgumentParser(prog="python -m napari_glandseg.demo", description=__doc__)
@@ -69,11 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         # the RINGS sample states its µm/px; the TCGA sample (5 µm/px) is 13,000² px at the model's
         # µm/px: minutes of model time on two cores
         return run_headless(args.slide or rings_sample_path(), args.out, args.mpp, args.model)
-    slide = args.slide or sample_slide_path()
-    mpp = args.mpp if args.mpp is not None else (SAMPLE_MPP if args.slide is None else None)
     from napari_glandseg._widgets._demo import run_gui  # the GUI lives with the widgets
 
-    return run_gui(slide, mpp)
+    # the window opens the RINGS prostate sample too (its file states 2.72 µm/px): the model works there
+    return run_gui(args.slide or rings_sample_path(), args.mpp)
 
 
 if __name__ == "__main__":
