@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from napari_glandseg.train import common as _common
 from napari_glandseg.train.common import (
-    RunSettings,
     batch_stream,
     cleanup_distributed,
     freeze_unused,
@@ -32,42 +31,16 @@ from napari_glandseg.train.common import (
     unwrap,
     validate,
 )
-from napari_glandseg.train.data import CropDataset, DataSource, Sample, load_split
-from napari_glandseg.train.loop import LoopHooks, run_loop
+from napari_glandseg.train.data import CropDataset, Sample, load_split
+from napari_glandseg.train.loop import LoopHooks, SupervisedSettings, run_loop
 from napari_glandseg.train.losses import segmentation_loss, tumor_loss
 
 
 @dataclass(frozen=True)
-class FinetuneConfig(RunSettings):
-    data: list = field(default_factory=list)  # GlaS-style folders / training packages, or {path, mpp, weight}
+class FinetuneConfig(SupervisedSettings):
     out: str = "runs/finetune"
-    model: str = "glandseg_small"  # preset name (fresh) or checkpoint path
-    init: str | None = None  # checkpoint whose matching weights start the run (e.g. pretrained encoders)
-    data_mpp: float = 0.62  # µm/px of GlaS-style folders (GlaS: ~0.62)
-    mpp: float | None = None  # train at this µm/px (default: the model card's)
-    val_fraction: float = 0.15
-    val_data: list[str] = field(default_factory=list)  # explicit validation folders instead of a split
-    crop_px: int = 256
-    batch_size: int = 8  # per process
-    steps: int = 3000
-    lr: float = 5e-4
-    weight_decay: float = 0.05
-    warmup_steps: int = 100
-    dice_weight: float = 1.0
-    deep_weights: list[float] = field(default_factory=lambda: [0.2, 0.1, 0.05])
     tumor_weight: float = 0.1
     border_px: int = 2
-    val_every: int = 250
-
-    def __post_init__(self):
-        if not self.data:
-            raise ValueError("data: give at least one GlaS-style folder or training package")
-        for entry in self.data:
-            DataSource.parse(entry)
-        if self.crop_px % 32:
-            raise ValueError(f"crop_px must be a multiple of 32, got {self.crop_px}")
-        if self.batch_size < 1 or self.steps < 1:
-            raise ValueError("batch_size and steps must be >= 1")
 
 
 def load_samples(cfg: FinetuneConfig, model_mpp: float) -> tuple[list[Sample], list[Sample]]:

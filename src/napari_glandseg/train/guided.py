@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,7 +19,6 @@ from scipy import ndimage as ndi
 from napari_glandseg.interactive.segment import _image_reader, paste, segment_window
 from napari_glandseg.labels.metrics import pixel_dice
 from napari_glandseg.train.common import (
-    RunSettings,
     batch_stream,
     build_model,
     cleanup_distributed,
@@ -31,40 +30,18 @@ from napari_glandseg.train.common import (
     start_run,
     unwrap,
 )
-from napari_glandseg.train.data import DataSource, Sample, load_split
+from napari_glandseg.train.data import Sample, load_split
 from napari_glandseg.train.guided_data import MIN_GLAND_PX, GuidedCropDataset
-from napari_glandseg.train.loop import LoopHooks, run_loop
+from napari_glandseg.train.loop import LoopHooks, SupervisedSettings, run_loop
 from napari_glandseg.train.losses import segmentation_loss
 
 
 @dataclass(frozen=True)
-class GuidedConfig(RunSettings):
-    data: list = field(default_factory=list)  # GlaS-style folders, or {path, mpp, weight}
+class GuidedConfig(SupervisedSettings):
     out: str = "runs/guided"
     model: str = "glandseg_guided"
-    init: str | None = None
-    data_mpp: float = 0.62
-    mpp: float | None = None
-    val_fraction: float = 0.15
-    val_data: list = field(default_factory=list)
     crop_px: int = 384
-    batch_size: int = 8
-    steps: int = 3000
-    lr: float = 5e-4
-    weight_decay: float = 0.05
-    warmup_steps: int = 100
-    dice_weight: float = 1.0
-    deep_weights: list[float] = field(default_factory=lambda: [0.2, 0.1, 0.05])
-    val_every: int = 250
     val_max_glands: int = 300  # clicks per validation (a few minutes on a CPU)
-
-    def __post_init__(self):
-        if not self.data:
-            raise ValueError("data: give at least one GlaS-style folder")
-        for entry in self.data:
-            DataSource.parse(entry)
-        if self.crop_px % 32:
-            raise ValueError(f"crop_px must be a multiple of 32, got {self.crop_px}")
 
 
 def train_step(model, optimizer, images, maps, targets, cfg: GuidedConfig, device: torch.device):

@@ -8,14 +8,48 @@ import dataclasses
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from napari_glandseg.model import save_checkpoint
-from napari_glandseg.train.common import Logger, cosine_lr, save_state, scheduled_step, unwrap
+from napari_glandseg.train.common import Logger, RunSettings, cosine_lr, save_state, scheduled_step, unwrap
+from napari_glandseg.train.data import DataSource
+
+
+@dataclass(frozen=True)
+class SupervisedSettings(RunSettings):
+    """What every supervised run (fine-tuning, the guided model) is set with."""
+
+    data: list = field(default_factory=list)  # GlaS-style folders / training packages, or {path, mpp, weight}
+    out: str = "runs/train"
+    model: str = "glandseg_small"  # preset name (fresh) or checkpoint path
+    init: str | None = None  # checkpoint whose matching weights start the run (e.g. pretrained encoders)
+    data_mpp: float = 0.62  # µm/px of GlaS-style folders (GlaS: ~0.62)
+    mpp: float | None = None  # train at this µm/px (default: the model card's)
+    val_fraction: float = 0.15
+    val_data: list = field(default_factory=list)  # explicit validation folders instead of a split
+    crop_px: int = 256
+    batch_size: int = 8  # per process
+    steps: int = 3000
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    dice_weight: float = 1.0
+    deep_weights: list[float] = field(default_factory=lambda: [0.2, 0.1, 0.05])
+    val_every: int = 250
+
+    def __post_init__(self):
+        if not self.data:
+            raise ValueError("data: give at least one GlaS-style folder or training package")
+        for entry in self.data:
+            DataSource.parse(entry)
+        if self.crop_px % 32:
+            raise ValueError(f"crop_px must be a multiple of 32, got {self.crop_px}")
+        if self.batch_size < 1 or self.steps < 1:
+            raise ValueError("batch_size and steps must be >= 1")
 
 
 @dataclass
