@@ -1,4 +1,4 @@
-"""Screenshot of the bundled prostate sample segmented by the bundled default model, in napari.
+"""Screenshot of the bundled RINGS prostate sample segmented by the bundled default model, in napari.
 
 Opens the sample through the plugin, docks the widgets (as ``make demo`` does), zooms to the
 tissue, runs "Segment view" and saves the window and the canvas. Needs a display; headless:
@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-FIELD_PX = 450  # at the sample's 5 µm/px: 2.25 mm of tissue, 1800 px at the model's 1.24 µm/px
+FIELD_PX = 560  # at the sample's 2.72 µm/px: one gland tile across (1.5 mm), ≈ 1230 px at the model's 1.24 µm/px
+CENTRE_PX = (400, 832)  # (y, x): the second tile of the gland row, and the tumour row below it
 
 
 def main(out_dir: str = "docs/images") -> int:
@@ -21,12 +22,12 @@ def main(out_dir: str = "docs/images") -> int:
     from qtpy.QtWidgets import QApplication
 
     from napari_glandseg._widgets import _demo as demo
-    from napari_glandseg.slide import SAMPLE_MPP, sample_slide_path
+    from napari_glandseg.slide.sample import rings_sample_path
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     viewer = napari.Viewer(show=True)
-    widgets = demo.setup_viewer(viewer, sample_slide_path(), SAMPLE_MPP)
+    widgets = demo.setup_viewer(viewer, rings_sample_path(), None)
     seg = widgets["Segment glands"]
     viewer.window._qt_window.resize(1600, 1000)
     viewer.reset_view()
@@ -35,6 +36,7 @@ def main(out_dir: str = "docs/images") -> int:
     image = viewer.layers[0]
     width_world = FIELD_PX * float(image.scale[-1])
     viewer.scene.camera.zoom = min(viewer.canvas.size) / width_world
+    viewer.camera.center = tuple(c * float(image.scale[-1]) for c in CENTRE_PX)
     QApplication.processEvents()
     t0 = time.perf_counter()
     seg.segment_view()
@@ -45,14 +47,14 @@ def main(out_dir: str = "docs/images") -> int:
         raise SystemExit(f"segment view failed: {seg.jobs.last_error!r}")
     seconds = time.perf_counter() - t0
     layer = seg.result_layer
-    layer.opacity = 0.45
-    layer.contour = 2
+    layer.opacity = 0.7
+    layer.contour = 3
     viewer.layers.selection.active = layer
     for _ in range(20):
         QApplication.processEvents()
         time.sleep(0.05)
-    Image.fromarray(viewer.screenshot(canvas_only=False, flash=False)).save(out / "sample_prostate_window.png")
-    Image.fromarray(viewer.screenshot(canvas_only=True, flash=False)).save(out / "sample_prostate_canvas.png")
+    Image.fromarray(viewer.screenshot(canvas_only=False, flash=False)).save(out / "sample_rings_window.png")
+    Image.fromarray(viewer.screenshot(canvas_only=True, flash=False)).save(out / "sample_rings_canvas.png")
     print(f"{int(layer.data.max())} glands in {seconds:.1f} s; screenshots in {out}")
     viewer.close()
     return 0
