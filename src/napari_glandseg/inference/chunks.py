@@ -119,7 +119,10 @@ def run_chunk(slide: Any, predictor: Any, plan: RunPlan, work: ChunkWork, store:
     cache = plan.cache()
     job = new_job(plan, work, predictor.n_classes, cache)
     batcher = new_batcher(slide, predictor, plan, cache)
-    batcher.add(job)
-    batcher.flush()
+    try:
+        batcher.add(job)
+        batcher.flush()
+    finally:
+        batcher.close()
     out = finish_chunk(slide, predictor.card, plan, work.geom, store, job.probabilities())
     return {**out, **batcher.stats}

@@ -209,6 +209,7 @@ def _run_local(slide, predictor, plan, todo: list[ChunkWork], store, progress, c
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
+    from contextlib import closing
 
     summaries: list[dict] = []
     cache = plan.cache()
@@ -218,7 +219,7 @@ def _run_local(slide, predictor, plan, todo: list[ChunkWork], store, progress, c
                           None if tile_progress is None else lambda n: tile_progress(n, n_tiles, "tiles"))
     active: deque = deque()
     pending = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="glandseg-finish") as pool:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="glandseg-finish") as pool, closing(batcher):
 
         def collect() -> None:
             nonlocal done, pending

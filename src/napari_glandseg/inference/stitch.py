@@ -177,7 +177,7 @@ def build_lut(
     by_pos = {(g.cy, g.cx): g for g in geoms}
     nx = max(g.cx for g in geoms) + 1
 
-    @functools.lru_cache(maxsize=8 * nx + 16)
+    @functools.lru_cache(maxsize=2 * nx + 4)  # this row and the next: what the pairs below read
     def load(cy: int, cx: int) -> dict[str, np.ndarray] | None:
         p = seam_path(seam_dir, by_pos[(cy, cx)])
         if not p.exists():  # a chunk without tissue: nothing there

@@ -22,7 +22,9 @@ import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +58,8 @@ def tissue_tiles(layout: SlideTiles, shape: tuple[int, int], mask: np.ndarray, m
     """The tiles of a ``shape`` store whose core meets the tissue ``mask`` (level-0 px per mask
     px ``mask_ds``; store px per level-0 px ``1 / factor``)."""
     rows, cols = layout.span(0, shape[0]), layout.span(0, shape[1])
-    integral = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), np.int64)
-    integral[1:, 1:] = np.cumsum(np.cumsum(mask, axis=0, dtype=np.int64), axis=1)
+    integral = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), np.int32)  # counts < 2**31 mask px
+    np.cumsum(np.cumsum(mask, axis=0, dtype=np.int32), axis=1, out=integral[1:, 1:])
 
     def bounds(idx: range, n: int) -> tuple[np.ndarray, np.ndarray]:
         lo = np.array([layout.core(i)[0] for i in idx], np.float64) * factor / mask_ds
@@ -196,7 +198,11 @@ class ChunkJob:
 
 
 class TileBatcher:
-    """Feeds jobs' tiles to the model in full batches; each tile runs once for all jobs waiting."""
+    """Feeds jobs' tiles to the model in full batches; each tile runs once for all jobs waiting.
+
+    Tiles are read in one reader thread (the slide is never read from two threads), the next
+    batch's while the model runs on this one. ``close()`` stops the thread.
+    """
 
     def __init__(self, predictor: Any, read_tile: Callable[[Key], np.ndarray], cache: TileCache | None,
                  on_batch: Callable[[int], None] | None = None):
@@ -210,6 +216,8 @@ class TileBatcher:
         self._queue: deque[Key] = deque()
         self._waiting: dict[Key, list[ChunkJob]] = {}
         self._shared: set[Key] = set()
+        self._reads: dict[Key, Future] = {}
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="glandseg-read")
         self.stats = {"tiles_run": 0, "tiles_padding": 0, "tiles_from_cache": 0, "tiles_background": 0}
 
     def add(self, job: ChunkJob) -> None:
@@ -235,11 +243,22 @@ class TileBatcher:
         while self._queue:
             self._run(min(self.n, len(self._queue)))
 
+    def close(self) -> None:
+        self._reader.shutdown(wait=True, cancel_futures=True)
+
+    def _read(self, key: Key) -> Future:
+        if key not in self._reads:
+            self._reads[key] = self._reader.submit(self.read_tile, key)
+        return self._reads[key]
+
     def _run(self, n: int) -> None:
         keys = [self._queue.popleft() for _ in range(n)]
         for i, key in enumerate(keys):
-            self._batch[i] = self.read_tile(key)
+            self._batch[i] = self._read(key).result()
+            del self._reads[key]
         self._batch[n:] = 0  # always a full batch: outputs depend on the batch size
+        for key in islice(self._queue, self.n):  # the next batch is read while the model runs
+            self._read(key)
         out = self.predictor.predict(self._batch)
         self.stats["tiles_run"] += n
         self.stats["tiles_padding"] += self.n - n
