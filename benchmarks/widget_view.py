@@ -79,7 +79,7 @@ def bench_view(viewer, app, slide: Path, repeats: int) -> dict:
 
 def bench_commit(viewer, app, tmp: Path) -> dict:
     from napari_glandseg._widgets import CorrectWidget
-    from napari_glandseg._widgets import _layer_meta as lm
+    from napari_glandseg.labels import layer_meta as lm
 
     size = 4096
     rng = np.random.default_rng(0)

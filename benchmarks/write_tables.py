@@ -53,7 +53,7 @@ def gland_store(path: Path, side: int, tissue: float):
 
 def main() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from napari_glandseg.inference.outputs import write_tables
+    from napari_glandseg.labels.outputs import write_tables
     from segment_slide import PeakRSS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -50,9 +50,10 @@ def tune(checkpoint: Path, pairs: list[tuple[Path, Path, float, str]], *,
     from PIL import Image
 
     from napari_glandseg.inference.postprocess import probabilities_to_instances
-    from napari_glandseg.inference.region import get_predictor, probabilities, resize_labels, resize_rgb
+    from napari_glandseg.inference.region import get_predictor, probabilities
     from napari_glandseg.labels.metrics import evaluate_pair, to_instances
     from napari_glandseg.model.checkpoint import load_checkpoint
+    from napari_glandseg.slide.resample import resize_labels, resize_rgb
 
     predictor = get_predictor(load_checkpoint(checkpoint), "cpu", None)
     card = predictor.card

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_glandseg._widgets._layer_meta import get_meta, labels_mpp
+from napari_glandseg.labels.layer_meta import get_meta, labels_mpp
+from napari_glandseg.slide.placement import GridPlacement
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def placement_from_attributes(attributes: dict[str, Any]) -> Placement:
             s, t = float(scale[0]), translate
             mpp = metadata.get("mpp")
     # napari puts pixel centres at translate + i*scale; GeoJSON/QuPath use pixel corners.
-    corner = (float(t[0]) - (s - 1.0) / 2.0, float(t[1]) - (s - 1.0) / 2.0)
+    corner = GridPlacement(s, (float(t[0]), float(t[1]))).corner
     return Placement(scale=s, offset=corner, mpp=None if mpp is None else float(mpp))
 
 

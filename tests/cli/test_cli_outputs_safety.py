@@ -75,7 +75,7 @@ def test_same_named_slides_in_one_call_get_their_own_folders(shared_data, tiny_c
     (["a.ome.tiff", "b/a.ome.tif"], ["a-" , "a-b"]),
 ])
 def test_output_folders_are_distinct(tmp_path, names, folders):
-    from napari_glandseg.inference.outputs import output_folders
+    from napari_glandseg.labels.outputs import output_folders
 
     got = output_folders([tmp_path / n for n in names])
     expected = [f + tmp_path.name if f.endswith("-") else f for f in folders]

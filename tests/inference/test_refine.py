@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_glandseg.inference.refine import refine_to_grid, refined_scale
-from napari_glandseg.inference.region import resize_labels
+from napari_glandseg.slide.resample import resize_labels
 
 
 def _disk(n: int, cy: float, cx: float, r: float) -> np.ndarray:

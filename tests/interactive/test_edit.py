@@ -7,7 +7,8 @@ import pytest
 
 from _guided_models import gland_everywhere
 from napari_glandseg.interactive import GlandWindow, paste, segment_gland_on_slide
-from napari_glandseg.interactive.edit import Grid, gland_under, merge_gland, place_gland, window_on_grid
+from napari_glandseg.interactive.edit import gland_under, merge_gland, place_gland, window_on_grid
+from napari_glandseg.slide.placement import GridPlacement
 
 
 def block_window(n: int, box: tuple[int, int, int, int], origin=(0.0, 0.0), ppm: float = 1.0) -> GlandWindow:
@@ -19,7 +20,7 @@ def block_window(n: int, box: tuple[int, int, int, int], origin=(0.0, 0.0), ppm:
 
 
 def test_grid_points_round_trip():
-    grid = Grid(2.0, (0.5, 10.5), (100, 100))
+    grid = GridPlacement(2.0, (0.5, 10.5), (100, 100))
     pts = np.array([[3.0, 4.0], [0.0, 0.0]])
     np.testing.assert_allclose(grid.to_level0(pts), [[6.5, 18.5], [0.5, 10.5]])
     np.testing.assert_allclose(grid.from_level0(grid.to_level0(pts)), pts)
@@ -27,26 +28,26 @@ def test_grid_points_round_trip():
 
 def test_same_resolution_is_an_exact_copy():
     found = block_window(32, (4, 6, 5, 7), origin=(10.0, 20.0))
-    win, mask = window_on_grid(found, Grid(1.0, (0.0, 0.0), (100, 100)))
+    win, mask = window_on_grid(found, GridPlacement(1.0, (0.0, 0.0), (100, 100)))
     assert win == (slice(14, 19), slice(26, 33)) and mask.all()
 
 
 def test_finer_grid_scales_the_gland_up():
     # model px k covers level-0 [8 + 2k, 10 + 2k): model rows 2..3 → level-0 rows 12..15
-    win, mask = window_on_grid(block_window(16, (2, 2, 2, 2), origin=(8.0, 8.0), ppm=2.0), Grid(1.0, (0.0, 0.0), (64, 64)))
+    win, mask = window_on_grid(block_window(16, (2, 2, 2, 2), origin=(8.0, 8.0), ppm=2.0), GridPlacement(1.0, (0.0, 0.0), (64, 64)))
     assert win == (slice(12, 16), slice(12, 16)) and mask.all()
 
 
 def test_coarser_offset_grid():
     # grid px i covers level-0 [100 + 4i, 104 + 4i) (centre 101.5 + 4i); gland level-0 rows 108..115
-    grid = Grid(4.0, (101.5, 101.5), (50, 50))
+    grid = GridPlacement(4.0, (101.5, 101.5), (50, 50))
     win, mask = window_on_grid(block_window(64, (8, 8, 8, 8), origin=(100.0, 100.0)), grid)
     assert win == (slice(2, 4), slice(2, 4)) and mask.all()
 
 
 def test_window_outside_the_grid_gives_nothing():
-    assert window_on_grid(block_window(16, (2, 2, 4, 4), origin=(500.0, 500.0)), Grid(1.0, (0.0, 0.0), (64, 64))) is None
-    assert window_on_grid(block_window(16, (0, 0, 0, 0)), Grid(1.0, (0.0, 0.0), (64, 64))) is None
+    assert window_on_grid(block_window(16, (2, 2, 4, 4), origin=(500.0, 500.0)), GridPlacement(1.0, (0.0, 0.0), (64, 64))) is None
+    assert window_on_grid(block_window(16, (0, 0, 0, 0)), GridPlacement(1.0, (0.0, 0.0), (64, 64))) is None
 
 
 def test_gland_under_takes_the_majority():
@@ -72,7 +73,7 @@ def test_merge_redraws_one_gland_and_spares_the_others():
 def test_place_adds_a_new_label_on_background():
     labels = np.zeros((60, 60), np.int32)
     labels[40:50, 40:50] = 3
-    edit = place_gland(labels, block_window(32, (10, 10, 8, 8)), Grid(1.0, (0.0, 0.0), labels.shape), [(14, 14)])
+    edit = place_gland(labels, block_window(32, (10, 10, 8, 8)), GridPlacement(1.0, (0.0, 0.0), labels.shape), [(14, 14)])
     assert edit.added and edit.label == 4
     out = labels.copy()
     out[edit.window] = edit.new
@@ -82,7 +83,7 @@ def test_place_adds_a_new_label_on_background():
 def test_place_redraws_the_clicked_gland_with_its_label():
     labels = np.zeros((60, 60), np.int32)
     labels[5:30, 5:12] = 2  # a wrong outline reaching far outside the new one
-    edit = place_gland(labels, block_window(32, (8, 8, 10, 10)), Grid(1.0, (0.0, 0.0), labels.shape), [(10, 10)])
+    edit = place_gland(labels, block_window(32, (8, 8, 10, 10)), GridPlacement(1.0, (0.0, 0.0), labels.shape), [(10, 10)])
     assert not edit.added and edit.label == 2
     out = labels.copy()
     out[edit.window] = edit.new
@@ -92,7 +93,7 @@ def test_place_redraws_the_clicked_gland_with_its_label():
 def test_exclusion_pixels_stay_out_on_any_grid():
     found = block_window(64, (0, 0, 64, 64))  # everything is gland
     for scale in (1.0, 8.0):
-        grid = Grid(scale, (0.0, 0.0), (int(64 / scale), int(64 / scale)))
+        grid = GridPlacement(scale, (0.0, 0.0), (int(64 / scale), int(64 / scale)))
         labels = np.zeros(grid.shape, np.int32)
         ex = grid.from_level0([(30.0, 30.0)])
         edit = place_gland(labels, found, grid, [(1, 1)], ex)
@@ -104,7 +105,7 @@ def test_nothing_to_place_on_other_glands_only():
     labels = np.ones((20, 20), np.int32)
     labels[0, 0] = 0
     found = block_window(20, (5, 5, 4, 4))
-    assert place_gland(labels, found, Grid(1.0, (0.0, 0.0), labels.shape), [(0, 0)]) is None
+    assert place_gland(labels, found, GridPlacement(1.0, (0.0, 0.0), labels.shape), [(0, 0)]) is None
 
 
 def test_on_a_real_slide_matches_paste(cmu_svs):
@@ -113,7 +114,7 @@ def test_on_a_real_slide_matches_paste(cmu_svs):
     slide = open_slide(cmu_svs)
     found = segment_gland_on_slide(slide, [(1200, 1000)], [(1300, 1100)], model=gland_everywhere())
     assert found.mask.shape[0] * found.px_per_model < min(slide.shape), "only a window of the slide is read"
-    grid = Grid(1.0, (0.0, 0.0), tuple(slide.shape))
+    grid = GridPlacement(1.0, (0.0, 0.0), tuple(slide.shape))
     win, mask = window_on_grid(found, grid)
     on_grid = np.zeros(grid.shape, bool)
     on_grid[win] = mask
@@ -121,6 +122,6 @@ def test_on_a_real_slide_matches_paste(cmu_svs):
     assert (on_grid ^ pasted).sum() / pasted.sum() < 0.01
     assert on_grid[1200, 1000] and not on_grid[1300, 1100]
     # a coarser layer over part of the slide: same gland, its pixels at that layer's scale
-    coarse = Grid(4.0, (501.5, 301.5), (400, 400))
+    coarse = GridPlacement(4.0, (501.5, 301.5), (400, 400))
     cwin, cmask = window_on_grid(found, coarse)
     assert cmask.sum() * 16 == pytest.approx(on_grid[500:2100, 300:1900].sum(), rel=0.02)

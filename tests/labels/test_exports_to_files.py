@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from napari_glandseg.errors import GlandsegError
-from napari_glandseg.inference.region import resize_labels
 from napari_glandseg.labels.export import (
     export_training_package,
     read_training_package,
@@ -22,6 +21,7 @@ from napari_glandseg.labels.export import (
 from napari_glandseg.labels.metrics import to_instances
 from napari_glandseg.labels.store import LabelStore
 from napari_glandseg.slide import open_slide
+from napari_glandseg.slide.resample import resize_labels
 
 
 @pytest.fixture

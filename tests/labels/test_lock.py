@@ -111,7 +111,7 @@ def test_a_lock_in_a_read_only_place_is_a_clear_error(tmp_path):
 
 
 def test_a_correction_is_refused_while_another_writer_holds_the_store(tmp_path):
-    from napari_glandseg._widgets._review import commit
+    from napari_glandseg.labels.review import commit
 
     path = tmp_path / "slide.glandseg.zarr"
     LabelStore.create(path, (64, 64), chunk_px=32, mpp=1.0)

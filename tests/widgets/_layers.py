@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_glandseg._widgets import _layer_meta as lm
 from napari_glandseg._widgets._slides import slide_ref
-from napari_glandseg._widgets._view_geometry import place_on_image
+from napari_glandseg.labels import layer_meta as lm
+from napari_glandseg.slide.view_geometry import place_on_image
 
 #: Where the dark blobs of the generated slide are, level-0 (y, x, h, w).
 BLOBS = [(400, 600, 160, 240), (900, 1500, 200, 200), (1500, 300, 120, 300)]

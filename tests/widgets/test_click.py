@@ -17,9 +17,9 @@ from vispy.app.canvas import MouseEvent
 
 from _guided_models import gland_everywhere
 from napari_glandseg._widgets import CorrectWidget
-from napari_glandseg._widgets import _layer_meta as lm
 from napari_glandseg._widgets._click import MARKS_LAYER, MODE
 from napari_glandseg._widgets._correct import KEYS
+from napari_glandseg.labels import layer_meta as lm
 
 pytestmark = pytest.mark.gui
 STEP = 2.0  # level-0 px per label px

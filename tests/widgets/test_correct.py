@@ -9,8 +9,8 @@ import pytest
 from _layers import BLOBS, SYNTH_SHAPE, blob_labels, gland_layer
 
 from napari_glandseg._widgets import CorrectWidget
-from napari_glandseg._widgets import _layer_meta as lm
 from napari_glandseg._widgets._correct import KEYS
+from napari_glandseg.labels import layer_meta as lm
 
 pytestmark = pytest.mark.gui
 

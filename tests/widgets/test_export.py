@@ -13,7 +13,7 @@ from _layers import BLOBS, SYNTH_SHAPE, blob_labels, gland_layer, iou
 from napari.utils.notifications import notification_manager
 
 from napari_glandseg._widgets import CorrectWidget, ExportWidget
-from napari_glandseg._widgets import _layer_meta as lm
+from napari_glandseg.labels import layer_meta as lm
 
 pytestmark = pytest.mark.gui
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from napari_glandseg._widgets import CorrectWidget, ExportWidget, SegmentWidget
-from napari_glandseg._widgets import _layer_meta as lm
+from napari_glandseg.labels import layer_meta as lm
 from napari_glandseg.model import create_model, save_checkpoint
 from napari_glandseg.model.user_models import ENV_VAR, list_user_models
 

@@ -1,9 +1,16 @@
-"""Compute modules never import napari, Qt or magicgui: only _widgets/ and the npe2 entry modules
-(_reader, _writer, _sample_data, demo) may, so that the CLI, training and dask workers run without a GUI."""
+"""Import rules, checked on the source with ``ast`` (imports inside functions count too).
+
+1. Compute modules never import napari, Qt or magicgui: only _widgets/ and the npe2 entry modules
+   (_reader, _writer, _sample_data, demo) may, so that the CLI, training and dask workers run
+   without a GUI.
+2. The packages form layers without cycles: a package imports only packages of lower layers
+   (``LAYERS``), never a sibling of its own layer and never a higher one. The entry points
+   (commands, widgets, CLI, npe2 modules) may import anything, each other included.
+"""
 
 from __future__ import annotations
 
-import re
+import ast
 from pathlib import Path
 
 import napari_glandseg
@@ -11,28 +18,100 @@ import napari_glandseg
 PKG = Path(napari_glandseg.__file__).resolve().parent
 #: The only modules that may talk to napari / Qt.
 ALLOWED = {"_reader.py", "_writer.py", "_sample_data.py", "demo.py"}
-GUI_IMPORT = re.compile(r"^\s*(?:import|from)\s+(napari|qtpy|PyQt5|PyQt6|PySide2|PySide6|magicgui|superqt)\b", re.M)
+GUI_ROOTS = {"napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "superqt"}
+
+#: Lowest first. ``slide`` and ``model`` know nothing of each other; ``labels`` (stores, exports,
+#: GeoJSON/CSV tables, layer metadata) sits on the slide; ``inference`` and ``interactive`` run
+#: models and write labels; ``train`` uses all of those; the entry points sit on top.
+LAYERS: list[set[str]] = [
+    {"errors"},
+    {"_atomic", "_lock"},
+    {"slide", "model"},
+    {"labels"},
+    {"inference", "interactive"},
+    {"train"},
+    {"commands", "_widgets", "cli", "_reader", "_writer", "_sample_data", "demo"},
+]
+RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+TOP = len(LAYERS) - 1
+
+
+def _unit(rel: Path) -> str:
+    """The package (or top-level module) a file belongs to: ``slide``, ``cli``, ..."""
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _imports(tree: ast.AST) -> list[str]:
+    """Every absolute module an ``import``/``from ... import`` names, anywhere in the file; for
+    ``from napari_glandseg import x`` the submodule ``napari_glandseg.x``."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.append(node.module)
+            if node.module == "napari_glandseg":
+                out += [f"napari_glandseg.{a.name}" for a in node.names]
+    return out
+
+
+def _sources() -> list[tuple[Path, list[str]]]:
+    return [(py.relative_to(PKG), _imports(ast.parse(py.read_text(encoding="utf-8"))))
+            for py in sorted(PKG.rglob("*.py"))]
+
+
+def layer_offences(unit: str, modules: list[str]) -> list[str]:
+    """The imports of ``modules`` that ``unit`` may not make under ``LAYERS``."""
+    bad = []
+    for mod in modules:
+        parts = mod.split(".")
+        if parts[0] != "napari_glandseg" or len(parts) < 2 or parts[1] == unit:
+            continue
+        target = parts[1]
+        if target not in RANK:  # a top-level name (e.g. __version__): the package root
+            continue
+        if RANK[unit] == TOP:
+            continue
+        if RANK[target] >= RANK[unit]:
+            bad.append(f"{unit} imports {mod}")
+    return bad
+
+
+def test_every_package_has_a_layer():
+    units = {_unit(rel) for rel, _ in _sources()} - {"__init__"}
+    assert units <= set(RANK), f"put these in LAYERS: {sorted(units - set(RANK))}"
 
 
 def test_compute_modules_do_not_import_gui():
     offenders = []
-    for py in sorted(PKG.rglob("*.py")):
-        rel = py.relative_to(PKG)
+    for rel, modules in _sources():
         if rel.parts[0] == "_widgets" or rel.name in ALLOWED and len(rel.parts) == 1:
             continue
-        for m in GUI_IMPORT.finditer(py.read_text(encoding="utf-8")):
-            offenders.append(f"{rel}: imports {m.group(1)}")
+        offenders += [f"{rel}: imports {m}" for m in modules if m.split(".")[0] in GUI_ROOTS]
     assert not offenders, "GUI imports outside the GUI modules:\n" + "\n".join(offenders)
 
 
-def test_gui_free_widget_helpers_stay_gui_free():
-    # These helpers are meant to move into compute packages later.
-    for name in ("_view_geometry.py", "_layer_meta.py", "_review.py", "_training.py"):
-        text = (PKG / "_widgets" / name).read_text(encoding="utf-8")
-        assert not GUI_IMPORT.search(text), f"_widgets/{name} must stay GUI-free"
+def test_gui_free_widget_helper_stays_gui_free():
+    tree = ast.parse((PKG / "_widgets" / "_training.py").read_text(encoding="utf-8"))
+    assert not [m for m in _imports(tree) if m.split(".")[0] in GUI_ROOTS]
 
 
-def test_the_rule_catches_an_import():
-    assert GUI_IMPORT.search("import numpy\nfrom napari.layers import Labels\n")
-    assert GUI_IMPORT.search("    import qtpy")
-    assert not GUI_IMPORT.search("# napari is not imported here\nimport napari_glandseg.slide\n")
+def test_no_lower_layer_imports_a_higher_one():
+    offenders = []
+    for rel, modules in _sources():
+        unit = _unit(rel)
+        if unit == "__init__":
+            continue
+        offenders += [f"{rel}: {o}" for o in layer_offences(unit, modules)]
+    assert not offenders, "imports against the layering:\n" + "\n".join(offenders)
+
+
+def test_the_rules_catch_an_import():
+    src = "import numpy\ndef f():\n    from napari.layers import Labels\n    import napari_glandseg.inference.region\n"
+    modules = _imports(ast.parse(src))
+    assert "napari.layers" in modules  # inside a function, too
+    assert layer_offences("labels", modules) == ["labels imports napari_glandseg.inference.region"]
+    assert layer_offences("inference", ["napari_glandseg.labels.store"]) == []
+    assert layer_offences("slide", ["napari_glandseg.model"]) == ["slide imports napari_glandseg.model"]
+    assert layer_offences("commands", ["napari_glandseg._widgets._segment"]) == []
+    assert _imports(ast.parse("from napari_glandseg import slide\n")) == ["napari_glandseg", "napari_glandseg.slide"]

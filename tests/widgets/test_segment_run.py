@@ -10,7 +10,7 @@ from _layers import BLOBS, SYNTH_MPP
 from napari.utils.notifications import notification_manager
 
 from napari_glandseg._widgets import SegmentWidget
-from napari_glandseg._widgets import _layer_meta as lm
+from napari_glandseg.labels import layer_meta as lm
 
 pytestmark = pytest.mark.gui
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_glandseg._widgets._view_geometry import (
+from napari_glandseg.slide.view_geometry import (
     cap_bbox,
     clip_bbox,
     place_on_image,

@@ -1,8 +1,9 @@
 """napari dock widgets: the package that imports napari, Qt and magicgui (the npe2 modules
 _reader/_writer/_sample_data may import napari too, but need not and do not).
 
-The widget classes load lazily so that GUI-free helpers here (``_view_geometry``,
-``_layer_meta``, ``_review``) import without pulling in Qt.
+The widget classes load lazily so that importing the package does not pull in Qt. The GUI-free
+helpers the widgets use live in compute packages (``slide.view_geometry``, ``slide.placement``,
+``labels.layer_meta``, ``labels.review``).
 """
 
 from __future__ import annotations

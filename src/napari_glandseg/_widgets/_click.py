@@ -25,11 +25,12 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
 
-from napari_glandseg._widgets import _layer_meta as lm
 from napari_glandseg._widgets._slides import SlideRef
 from napari_glandseg._widgets._tools import apply_new_labels
 from napari_glandseg.interactive import GlandWindow, segment_gland_on_slide
-from napari_glandseg.interactive.edit import Grid, place_gland
+from napari_glandseg.interactive.edit import place_gland
+from napari_glandseg.labels import layer_meta as lm
+from napari_glandseg.slide.placement import GridPlacement
 
 if TYPE_CHECKING:
     import napari
@@ -50,16 +51,16 @@ class ClickRequest:
     include: np.ndarray
     exclude: np.ndarray
     slide: SlideRef
-    grid: Grid
+    grid: GridPlacement
     started: float = field(default_factory=time.perf_counter)
 
 
-def layer_grid(layer: Labels) -> tuple[Grid, SlideRef] | None:
+def layer_grid(layer: Labels) -> tuple[GridPlacement, SlideRef] | None:
     """The layer's placement on its slide and the slide (None: not a gland layer on a slide)."""
     meta = lm.get_meta(layer.metadata)
     if not meta or not meta.get("slide_path"):
         return None
-    grid = Grid(float(meta["label_scale0"]), tuple(meta["label_translate0"]), tuple(layer.data.shape[-2:]))
+    grid = GridPlacement(float(meta["label_scale0"]), tuple(meta["label_translate0"]), tuple(layer.data.shape[-2:]))
     ref = SlideRef(path=meta["slide_path"], name=meta["slide_name"], mpp=meta.get("slide_mpp"),
                    shape=tuple(meta["slide_shape"]))
     return grid, ref

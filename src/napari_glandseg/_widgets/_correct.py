@@ -18,13 +18,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_glandseg._widgets import _layer_meta as lm
 from napari_glandseg._widgets import _tools as tools
 from napari_glandseg._widgets._click import ClickGland
 from napari_glandseg._widgets._jobs import JobPanel
-from napari_glandseg._widgets._view_geometry import visible_bbox0
+from napari_glandseg.labels import layer_meta as lm
 from napari_glandseg.labels.edit import gland_bbox
 from napari_glandseg.labels.measure import measure_glands
+from napari_glandseg.labels.review import layer_placement
+from napari_glandseg.slide.view_geometry import visible_bbox0
 
 if TYPE_CHECKING:
     import napari
@@ -340,11 +341,10 @@ class CorrectWidget(QWidget):
         except Exception as exc:
             show_error(f"Edit this view: {exc}")
             return None
-        f = float(meta["label_scale0"])
-        t0 = meta["label_translate0"]
+        region = layer_placement(meta).window(y, x, (h, w))
         s = np.asarray(layer.scale)[-2:]
         edit_meta = {**meta, "kind": "edit", "store_region": [y, x, h, w],
-                     "label_translate0": [t0[0] + y * f, t0[1] + x * f], "reviewed": []}
+                     "label_translate0": list(region.translate), "reviewed": []}
         new = self.viewer.add_labels(
             np.array(data), name=f"{meta['slide_name']} glands (editing {y},{x})", scale=tuple(s),
             translate=tuple(np.asarray(layer.translate)[-2:] + np.array([y, x]) * s),
@@ -357,7 +357,7 @@ class CorrectWidget(QWidget):
 
     def commit(self) -> Any:
         """Write the active layer's labels to its store and log the region reviewed (in a worker)."""
-        from napari_glandseg._widgets._review import commit
+        from napari_glandseg.labels.review import commit
 
         layer = self._editable()
         meta = lm.get_meta(layer.metadata) if layer is not None else None

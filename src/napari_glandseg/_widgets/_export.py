@@ -12,14 +12,14 @@ from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QFileDialog
 
 from napari_glandseg import _writer
-from napari_glandseg._widgets import _layer_meta as lm
 from napari_glandseg._widgets._finetune import FinetunePanel
 from napari_glandseg._widgets._form import attach_job_panel, folder_edit
 from napari_glandseg._widgets._slides import slide_ref
 from napari_glandseg._widgets._training import export_reviewed, reviewed_store
-from napari_glandseg._widgets._view_geometry import place_on_image
+from napari_glandseg.labels import layer_meta as lm
 from napari_glandseg.labels.geojson import OBJECT_TYPES, features_to_labels, read_geojson
 from napari_glandseg.labels.import_grid import import_grid
+from napari_glandseg.slide.placement import GridPlacement
 
 if TYPE_CHECKING:
     import napari
@@ -174,15 +174,15 @@ class ExportWidget(Container):
                                     store=str(lm.default_store_path(ref.path or ref.name, ref.name)))
                 shape, t, s = import_grid(fc, ref.shape)  # on the slide, bounded in size
             # napari places pixel centres; GeoJSON coordinates are pixel corners.
-            corner = (t[0] - (s - 1) / 2, t[1] - (s - 1) / 2)
-            labels = features_to_labels(fc, shape, scale=s, offset=corner)
+            grid = GridPlacement(s, t, shape)
+            labels = features_to_labels(fc, shape, scale=s, offset=grid.corner)
         except Exception as exc:
             show_error(f"cannot import {path}: {exc}")
             return None
         meta = {**base, "kind": "import", "label_scale0": s, "label_translate0": [float(t[0]), float(t[1])],
                 "source_geojson": str(path), "reviewed": []}
         if image is not None:
-            scale, translate = place_on_image(image.scale, image.translate, s, t)
+            scale, translate = grid.on_image(image.scale, image.translate)
         else:
             scale, translate = tuple(like.scale), tuple(like.translate)
         return self.viewer.add_labels(np.asarray(labels, np.int32), name=f"{path.stem} (imported)",

@@ -15,10 +15,10 @@ from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label,
 from napari.layers import Labels
 from napari.utils.notifications import show_error, show_warning
 
-from napari_glandseg._widgets import _layer_meta as lm
 from napari_glandseg._widgets._form import attach_job_panel
 from napari_glandseg._widgets._models import LOAD_CHECKPOINT, USER_MODELS, ModelChoices
 from napari_glandseg._widgets._training import finetune_reviewed, layer_base_model, reviewed_store
+from napari_glandseg.labels import layer_meta as lm
 from napari_glandseg.model import DEFAULT_MODEL
 
 if TYPE_CHECKING:

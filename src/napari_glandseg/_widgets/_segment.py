@@ -20,20 +20,20 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QFileDialog
 
-from napari_glandseg._widgets import _layer_meta as lm
 from napari_glandseg._widgets._form import attach_job_panel, folder_edit
 from napari_glandseg._widgets._models import LOAD_CHECKPOINT, ModelChoices
 from napari_glandseg._widgets._slides import SlideRef, slide_ref, store_layer_kwargs
 from napari_glandseg._widgets._tools import features_table
-from napari_glandseg._widgets._view_geometry import (
+from napari_glandseg.labels import layer_meta as lm
+from napari_glandseg.labels.measure import measure_glands
+from napari_glandseg.model import DEFAULT_MODEL
+from napari_glandseg.model.tta import with_tta
+from napari_glandseg.slide.view_geometry import (
     MAX_VIEW_MODEL_PX,
     ViewBox,
     place_on_image,
     visible_bbox0,
 )
-from napari_glandseg.labels.measure import measure_glands
-from napari_glandseg.model import DEFAULT_MODEL
-from napari_glandseg.model.tta import with_tta
 
 if TYPE_CHECKING:
     import napari

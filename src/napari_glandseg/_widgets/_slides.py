@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_glandseg._widgets import _layer_meta as lm
-from napari_glandseg._widgets._view_geometry import place_on_image
+from napari_glandseg.labels import layer_meta as lm
+from napari_glandseg.slide.placement import GridPlacement
 
 _OPEN: dict[tuple[str, float | None], Any] = {}
 _OPEN_LOCK = threading.Lock()
@@ -60,21 +60,6 @@ def slide_ref(layer: Any, mpp_override: float | None = None) -> SlideRef:
     return SlideRef(path=path, name=info.get("name") or layer.name, mpp=mpp, shape=shape)  # type: ignore[arg-type]
 
 
-def store_factor(store: Any, ref: SlideRef) -> float:
-    """Level-0 slide px per store level-0 px (stores are written at the model's µm/px)."""
-    store_mpp = getattr(store, "mpp", None)
-    if store_mpp and ref.mpp:
-        return float(store_mpp) / float(ref.mpp)
-    shape0 = store.levels[0].shape
-    return float(ref.shape[0]) / float(shape0[0])
-
-
-def store_translate0(factor: float) -> tuple[float, float]:
-    """Level-0 position of store pixel 0's centre: it covers slide px [0, factor)."""
-    t = (factor - 1.0) / 2.0
-    return t, t
-
-
 def store_layer_kwargs(
     path: Path,
     ref: SlideRef,
@@ -88,9 +73,9 @@ def store_layer_kwargs(
     from napari_glandseg.labels.store import LabelStore
 
     store = store or LabelStore.open(path)
-    f = store_factor(store, ref)
-    t0 = store_translate0(f)
-    scale, translate = place_on_image(placement[0], placement[1], f, t0)
+    grid = GridPlacement.of_store(store.levels[0].shape, ref.shape, getattr(store, "mpp", None), ref.mpp)
+    f, t0 = grid.scale, grid.translate  # store pixel 0 covers slide px [0, f)
+    scale, translate = grid.on_image(placement[0], placement[1])
     levels = list(store.levels)
     meta = lm.make_meta(
         kind="store", slide_path=ref.path, slide_name=ref.name, slide_mpp=ref.mpp, slide_shape=ref.shape,

@@ -133,7 +133,7 @@ def _client(args: argparse.Namespace):
 
 def _output_folders(paths: list[str]) -> list[str]:
     """Distinct folders under --out; says so when same-named slides get suffixed ones."""
-    from napari_glandseg.inference.outputs import output_folders
+    from napari_glandseg.labels.outputs import output_folders
     from napari_glandseg.slide._base import slide_name
 
     folders = output_folders(paths)
@@ -171,8 +171,8 @@ def _segment_into(out_dir: Path, slide: Any, args: argparse.Namespace, *, model:
     """The labels, tables and summary of one slide in ``out_dir`` (whose lock the caller holds)."""
     from napari_glandseg._atomic import write_json_atomic
     from napari_glandseg.commands._checks import whole_run
-    from napari_glandseg.inference import outputs as _outputs
     from napari_glandseg.inference import segment_region, segment_slide
+    from napari_glandseg.labels import outputs as _outputs
 
     store_path = out_dir / STORE_NAME
     stats: dict[str, Any] = {}

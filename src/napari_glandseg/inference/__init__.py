@@ -1,7 +1,7 @@
 """Inference: tiling and blending, the predictor, region and whole-slide runs, post-processing.
 
-The names below are imported on first use: ``inference.tables`` (run in worker processes) and
-``inference.outputs`` must not pull in torch or the label store's zarr.
+The names below are imported on first use, so that importing the package does not pull in torch.
+The GeoJSON/CSV outputs of a run are written by ``labels.outputs`` / ``labels.tables``.
 """
 
 from __future__ import annotations

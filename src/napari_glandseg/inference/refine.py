@@ -13,6 +13,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
+from napari_glandseg.slide.resample import resize_labels
+
 MAX_UPSAMPLE = 4.0  # finer than a quarter model pixel shows nothing more
 MAX_OUTPUT_PX = 16_000_000  # int32 labels of a refined view stay under 64 MB
 
@@ -26,8 +28,6 @@ def resize_probability(prob: np.ndarray, height: int, width: int) -> np.ndarray:
 def refine_to_grid(labels: np.ndarray, foreground: np.ndarray, shape: tuple[int, int], *, threshold: float) -> np.ndarray:
     """``labels`` (model grid) on the finer grid ``shape``, their outlines following ``foreground``
     (P(gland) + P(border) on the model grid) upsampled, within half a model pixel of where they were."""
-    from napari_glandseg.inference.region import resize_labels
-
     h, w = shape
     factor = min(h / labels.shape[0], w / labels.shape[1])
     fine = resize_labels(labels, h, w).astype(np.int32)

@@ -7,7 +7,6 @@ at its edge are segmented with their surroundings, then cropped back to the box.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ from napari_glandseg.inference.predictor import Predictor
 from napari_glandseg.inference.refine import refine_to_grid, refined_scale
 from napari_glandseg.inference.tiling import predict_tiled
 from napari_glandseg.labels._objects import compact_labels
+from napari_glandseg.slide.placement import GridPlacement
+from napari_glandseg.slide.resample import resize_labels, resize_rgb, with_mpp
 
 Progress = Callable[[int, int, str], None]
 
@@ -36,7 +37,8 @@ class RegionResult:
 
     Label pixel (i, j) covers level-0 px [y0 + i*scale, y0 + (i+1)*scale) (same for x); in
     napari's pixel-centre convention (the slide layer has translate 0) its centre is at
-    ``translate + (i, j) * scale`` with ``translate = y0 + 0.5*scale - 0.5``.
+    ``translate + (i, j) * scale`` with ``translate = y0 + 0.5*scale - 0.5`` (``placement``:
+    the same as a ``slide.placement.GridPlacement``).
     """
 
     labels: np.ndarray
@@ -46,6 +48,11 @@ class RegionResult:
     bbox0: tuple[int, int, int, int]
     probs: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def placement(self) -> GridPlacement:
+        """Where the labels sit on the slide (scale, translate, shape)."""
+        return GridPlacement(self.scale, self.translate, self.labels.shape[:2])
 
 
 def get_predictor(
@@ -85,26 +92,6 @@ def check_rgb(rgb: np.ndarray, what: str = "image") -> np.ndarray:
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise GlandsegError(f"{what}: the image is empty ({a.shape[0]}×{a.shape[1]})")
     return np.ascontiguousarray(a[..., :3])
-
-
-def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of H×W×3 uint8 (PIL widens the kernel when shrinking: anti-aliased)."""
-    from PIL import Image
-
-    if rgb.shape[:2] == (height, width):
-        return rgb
-    img = Image.fromarray(rgb)
-    return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR))
-
-
-def resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize by pixel centres (exact, label ids unchanged)."""
-    h, w = labels.shape
-    if (h, w) == (height, width):
-        return labels
-    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.intp), h - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.intp), w - 1)
-    return labels[rows[:, None], cols[None, :]]
 
 
 def probabilities(
@@ -178,7 +165,8 @@ def segment_region(
     pred = get_predictor(model, device, batch_size, predictor)
     card = pred.card
     f = card.mpp / slide.mpp  # level-0 px per label px
-    out_h, out_w = max(1, round(bh / f)), max(1, round(bw / f))
+    grid = GridPlacement.for_box((y0, x0, bh, bw), f)
+    out_h, out_w = grid.shape
     m = card.overlap_px  # context margin in label px
     # the read box is whole label pixels around the box: read_at_mpp returns exactly this size
     box = (y0 - m * f, x0 - m * f, (out_h + 2 * m) * f, (out_w + 2 * m) * f)
@@ -192,19 +180,17 @@ def segment_region(
     if tissue_only:
         labels = drop_off_tissue(labels, slide, (y0, x0), f)
     labels = relabel_consecutive(labels)
-    scale = f
     fine = refined_scale(f, display_downsample, (bh, bw))
     if fine is not None:
+        grid = GridPlacement.for_box((y0, x0, bh, bw), fine)
         foreground = probs[1:, m : m + out_h, m : m + out_w].sum(0)
         threshold = float(card.postprocess.get("gland_threshold", 0.5))
-        labels = refine_to_grid(labels, foreground, (max(1, round(bh / fine)), max(1, round(bw / fine))),
-                                threshold=threshold)
-        scale = fine
+        labels = refine_to_grid(labels, foreground, grid.shape, threshold=threshold)
     return RegionResult(
         labels=labels,
-        scale=float(scale),
-        translate=(y0 + 0.5 * scale - 0.5, x0 + 0.5 * scale - 0.5),
-        mpp=float(slide.mpp * scale),
+        scale=grid.scale,
+        translate=grid.translate,
+        mpp=float(slide.mpp * grid.scale),
         bbox0=(int(round(y0)), int(round(x0)), int(round(bh)), int(round(bw))),
         probs=np.ascontiguousarray(probs[:, m : m + out_h, m : m + out_w]) if return_probs else None,
         info={"model": card.name, "slide_mpp": slide.mpp, **pred.info()},
@@ -226,22 +212,6 @@ def off_slide_is_background(probs: np.ndarray, shape0: tuple[int, int], origin0:
     if off.any():
         probs[:, off] = 0.0
         probs[0, off] = 1.0
-
-
-def with_mpp(slide: Any, mpp: float | None) -> Any:
-    """The slide with ``mpp`` as its µm/px (a shallow copy when it overrides the file's)."""
-    if mpp is not None:
-        if not (isinstance(mpp, int | float) and math.isfinite(mpp) and mpp > 0):
-            raise GlandsegError(f"{slide.path}: mpp must be a positive number of µm per pixel, got {mpp!r}")
-        if slide.mpp != mpp:
-            slide = copy.copy(slide)
-            slide.mpp = float(mpp)
-    if slide.mpp is None:
-        raise GlandsegError(
-            f"{slide.path}: the file does not say its resolution (µm/px); pass mpp=... "
-            "(CLI: --mpp) to say what it is"
-        )
-    return slide
 
 
 def relabel_consecutive(labels: np.ndarray) -> np.ndarray:

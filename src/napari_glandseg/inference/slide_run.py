@@ -24,7 +24,6 @@ Design (memory bounded, resumable, distributable):
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import time
@@ -47,7 +46,7 @@ from napari_glandseg.inference.chunks import (
     release_tiles,
     write_empty,
 )
-from napari_glandseg.inference.region import get_predictor, with_mpp
+from napari_glandseg.inference.region import get_predictor
 from napari_glandseg.inference.stitch import (
     ChunkGeom,
     apply_chunk_lut,
@@ -58,6 +57,8 @@ from napari_glandseg.inference.stitch import (
 from napari_glandseg.inference.tile_jobs import ChunkWork, plan_work, tissue_tiles
 from napari_glandseg.inference.tiling import SlideTiles
 from napari_glandseg.slide.identity import check_same_slide, slide_identity
+from napari_glandseg.slide.placement import GridPlacement
+from napari_glandseg.slide.resample import with_mpp
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
@@ -112,7 +113,7 @@ def segment_slide(
         predictor, model_ref, card = _resolve_model(model, device, batch_size, client)
         f = card.mpp / slide.mpp
         h0, w0 = slide.shape
-        shape = (max(1, math.ceil(h0 / f)), max(1, math.ceil(w0 / f)))
+        shape = GridPlacement.whole_slide((h0, w0), f).shape  # the store's level 0, from corner 0
         chunk = int(chunk_px or DEFAULT_CHUNK_PX)
         margin = max(int(card.overlap_px), CONTEXT_PX)
         n_batch = predictor.batch_size if predictor is not None else batch_size
@@ -367,7 +368,7 @@ def segment_many(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from napari_glandseg.inference.outputs import output_folders
+    from napari_glandseg.labels.outputs import output_folders
     from napari_glandseg.slide import open_slide
 
     out_dir = Path(out_dir)

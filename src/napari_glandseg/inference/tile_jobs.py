@@ -32,6 +32,7 @@ import numpy as np
 
 from napari_glandseg.inference.stitch import ChunkGeom
 from napari_glandseg.inference.tiling import BlendAccumulator, SlideTiles
+from napari_glandseg.slide.resample import resize_rgb
 
 Key = tuple[int, int]
 
@@ -275,7 +276,6 @@ class TileBatcher:
 def tile_reader(slide: Any, layout: SlideTiles, factor: float, mpp: float) -> Callable[[Key], np.ndarray]:
     """Reads tile ``(i, j)`` from the slide by its own level-0 box (so it is the same for every
     chunk that asks), resampled to the model's µm/px."""
-    from napari_glandseg.inference.region import resize_rgb
 
     t = layout.tile_px
 

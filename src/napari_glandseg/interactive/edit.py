@@ -1,9 +1,9 @@
 """Put a guided result on a gland labels grid (the compute side of the viewer's click tool).
 
-A labels grid sits on the slide like a napari layer: its pixel ``(i, j)`` has its centre at
-level-0 ``translate + (i, j) * scale`` (napari's pixel-centre convention; the layer metadata's
-``label_scale0``/``label_translate0``). The guided model's ``GlandWindow`` is resampled onto that
-grid, then merged: a click on background adds a new label, a click on a gland redraws that gland
+A labels grid (``slide.placement.GridPlacement``) sits on the slide like a napari layer: its pixel
+``(i, j)`` has its centre at level-0 ``translate + (i, j) * scale`` (napari's pixel-centre
+convention; the layer metadata's ``label_scale0``/``label_translate0``). The guided model's
+``GlandWindow`` is resampled onto that grid, then merged: a click on background adds a new label, a click on a gland redraws that gland
 (its label kept). Other glands are never overwritten, and exclusion points stay background.
 """
 
@@ -16,25 +16,9 @@ import numpy as np
 
 from napari_glandseg.interactive.segment import GlandWindow
 from napari_glandseg.labels.edit import gland_bbox
+from napari_glandseg.slide.placement import GridPlacement
 
 Window = tuple[slice, slice]
-
-
-@dataclass(frozen=True)
-class Grid:
-    """Where a labels grid sits on the slide (level-0 px) and its shape."""
-
-    scale: float
-    translate: tuple[float, float]
-    shape: tuple[int, int]
-
-    def to_level0(self, points: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
-        """Grid (y, x) points (N×2) → level-0 (y, x)."""
-        return np.asarray(self.translate, float) + np.asarray(points, float).reshape(-1, 2) * self.scale
-
-    def from_level0(self, points: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
-        """Level-0 (y, x) points (N×2) → grid (y, x)."""
-        return (np.asarray(points, float).reshape(-1, 2) - np.asarray(self.translate, float)) / self.scale
 
 
 @dataclass(frozen=True)
@@ -71,7 +55,7 @@ def _lerp(values: np.ndarray, coords: np.ndarray, axis: int) -> np.ndarray:
     return np.take(values, i0, axis) * (1 - w) + np.take(values, i1, axis) * w
 
 
-def window_on_grid(found: GlandWindow, grid: Grid) -> tuple[Window, np.ndarray] | None:
+def window_on_grid(found: GlandWindow, grid: GridPlacement) -> tuple[Window, np.ndarray] | None:
     """The found gland on the grid: ``(window, bool mask)`` cropped to the gland, or None if empty.
 
     Probabilities are interpolated (the selected component kept ≥ 0.5, all else below) so the
@@ -123,7 +107,7 @@ def merge_gland(labels: np.ndarray, mask: np.ndarray, label: int) -> np.ndarray:
     return out
 
 
-def place_gland(labels: np.ndarray, found: GlandWindow, grid: Grid, include: Sequence[Sequence[float]] | np.ndarray,
+def place_gland(labels: np.ndarray, found: GlandWindow, grid: GridPlacement, include: Sequence[Sequence[float]] | np.ndarray,
                 exclude: Sequence[Sequence[float]] | np.ndarray = ()) -> GlandEdit | None:
     """The edit that puts ``found`` on ``labels`` (include/exclude: the guidance in grid (y, x)).
 

@@ -28,6 +28,8 @@ import numpy as np
 from napari_glandseg._atomic import atomic_path, write_json_atomic
 from napari_glandseg.errors import GlandsegError
 from napari_glandseg.labels._objects import compact_labels
+from napari_glandseg.slide.placement import GridPlacement
+from napari_glandseg.slide.resample import resize_labels, resize_rgb, with_mpp
 
 PACKAGE_FORMAT = "glandseg-training-package"
 PACKAGE_VERSION = 1
@@ -84,24 +86,28 @@ def export_training_package(
 
 
 class _LabelGrid:
-    """Where a label grid sits on a slide: level-0 px per label px, its µm/px, and a reader."""
+    """Where a label grid sits on a slide (``placement``: corner 0, level-0 px per label px), its
+    µm/px, and a reader."""
 
-    def __init__(self, read: Any, shape: tuple[int, int], level0_per_px: float, mpp: float | None, source: str):
-        self.read, self.shape, self.level0_per_px, self.mpp, self.source = read, shape, level0_per_px, mpp, source
+    def __init__(self, read: Any, placement: GridPlacement, mpp: float | None, source: str):
+        self.read, self.placement, self.mpp, self.source = read, placement, mpp, source
+        self.shape: tuple[int, int] = placement.shape  # type: ignore[assignment]
+        self.level0_per_px = placement.scale
 
     @classmethod
     def of(cls, slide: Any, labels: Any) -> _LabelGrid:
-        h0 = float(slide.shape[0])
         if hasattr(labels, "read_region"):  # a LabelStore
             shape = tuple(int(s) for s in labels.levels[0].shape)
             store_mpp = getattr(labels, "mpp", None)
-            f = store_mpp / slide.mpp if (store_mpp and slide.mpp) else h0 / shape[0]
+            place = GridPlacement.of_store(shape, slide.shape, store_mpp, slide.mpp)
+            f = place.scale
             mpp = store_mpp or (slide.mpp * f if slide.mpp else None)
-            return cls(lambda y, x, h, w: labels.read_region(y, x, h, w), shape, f, mpp, str(labels.path))
+            return cls(lambda y, x, h, w: labels.read_region(y, x, h, w), place, mpp, str(labels.path))
         arr = np.asarray(labels)
         if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
             raise GlandsegError(f"labels must be a 2-D integer array or a LabelStore, got {arr.shape} {arr.dtype}")
-        f = h0 / arr.shape[0]
+        place = GridPlacement.of_store(arr.shape, slide.shape)
+        f = place.scale
 
         def read(y: int, x: int, h: int, w: int) -> np.ndarray:
             out = np.zeros((h, w), np.int32)
@@ -109,17 +115,15 @@ class _LabelGrid:
             out[max(0, -y) : max(0, -y) + part.shape[0], max(0, -x) : max(0, -x) + part.shape[1]] = part
             return out
 
-        return cls(read, arr.shape, f, slide.mpp * f if slide.mpp else None, "array")
+        return cls(read, place, slide.mpp * f if slide.mpp else None, "array")
 
 
 def _export_region(folder: Path, name: str, slide: Any, grid: _LabelGrid, region: dict, ds_out: float) -> dict | None:
-    from napari_glandseg.inference.region import resize_labels, resize_rgb
-
     y, x, h, w = _clip_bounds(region, grid.shape)
     if h <= 0 or w <= 0:
         return None
     f = grid.level0_per_px
-    bbox0 = (y * f, x * f, h * f, w * f)
+    bbox0 = grid.placement.box_to_level0((y, x, h, w))
     out_h, out_w = max(1, round(h * f / ds_out)), max(1, round(w * f / ds_out))
     rgb = _read_rgb(slide, bbox0, ds_out)
     if rgb.shape[:2] != (out_h, out_w):
@@ -153,8 +157,6 @@ def _clip_bounds(region: dict, shape: tuple[int, int]) -> tuple[int, int, int, i
 
 def _read_rgb(slide: Any, bbox0: tuple[float, ...], ds: float) -> np.ndarray:
     """The level-0 box at ``ds`` level-0 px per output px (works when the slide's µm/px is unknown)."""
-    from napari_glandseg.inference.region import with_mpp
-
     if slide.mpp:
         return slide.read_at_mpp(bbox0, slide.mpp * ds)
     return with_mpp(slide, 1.0).read_at_mpp(bbox0, ds)  # unknown µm/px: work in level-0 px

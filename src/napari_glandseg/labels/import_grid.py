@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from napari_glandseg.errors import GlandsegError
+from napari_glandseg.slide.placement import GridPlacement
 
 #: Room around the glands (level-0 px) to paint next to them.
 IMPORT_MARGIN_PX = 32
@@ -66,6 +67,5 @@ def import_grid(
     scale = max(1, math.ceil(math.sqrt(h * w / max_px))) if h * w > max_px else 1
     while math.ceil(h / scale) * math.ceil(w / scale) > max_px:
         scale += 1
-    shape = (math.ceil(h / scale), math.ceil(w / scale))
-    half = (scale - 1) / 2
-    return shape, (top + half, left + half), float(scale)
+    grid = GridPlacement.from_corner(scale, (top, left), (math.ceil(h / scale), math.ceil(w / scale)))
+    return grid.shape, grid.translate, grid.scale

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from napari_glandseg.errors import GlandsegError
+from napari_glandseg.slide.resample import resize_rgb
 from napari_glandseg.train.corrections_settings import REPLAY_ENV
 from napari_glandseg.train.data import (
     DataSource,
@@ -129,7 +130,6 @@ def reviewed_samples(store_path: str | os.PathLike, slide_path: str | os.PathLik
                      slide_mpp: float | None = None) -> list[Sample]:
     """The reviewed area of a label store as samples at ``model_mpp``: overlapping commits merge
     into one sample (its bounding box; ``valid`` is their union), so no pixel counts twice."""
-    from napari_glandseg.inference.region import resize_rgb
     from napari_glandseg.labels.store import LabelStore
     from napari_glandseg.slide import open_slide
 

@@ -1,7 +1,7 @@
 """Outputs of a run: output folder names, a label store for a region, polygons + measurements.
 
 A whole-slide store can be gigapixels: it is read once, block by block, and each gland is
-measured and traced whole on its own (``inference.tables``). Glands keep their store ids in the
+measured and traced whole on its own (``labels.tables``). Glands keep their store ids in the
 GeoJSON and the CSV.
 """
 
@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from napari_glandseg.slide.placement import GridPlacement
 
 
 def output_folders(paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -36,15 +38,12 @@ def output_folders(paths: Sequence[str | os.PathLike]) -> list[str]:
 
 def region_store(path: Path, slide: Any, res: Any) -> Any:
     """A label store on the slide's model-µm/px grid holding only the region's labels."""
-    import math
-
     from napari_glandseg._atomic import atomic_path
     from napari_glandseg.labels.store import LabelStore
 
-    f = res.scale
-    h0, w0 = slide.shape
-    shape = (max(1, math.ceil(h0 / f)), max(1, math.ceil(w0 / f)))
-    y, x = round(res.bbox0[0] / f), round(res.bbox0[1] / f)
+    grid = GridPlacement.whole_slide(slide.shape, res.scale)
+    shape = grid.shape
+    y, x = grid.nearest_index(res.bbox0[:2])
     h, w = res.labels.shape
     h, w = min(h, shape[0] - y), min(w, shape[1] - x)
     with atomic_path(path, is_dir=True) as tmp:
@@ -60,11 +59,11 @@ def write_tables(store: Any, out_dir: Path, *, factor: float, mpp: float, geojso
 
     ``slide_shape`` (level-0 h, w) keeps polygons on the slide (the store grid may overhang it).
     The store is read once, block by block; each gland is measured and traced whole on its own
-    (``inference.tables``), in ``workers`` processes (default: one per core for stores larger
+    (``labels.tables``), in ``workers`` processes (default: one per core for stores larger
     than one block).
     """
-    from napari_glandseg.inference.tables import BLOCK_PX, TableSpec, table_records, write_feature_texts
     from napari_glandseg.labels.export import write_measurements_csv
+    from napari_glandseg.labels.tables import BLOCK_PX, TableSpec, table_records, write_feature_texts
 
     if workers is None:
         h, w = (int(s) for s in store.levels[0].shape)

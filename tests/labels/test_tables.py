@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_glandseg.inference.outputs import write_tables
+from napari_glandseg.labels.outputs import write_tables
 
 FACTOR = 2.48  # level-0 px per store px
 MPP = 1.24
@@ -77,7 +77,7 @@ def test_tables_are_the_same_files_as_before(gland_store, tmp_path, workers):
 
 def test_glands_are_whole_whatever_the_blocks(gland_store, tmp_path):
     """Small blocks cut most glands into pieces; each comes out once, whole."""
-    from napari_glandseg.inference.tables import iter_glands
+    from napari_glandseg.labels.tables import iter_glands
 
     store, labels = gland_store
     glands = list(iter_glands(store, block=300, margin=200))

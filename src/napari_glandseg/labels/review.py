@@ -10,14 +10,14 @@ so every commit is on disk at once.
 from __future__ import annotations
 
 import getpass
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from napari_glandseg._widgets._view_geometry import resample_to_grid
+from napari_glandseg.slide.placement import GridPlacement
+from napari_glandseg.slide.view_geometry import resample_to_grid
 
 
 def store_mpp_for(meta: dict[str, Any]) -> float:
@@ -42,17 +42,21 @@ def open_or_create_store(meta: dict[str, Any]) -> Any:
     mpp = store_mpp_for(meta)
     slide_mpp = meta.get("slide_mpp")
     f = mpp / float(slide_mpp) if slide_mpp else float(meta.get("label_scale0", 1.0))
-    h0, w0 = meta["slide_shape"]
-    shape = (max(1, math.ceil(h0 / f)), max(1, math.ceil(w0 / f)))
+    shape = GridPlacement.whole_slide(meta["slide_shape"], f).shape
     return LabelStore.create(path, shape, mpp=mpp, source=meta.get("slide_path"))
 
 
-def store_grid(store: Any, meta: dict[str, Any]) -> float:
-    """Level-0 slide px per store px."""
-    store_mpp = getattr(store, "mpp", None)
-    if store_mpp and meta.get("slide_mpp"):
-        return float(store_mpp) / float(meta["slide_mpp"])
-    return float(meta["slide_shape"][0]) / float(store.levels[0].shape[0])
+def store_placement(store: Any, meta: dict[str, Any]) -> GridPlacement:
+    """Where the store's level 0 sits on the layer's slide."""
+    return GridPlacement.of_store(store.levels[0].shape, meta["slide_shape"], getattr(store, "mpp", None),
+                                  meta.get("slide_mpp"))
+
+
+def layer_placement(meta: dict[str, Any], shape: Any = None) -> GridPlacement:
+    """Where a gland layer's labels sit on the slide (``label_scale0``/``label_translate0``)."""
+    ty, tx = meta.get("label_translate0", (0.0, 0.0))
+    return GridPlacement(float(meta.get("label_scale0", 1.0)), (float(ty), float(tx)),
+                         None if shape is None else tuple(shape[-2:]))
 
 
 def to_store_region(labels: np.ndarray, meta: dict[str, Any], store: Any) -> tuple[int, int, np.ndarray]:
@@ -60,14 +64,11 @@ def to_store_region(labels: np.ndarray, meta: dict[str, Any], store: Any) -> tup
     if meta.get("kind") == "edit" and meta.get("store_region"):
         y, x = meta["store_region"][:2]
         return int(y), int(x), np.asarray(labels)
-    f = store_grid(store, meta)
-    s = float(meta.get("label_scale0", 1.0))
-    ty, tx = meta.get("label_translate0", (0.0, 0.0))
-    # Store pixel j's centre sits at level-0 j*f + (f-1)/2: shift so the grid starts at 0.
-    shift = (f - 1.0) / 2.0
-    return resample_to_grid(
-        np.asarray(labels), s, (float(ty) - shift, float(tx) - shift), f, dst_shape=store.levels[0].shape
-    )
+    grid = store_placement(store, meta)
+    src = layer_placement(meta)
+    # resample_to_grid wants store pixel j's centre at j*f: place the layer relative to the store.
+    return resample_to_grid(np.asarray(labels), src.scale, src.relative_to(grid), grid.scale,
+                            dst_shape=store.levels[0].shape)
 
 
 def commit(labels: np.ndarray, meta: dict[str, Any], *, reviewed_by: str | None = None) -> dict[str, Any]:

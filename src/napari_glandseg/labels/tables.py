@@ -142,7 +142,7 @@ def table_records(store: Any, spec: TableSpec, workers: int = 1, batch: int = 64
 
         out = []
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["napari_glandseg.inference.tables", "napari_glandseg.labels.measure"])
+        ctx.set_forkserver_preload(["napari_glandseg.labels.tables", "napari_glandseg.labels.measure"])
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
             running: set = set()
             while True:
