@@ -42,13 +42,18 @@ class FinetunePanel(Container):
                                     value=DEFAULT_MINUTES, tooltip="The whole run, scoring included")
         self.extra = FileEdit(name="extra", label="More data", mode="d", nullable=True,
                               tooltip="Optional: an exported training package, or a folder with images/ and masks/")
+        self.extra.line_edit.native.setPlaceholderText("optional: package or images/ + masks/")
+        self.extra.choose_btn.text = "…"
         self.extra_mpp = FloatSpinBox(name="extra_mpp", label="its µm/px", min=0.0, max=100.0, step=0.05, value=0.0,
                                       tooltip="µm/px of the images in 'More data' (a package says its own)")
+        self.extra_mpp.native.setDecimals(4)
+        self.extra_mpp.native.setSpecialValueText("-")
         self.button = PushButton(name="finetune_button", text="Fine-tune on my corrections",
                                  tooltip="Train a new model on the reviewed regions (part held back to score it), "
                                  "replaying the base model's own data so it keeps what it knew")
-        self.result = Label(name="result")
+        self.result = Label()  # unnamed: no row label
         self.result.native.setWordWrap(True)
+        self.margins = (0, 0, 0, 0)
         self.extend([self.base, self.minutes, self.extra, self.extra_mpp, self.button, self.result])
         self.jobs = attach_job_panel(self)
         self.button.changed.connect(self.start)
