@@ -115,3 +115,55 @@ def test_the_rules_catch_an_import():
     assert layer_offences("slide", ["napari_glandseg.model"]) == ["slide imports napari_glandseg.model"]
     assert layer_offences("commands", ["napari_glandseg._widgets._segment"]) == []
     assert _imports(ast.parse("from napari_glandseg import slide\n")) == ["napari_glandseg", "napari_glandseg.slide"]
+
+
+def _bound_names(tree: ast.Module) -> set[str]:
+    """Names a module binds at top level (inside top-level if/try blocks too), and its ``__all__``."""
+    names: set[str] = set()
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+            if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets) and node.value is not None:
+                names.update(e.value for e in ast.walk(node.value) if isinstance(e, ast.Constant))
+        elif isinstance(node, ast.If | ast.Try):
+            todo += node.body + node.orelse + getattr(node, "finalbody", [])
+            todo += [s for h in getattr(node, "handlers", []) for s in h.body]
+    return names
+
+
+def _module_file(dotted: str) -> Path | None:
+    rel = Path(*dotted.split(".")[1:])
+    for cand in (PKG / rel / "__init__.py", (PKG / rel).with_suffix(".py")):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def test_every_internal_import_names_something_that_exists():
+    # moved modules must not leave an import behind that only fails when its function runs
+    missing = []
+    for py in sorted(PKG.rglob("*.py")):
+        for node in ast.walk(ast.parse(py.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                mods = [(a.name, None) for a in node.names if a.name.startswith("napari_glandseg.")]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("napari_glandseg"):
+                mods = [(node.module, [a.name for a in node.names])]
+            else:
+                continue
+            for mod, names in mods:
+                target = PKG / "__init__.py" if mod == "napari_glandseg" else _module_file(mod)
+                if target is None:
+                    missing.append(f"{py.relative_to(PKG)}: {mod}")
+                    continue
+                bound = _bound_names(ast.parse(target.read_text(encoding="utf-8")))
+                for name in names or []:
+                    if name not in bound and _module_file(f"{mod}.{name}") is None:
+                        missing.append(f"{py.relative_to(PKG)}: {mod}.{name}")
+    assert not missing, "imports of names that do not exist:\n" + "\n".join(missing)
