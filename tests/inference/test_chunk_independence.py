@@ -21,7 +21,7 @@ MPP = 0.5  # the file does not say; the issue's setting
 
 @pytest.fixture(scope="module")
 def predictor():
-    # the colon model finds more glands on this (colon) slide than the multi-organ default: more borders to cross
+    # the colon model finds more glands on this slide (≥ 10) than the multi-organ default (6): more borders to cross
     return get_predictor("glandseg_colon", "cpu", None)
 
 
