@@ -58,7 +58,8 @@ def test_finetune_on_rings_tiles_then_segment_and_evaluate_load_it(rings, tiny_c
 
 
 def _one_error(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
+    # progress lines share stderr (stdout stays for results): exactly one error line among them
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line]
     assert len(err) == 1 and err[0].startswith("glandseg finetune: error:"), err
     return err[0]
 
