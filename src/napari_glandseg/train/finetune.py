@@ -80,7 +80,7 @@ def step_loss(model, images, targets, tumor, cfg: FinetuneConfig, device: torch.
 def train_step(model, optimizer, images, targets, tumor, cfg: FinetuneConfig, device: torch.device):
     loss, parts = step_loss(model, images, targets, tumor, cfg, device)
     optimizer_step(model, optimizer, loss, 1.0)
-    return float(loss), parts
+    return float(loss.detach()), parts
 
 
 def main(argv: list[str] | None = None, hooks: LoopHooks | None = None) -> int:
