@@ -1,0 +1,150 @@
+"""Few-shot fine-tuning on prostate: does fine-tuning on corrections help without forgetting colon?
+
+Starts from the **colon-only** model (trained on GlaS train only; it has never seen the RINGS
+tiles: the bundled weights of commit f4f5482, extracted with ``git show`` unless ``--model``
+says otherwise), fine-tunes it with ``finetune_on_corrections`` (the engine of ``glandseg
+finetune`` and of the viewer's button, replaying GlaS train as the model card says) on k of
+the 4 RINGS gland tiles, and scores the result with ``glandseg evaluate``'s code on the tiles
+not used (at 2.72 µm/px) and on GlaS testA (forgetting). Rotations spread over the choices of
+k tiles. Prints one JSON line per run and one summary line per k.
+
+    .venv/bin/python benchmarks/few_shot.py [--k 1 2 3] [--rotations 2] [--minutes 2] [--threads 1]
+
+RINGS: CC BY 4.0, Salvi et al., Artificial Intelligence in Medicine 2021,
+doi:10.1016/j.artmed.2021.102076; data doi:10.17632/h8bdwrtnr5.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / ".." / "shared" / "data"
+RINGS = DATA / "rings" / "glands"
+GLAS_TEST = DATA / "glas" / "testA"
+RINGS_MPP, GLAS_MPP = 2.72, 0.62
+COLON_ONLY_COMMIT = "f4f5482"
+KEYS = ("object_f1", "pixel_dice", "object_dice")
+
+
+def colon_only(folder: Path) -> Path:
+    """The colon-only model (bundled weights of ``COLON_ONLY_COMMIT``) written into ``folder``."""
+    stem = folder / "colon_only"
+    for suffix in (".safetensors", ".json"):
+        blob = subprocess.run(["git", "show", f"{COLON_ONLY_COMMIT}:src/napari_glandseg/model/weights/glandseg_small{suffix}"],
+                              cwd=ROOT, check=True, capture_output=True).stdout
+        stem.with_suffix(suffix).write_bytes(blob)
+    return stem.with_suffix(".safetensors")
+
+
+def link_folder(folder: Path, names: list[str]) -> tuple[Path, Path]:
+    """images/ and masks/ of the RINGS tiles ``names`` (symlinks) in ``folder``."""
+    for sub in ("images", "masks"):
+        (folder / sub).mkdir(parents=True)
+        for n in names:
+            (folder / sub / n).symlink_to((RINGS / sub / n).resolve())
+    return folder / "images", folder / "masks"
+
+
+def rotations(tiles: list[str], k: int, n: int) -> list[list[str]]:
+    """``n`` choices of ``k`` tiles, spread evenly over all combinations."""
+    combos = [list(c) for c in itertools.combinations(tiles, k)]
+    n = min(n, len(combos))
+    return [combos[round(i * len(combos) / n)] for i in range(n)]
+
+
+def evaluate(model: Path, images: Path, masks: Path, mpp: float, limit: int | None = None) -> dict:
+    from napari_glandseg.commands.evaluate import evaluate_folder
+
+    result = evaluate_folder(images, masks, model=str(model), mpp=mpp, device="cpu", limit=limit)
+    return {"per_image": {r["image"]: {k: r[k] for k in KEYS} for r in result["per_image"]},
+            **{k: result["overall"][k] for k in KEYS}}
+
+
+def mean_of(rows: list[dict]) -> dict:
+    return {k: round(float(np.mean([r[k] for r in rows])), 4) for k in KEYS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from napari_glandseg.train.corrections import finetune_on_corrections
+    from napari_glandseg.train.corrections_data import ImageFolders
+    from napari_glandseg.train.corrections_settings import CorrectionSettings
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, default=None, help="base model (default: the colon-only model from git)")
+    p.add_argument("--k", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--rotations", type=int, default=2, help="choices of k tiles per k")
+    p.add_argument("--minutes", type=float, default=2.0, help="time budget of each fine-tune")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--glas-limit", type=int, default=None, help="only the first N GlaS testA images")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--replay-ratio", type=float, default=None)
+    p.add_argument("--crop-px", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--no-replay", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    overrides = {k: getattr(args, k) for k in ("lr", "replay_ratio", "crop_px", "batch_size", "max_steps")
+                 if getattr(args, k) is not None}
+    settings = CorrectionSettings(minutes=args.minutes, threads=args.threads, device="cpu", **overrides)
+    tiles = sorted(p.name for p in (RINGS / "images").glob("*.png"))
+
+    with tempfile.TemporaryDirectory(prefix="few_shot_") as tmp:
+        tmp = Path(tmp)
+        base = args.model or colon_only(tmp)
+        t0 = time.perf_counter()
+        base_rings = evaluate(base, RINGS / "images", RINGS / "masks", RINGS_MPP)["per_image"]
+        base_glas = evaluate(base, GLAS_TEST / "images", GLAS_TEST / "masks", GLAS_MPP, args.glas_limit)
+        print(json.dumps({"event": "base", "model": str(base), "rings_per_tile": base_rings,
+                          "glas_testA": {k: base_glas[k] for k in KEYS}, "eval_s": round(time.perf_counter() - t0, 1)}),
+              flush=True)
+        summary: dict[int, list[dict]] = {}
+        for k in args.k:
+            for i, train in enumerate(rotations(tiles, k, args.rotations)):
+                test = [t for t in tiles if t not in train]
+                run = tmp / f"k{k}_{i}"
+                images, masks = link_folder(run / "train", train)
+                t_run = time.perf_counter()
+                result = finetune_on_corrections(
+                    str(base), out_dir=run / "model", folders=[ImageFolders(images, masks, RINGS_MPP)],
+                    replay=[] if args.no_replay else None, settings=settings)
+                wall = time.perf_counter() - t_run
+                test_images, test_masks = link_folder(run / "test", test)
+                after_rings = evaluate(result.model_path, test_images, test_masks, RINGS_MPP)
+                after_glas = evaluate(result.model_path, GLAS_TEST / "images", GLAS_TEST / "masks", GLAS_MPP, args.glas_limit)
+                row = {
+                    "event": "run", "k": k, "train": train, "test": test, "minutes": args.minutes,
+                    "settings": overrides, "replay": not args.no_replay, "steps": result.steps,
+                    "wall_s": round(wall, 1),
+                    "prostate_before": mean_of([base_rings[t] for t in test]),
+                    "prostate_after": {k2: round(after_rings[k2], 4) for k2 in KEYS},
+                    "glas_before": {k2: round(base_glas[k2], 4) for k2 in KEYS},
+                    "glas_after": {k2: round(after_glas[k2], 4) for k2 in KEYS},
+                    "held_back_before": result.before, "held_back_after": result.after,
+                }
+                summary.setdefault(k, []).append(row)
+                print(json.dumps(row), flush=True)
+        for k, rows in summary.items():
+            print(json.dumps({
+                "event": "summary", "k": k, "runs": len(rows), "minutes": args.minutes,
+                **{f"{what}_{when}": mean_of([r[f"{what}_{when}"] for r in rows])
+                   for what in ("prostate", "glas") for when in ("before", "after")},
+                "steps_mean": round(float(np.mean([r["steps"] for r in rows])), 1),
+                "wall_s_mean": round(float(np.mean([r["wall_s"] for r in rows])), 1),
+            }), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
