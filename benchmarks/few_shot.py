@@ -1,8 +1,7 @@
 """Few-shot fine-tuning on prostate: does fine-tuning on corrections help without forgetting colon?
 
-Starts from the **colon-only** model (trained on GlaS train only; it has never seen the RINGS
-tiles: the bundled weights of commit f4f5482, extracted with ``git show`` unless ``--model``
-says otherwise), fine-tunes it with ``finetune_on_corrections`` (the engine of ``glandseg
+Starts from the **colon-only** model (the bundled ``glandseg_colon``, trained on GlaS train only:
+it has never seen the RINGS tiles; ``--model`` picks another), fine-tunes it with ``finetune_on_corrections`` (the engine of ``glandseg
 finetune`` and of the viewer's button, replaying GlaS train as the model card says) on k of
 the 4 RINGS gland tiles, and scores the result with ``glandseg evaluate``'s code on the tiles
 not used (at 2.72 µm/px) and on GlaS testA (forgetting). Rotations spread over the choices of
@@ -19,7 +18,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,18 +31,7 @@ DATA = ROOT / ".." / "shared" / "data"
 RINGS = DATA / "rings" / "glands"
 GLAS_TEST = DATA / "glas" / "testA"
 RINGS_MPP, GLAS_MPP = 2.72, 0.62
-COLON_ONLY_COMMIT = "f4f5482"
 KEYS = ("object_f1", "pixel_dice", "object_dice")
-
-
-def colon_only(folder: Path) -> Path:
-    """The colon-only model (bundled weights of ``COLON_ONLY_COMMIT``) written into ``folder``."""
-    stem = folder / "colon_only"
-    for suffix in (".safetensors", ".json"):
-        blob = subprocess.run(["git", "show", f"{COLON_ONLY_COMMIT}:src/napari_glandseg/model/weights/glandseg_small{suffix}"],
-                              cwd=ROOT, check=True, capture_output=True).stdout
-        stem.with_suffix(suffix).write_bytes(blob)
-    return stem.with_suffix(".safetensors")
 
 
 def link_folder(folder: Path, names: list[str]) -> tuple[Path, Path]:
@@ -63,7 +50,7 @@ def rotations(tiles: list[str], k: int, n: int) -> list[list[str]]:
     return [combos[round(i * len(combos) / n)] for i in range(n)]
 
 
-def evaluate(model: Path, images: Path, masks: Path, mpp: float, limit: int | None = None) -> dict:
+def evaluate(model: str | Path, images: Path, masks: Path, mpp: float, limit: int | None = None) -> dict:
     from napari_glandseg.commands.evaluate import evaluate_folder
 
     result = evaluate_folder(images, masks, model=str(model), mpp=mpp, device="cpu", limit=limit)
@@ -81,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_glandseg.train.corrections_settings import CorrectionSettings
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", type=Path, default=None, help="base model (default: the colon-only model from git)")
+    p.add_argument("--model", default="glandseg_colon", help="base model (default: glandseg_colon, the colon-only model)")
     p.add_argument("--k", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--rotations", type=int, default=2, help="choices of k tiles per k")
     p.add_argument("--minutes", type=float, default=2.0, help="time budget of each fine-tune")
@@ -102,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="few_shot_") as tmp:
         tmp = Path(tmp)
-        base = args.model or colon_only(tmp)
+        base = args.model
         t0 = time.perf_counter()
         base_rings = evaluate(base, RINGS / "images", RINGS / "masks", RINGS_MPP)["per_image"]
         base_glas = evaluate(base, GLAS_TEST / "images", GLAS_TEST / "masks", GLAS_MPP, args.glas_limit)
