@@ -123,4 +123,9 @@ def result_text(result: Any, name: str) -> str:
     if result.replay_before and result.replay_after:
         text += (f"; base data kept: object F1 {result.replay_before['object_f1']:.2f} → "
                  f"{result.replay_after['object_f1']:.2f}")
+    calibration = result.card.provenance.get("postprocess_calibration")
+    if calibration and calibration["chosen"] != calibration["base"]:
+        from napari_glandseg.train.corrections_scoring import describe_postprocess
+
+        text += f"; post-processing now: {describe_postprocess(calibration['chosen'])}"
     return text

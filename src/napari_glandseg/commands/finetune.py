@@ -49,6 +49,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep-postprocess", action="store_true",
+                        help="keep the base model's gland threshold and minimum area (default: chosen again "
+                        "on the held-back corrections after fine-tuning)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     settings = CorrectionSettings(
         minutes=args.minutes, max_steps=args.max_steps, lr=args.lr, batch_size=args.batch_size,
         crop_px=args.crop_px, replay_ratio=args.replay_ratio, device=args.device, threads=args.threads,
-        seed=args.seed)
+        seed=args.seed, calibrate_postprocess=not args.keep_postprocess)
     replay = [] if args.no_replay else [parse_replay_entry(e) for e in args.replay] if args.replay else None
     folders = [ImageFolders(args.images, args.masks, args.mpp)] if args.images is not None else []
     with progress_bar("finetune", unit="‰") as bar:
@@ -81,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"model": str(result.model_path), "before": result.before, "after": result.after,
                           "replay_before": result.replay_before, "replay_after": result.replay_after,
-                          "steps": result.steps, "seconds": round(result.seconds, 1), "warnings": result.warnings}))
+                          "postprocess": result.card.postprocess, "steps": result.steps,
+                          "seconds": round(result.seconds, 1), "warnings": result.warnings}))
         return 0
     print(summary(result))
     return 0
@@ -89,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
 def summary(result: Any) -> str:
     """Before → after, in words and numbers."""
+    from napari_glandseg.train.corrections_scoring import describe_postprocess
+
     def row(what: str, a: dict | None, b: dict | None) -> str:
         if a is None or b is None:
             return f"{what:<34}-"
@@ -97,6 +103,7 @@ def summary(result: Any) -> str:
 
     lines = [f"model: {result.model_path} ({result.steps} steps, {result.seconds:.0f} s)",
              row("held-back corrections:", result.before, result.after),
-             row("held-out replay images (forgetting):", result.replay_before, result.replay_after)]
+             row("held-out replay images (forgetting):", result.replay_before, result.replay_after),
+             f"post-processing: {describe_postprocess(result.card.postprocess)}"]
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from napari_glandseg.errors import Cancelled, GlandsegError
@@ -43,6 +42,7 @@ from napari_glandseg.train.corrections_data import (
     mix,
     replay_sources,
 )
+from napari_glandseg.train.corrections_scoring import calibrate_postprocess, candidates, predict_boxes, score_boxes
 from napari_glandseg.train.corrections_settings import CorrectionSettings
 from napari_glandseg.train.data import Sample
 
@@ -50,8 +50,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
 #: Progress is reported in thousandths of the whole run.
 TOTAL = 1000
-#: Image context (model px) segmented around a scored box, so glands at its edge are seen whole.
-CONTEXT_PX = 96
 
 
 @dataclass
@@ -130,30 +128,44 @@ def finetune_on_corrections(
         clock.say("scoring the base model on the held-back corrections")
         device = _start(s)
         t_score = time.monotonic()
-        before = score(model, val, device, s.amp)
-        replay_before = score(model, replay_check, device, s.amp) if replay_check else None
+        base_post = dict(model.card.postprocess)
+        val_boxes, check_boxes = predict_boxes(model, val, device, s.amp), predict_boxes(model, replay_check, device, s.amp)
+        t_post = time.monotonic()
+        before = score_boxes(val_boxes, mpp=mpp, params=base_post)
+        replay_before = score_boxes(check_boxes, mpp=mpp, params=base_post) if replay_check else None
+        post_s = time.monotonic() - t_post
         score_s = time.monotonic() - t_score
         _stop_if(cancel)
 
         data = mix(train, replay_train, s.replay_ratio)
-        budget_s = clock.left() - score_s - 2.0  # the after-scores take as long as the before-scores
+        # the after-scores take as long as the before-scores, the calibration one post-processing per candidate
+        calibrate_s = post_s * len(candidates(base_post)) if s.calibrate_postprocess else 0.0
+        budget_s = clock.left() - score_s - calibrate_s - 2.0
         steps, stopped = _train(model, data, s, staging, device, budget_s, clock, cancel, describe=[
             *sources, *(_describe_folders(f) for f in folders), *({"package": str(p)} for p in packages)])
         if stopped == "cancelled":
             raise Cancelled("fine-tuning cancelled")
 
         clock.say("scoring the fine-tuned model")
-        after = score(model, val, device, s.amp)
-        replay_after = score(model, replay_check, device, s.amp) if replay_check else None
+        val_boxes, check_boxes = predict_boxes(model, val, device, s.amp), predict_boxes(model, replay_check, device, s.amp)
+        calibration = None
+        post = base_post
+        if s.calibrate_postprocess:
+            clock.say("choosing the post-processing on the held-back corrections")
+            post, calibration = calibrate_postprocess(val_boxes, check_boxes, mpp=mpp, base=base_post)
+        after = score_boxes(val_boxes, mpp=mpp, params=post)
+        replay_after = score_boxes(check_boxes, mpp=mpp, params=post) if replay_check else None
         _stop_if(cancel)
         clock.say("saving")
-        card = model.card.replace(name=name or out_dir.name, provenance={
+        card = model.card.replace(name=name or out_dir.name, postprocess=post, provenance={
             "fine_tuned_from": base["info"],
             # what a later fine-tune of this model replays: the base model's data
             "data": [{"path": str(src.path), "mpp": src.mpp, "weight": src.weight} for src in replay_src]
                     or list(model.card.provenance.get("data") or []),
             "corrections": [*sources, *(_describe_folders(f) for f in folders), *({"package": str(p)} for p in packages)],
             "held_back": {"images": len(val), "fraction": s.val_fraction, "before": before, "after": after},
+            # chosen on the held-back corrections, so "after" there is a little optimistic
+            "postprocess_calibration": calibration,
             "replay": {"sources": [str(src.path) for src in replay_src], "ratio": s.replay_ratio if replay_train else 0.0,
                        "images": len(replay_train), "check_before": replay_before, "check_after": replay_after},
             "steps": steps, "seconds": round(clock.elapsed(), 1), "stopped": stopped,
@@ -168,38 +180,6 @@ def finetune_on_corrections(
     clock.report(TOTAL, f"done: object F1 {before['object_f1']:.3f} → {after['object_f1']:.3f}")
     return CorrectionResult(out_dir / WEIGHTS_NAME, card, before, after, replay_before, replay_after, steps,
                             clock.elapsed(), warnings)
-
-
-# ----------------------------------------------------------------- scoring
-
-
-def score(model: torch.nn.Module, samples: Sequence[Sample], device: torch.device, amp: bool = True) -> dict[str, float]:
-    """Mean object F1, pixel Dice and object Dice over ``samples``, each scored where it is ``valid``.
-
-    The scored box and ``CONTEXT_PX`` around it are segmented as ``segment_image`` does for
-    users (tiles, blending, post-processing at the card's settings); prediction and truth are
-    then cut to ``valid``. (No Hausdorff distance: on a poor model's specks it takes minutes.)
-    """
-    from napari_glandseg.inference.predictor import Predictor
-    from napari_glandseg.inference.region import segment_image
-    from napari_glandseg.labels import metrics
-
-    was_training = model.training
-    predictor = Predictor(model, device=device, amp=amp)
-    rows = []
-    for s in samples:
-        ys, xs = np.nonzero(s.valid.any(1))[0], np.nonzero(s.valid.any(0))[0]
-        y0, x0 = max(0, ys[0] - CONTEXT_PX), max(0, xs[0] - CONTEXT_PX)
-        pred = segment_image(s.image[y0 : ys[-1] + 1 + CONTEXT_PX, x0 : xs[-1] + 1 + CONTEXT_PX], predictor=predictor)
-        box = (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
-        keep = s.valid[box]
-        p = np.where(keep, pred[ys[0] - y0 : ys[-1] + 1 - y0, xs[0] - x0 : xs[-1] + 1 - x0], 0)
-        t = np.where(keep, s.labels[box], 0)
-        rows.append([metrics.object_f1(p, t), metrics.pixel_dice(p, t), metrics.object_dice(p, t)])
-    model.train(was_training)
-    means = np.mean(rows, axis=0)
-    return {"object_f1": float(means[0]), "pixel_dice": float(means[1]), "object_dice": float(means[2]),
-            "images": len(rows)}
 
 
 # ----------------------------------------------------------------- training
