@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,7 +51,11 @@ def rotations(tiles: list[str], k: int, n: int) -> list[list[str]]:
     return [combos[round(i * len(combos) / n)] for i in range(n)]
 
 
-def evaluate(model: str | Path, images: Path, masks: Path, mpp: float, limit: int | None = None) -> dict:
+def rounded(metrics: dict) -> dict:
+    return {k: round(metrics[k], 4) for k in KEYS}
+
+
+def evaluate(model: Any, images: Path, masks: Path, mpp: float, limit: int | None = None) -> dict:
     from napari_glandseg.commands.evaluate import evaluate_folder
 
     result = evaluate_folder(images, masks, model=str(model), mpp=mpp, device="cpu", limit=limit)
@@ -63,6 +68,7 @@ def mean_of(rows: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from napari_glandseg.model import load_model
     from napari_glandseg.train.corrections import finetune_on_corrections
     from napari_glandseg.train.corrections_data import ImageFolders
     from napari_glandseg.train.corrections_settings import CorrectionSettings
@@ -110,15 +116,25 @@ def main(argv: list[str] | None = None) -> int:
                 test_images, test_masks = link_folder(run / "test", test)
                 after_rings = evaluate(result.model_path, test_images, test_masks, RINGS_MPP)
                 after_glas = evaluate(result.model_path, GLAS_TEST / "images", GLAS_TEST / "masks", GLAS_MPP, args.glas_limit)
+                # the same fine-tuned model with its base's post-processing: what the calibration changed
+                calibration = result.card.provenance.get("postprocess_calibration")
+                kept = {}
+                if calibration and calibration["chosen"] != calibration["base"]:
+                    model = load_model(result.model_path, device="cpu")
+                    model.card = model.card.replace(postprocess=calibration["base"])
+                    kept = {"prostate_after_base_postprocess": rounded(evaluate(model, test_images, test_masks, RINGS_MPP)),
+                            "glas_after_base_postprocess": rounded(evaluate(
+                                model, GLAS_TEST / "images", GLAS_TEST / "masks", GLAS_MPP, args.glas_limit))}
                 row = {
                     "event": "run", "k": k, "train": train, "test": test, "minutes": args.minutes,
                     "settings": overrides, "replay": not args.no_replay, "steps": result.steps,
                     "wall_s": round(wall, 1),
                     "prostate_before": mean_of([base_rings[t] for t in test]),
-                    "prostate_after": {k2: round(after_rings[k2], 4) for k2 in KEYS},
-                    "glas_before": {k2: round(base_glas[k2], 4) for k2 in KEYS},
-                    "glas_after": {k2: round(after_glas[k2], 4) for k2 in KEYS},
+                    "prostate_after": rounded(after_rings),
+                    "glas_before": rounded(base_glas),
+                    "glas_after": rounded(after_glas),
                     "held_back_before": result.before, "held_back_after": result.after,
+                    "postprocess": result.card.postprocess, **kept,
                 }
                 summary.setdefault(k, []).append(row)
                 print(json.dumps(row), flush=True)

@@ -56,8 +56,6 @@ def finetune_reviewed(meta: dict[str, Any], base: str, out_dir: Path, *, model_m
 
     if progress is not None:
         progress(0, 1000, "reading the reviewed regions…")
-    if progress is not None:
-        progress(0, 1000, "reading the reviewed regions…")
     store, regions = reviewed_store(meta)
     packages, folders = [], []
     if extra:

@@ -129,7 +129,7 @@ def finetune_on_corrections(
         device = _start(s)
         t_score = time.monotonic()
         base_post = dict(model.card.postprocess)
-        val_boxes, check_boxes = predict_boxes(model, val, device, s.amp), predict_boxes(model, replay_check, device, s.amp)
+        val_boxes, check_boxes = _predict(model, val, replay_check, device, s.amp, cancel)
         t_post = time.monotonic()
         before = score_boxes(val_boxes, mpp=mpp, params=base_post)
         replay_before = score_boxes(check_boxes, mpp=mpp, params=base_post) if replay_check else None
@@ -147,7 +147,7 @@ def finetune_on_corrections(
             raise Cancelled("fine-tuning cancelled")
 
         clock.say("scoring the fine-tuned model")
-        val_boxes, check_boxes = predict_boxes(model, val, device, s.amp), predict_boxes(model, replay_check, device, s.amp)
+        val_boxes, check_boxes = _predict(model, val, replay_check, device, s.amp, cancel)
         calibration = None
         post = base_post
         if s.calibrate_postprocess:
@@ -221,6 +221,12 @@ def _train(model, data: list[Sample], s: CorrectionSettings, staging: Path, devi
     )
     model.eval()
     return result.step, result.stopped
+
+
+def _predict(model, val: list[Sample], check: list[Sample], device: torch.device, amp: bool,
+             cancel: Any) -> tuple[list, list]:
+    """Probabilities on the held-back corrections and the held-out replay images."""
+    return predict_boxes(model, val, device, amp, cancel), predict_boxes(model, check, device, amp, cancel)
 
 
 def _start(s: CorrectionSettings) -> torch.device:

@@ -38,9 +38,10 @@ class ScoredBox:
 
 
 def predict_boxes(model: torch.nn.Module, samples: Sequence[Sample], device: torch.device,
-                  amp: bool = True) -> list[ScoredBox]:
+                  amp: bool = True, cancel: Any = None) -> list[ScoredBox]:
     """Probabilities of each sample's ``valid`` box and ``CONTEXT_PX`` around it, as
-    ``segment_image`` computes them for users (tiles, blending)."""
+    ``segment_image`` computes them for users (tiles, blending). ``cancel.is_set()`` stops it
+    between batches of tiles (``Cancelled``)."""
     from napari_glandseg.inference.predictor import Predictor
     from napari_glandseg.inference.region import probabilities
 
@@ -51,7 +52,8 @@ def predict_boxes(model: torch.nn.Module, samples: Sequence[Sample], device: tor
         ys, xs = np.nonzero(s.valid.any(1))[0], np.nonzero(s.valid.any(0))[0]
         y0, x0 = max(0, ys[0] - CONTEXT_PX), max(0, xs[0] - CONTEXT_PX)
         probs = probabilities(np.ascontiguousarray(s.image[y0 : ys[-1] + 1 + CONTEXT_PX,
-                                                           x0 : xs[-1] + 1 + CONTEXT_PX]), predictor)
+                                                           x0 : xs[-1] + 1 + CONTEXT_PX]), predictor,
+                              cancel=cancel)
         box = (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
         keep = s.valid[box]
         out.append(ScoredBox(probs, (slice(ys[0] - y0, ys[-1] + 1 - y0), slice(xs[0] - x0, xs[-1] + 1 - x0)),
