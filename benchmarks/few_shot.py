@@ -58,7 +58,7 @@ def rounded(metrics: dict) -> dict:
 def evaluate(model: Any, images: Path, masks: Path, mpp: float, limit: int | None = None) -> dict:
     from napari_glandseg.commands.evaluate import evaluate_folder
 
-    result = evaluate_folder(images, masks, model=str(model), mpp=mpp, device="cpu", limit=limit)
+    result = evaluate_folder(images, masks, model=model if isinstance(model, torch.nn.Module) else str(model), mpp=mpp, device="cpu", limit=limit)
     return {"per_image": {r["image"]: {k: r[k] for k in KEYS} for r in result["per_image"]},
             **{k: result["overall"][k] for k in KEYS}}
 

@@ -1,11 +1,18 @@
-"""Glands wholly off the tissue mask are dropped from a region's labels; glands on tissue stay."""
+"""Glass is background: glands wholly off the tissue mask are dropped from a region's labels,
+probabilities beyond the tissue's edge are background; glands on tissue stay."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-from napari_glandseg.inference.on_tissue import cached_tissue_mask, drop_off_tissue
+from napari_glandseg.inference.on_tissue import (
+    GLASS_MARGIN_UM,
+    RUN_MARGIN_UM,
+    cached_tissue_mask,
+    drop_off_tissue,
+    glass_is_background,
+)
 from napari_glandseg.slide import open_slide
 
 
@@ -39,3 +46,29 @@ def test_the_mask_is_computed_once_per_slide(tmp_path, shared_data):
     assert cached_tissue_mask(slide) is first
     mask, ds = first
     assert mask[int(300 / ds), int(300 / ds)] and not mask[int(1800 / ds), int(1800 / ds)]
+
+
+def test_glass_beyond_the_margin_becomes_background_and_tissue_is_untouched(tmp_path, shared_data):
+    slide = _slide(tmp_path, shared_data)  # tissue at level-0 100..500 (1 µm/px)
+    # a model that calls everything gland, as the shipped one does on blank glass; a 2-px grid
+    probs = np.zeros((3, 1000, 1000), np.float32)
+    probs[0], probs[1], probs[2] = 0.1, 0.8, 0.1
+    before = probs.copy()
+    glass_is_background(probs, slide, (0.0, 0.0), 2.0)
+    kept = probs[1] > 0
+    np.testing.assert_array_equal(probs[:, 50:250, 50:250], before[:, 50:250, 50:250])  # the tissue
+    assert kept[250:250 + int(GLASS_MARGIN_UM / 2) // 2, 60:240].all()  # the first µm beyond its edge
+    assert not kept[300:].any() and not kept[:, 300:].any()  # 100 µm and more out on the glass
+    assert (probs[0][~kept] == 1).all() and (probs[1:][:, ~kept] == 0).all()
+    # a slide with no tissue detected at all keeps everything
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((800, 800, 3), 242, np.uint8)).save(blank)
+    probs = before[:, :400, :400].copy()
+    glass_is_background(probs, open_slide(blank, mpp=1.0), (0.0, 0.0), 2.0)
+    np.testing.assert_array_equal(probs, before[:, :400, :400])
+
+
+def test_each_margin_has_its_own_mask(tmp_path, shared_data):
+    slide = _slide(tmp_path, shared_data)
+    wide, narrow = cached_tissue_mask(slide, RUN_MARGIN_UM)[0], cached_tissue_mask(slide, GLASS_MARGIN_UM)[0]
+    assert narrow.sum() < wide.sum() and (wide | narrow).sum() == wide.sum()

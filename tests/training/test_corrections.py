@@ -118,9 +118,8 @@ def test_finetune_writes_a_loadable_model_with_its_provenance(tiny, glas_pairs, 
     assert prov["replay"]["images"] > 0 and result.replay_after is not None
     assert prov["data"][0]["path"] == str(mini_glas.resolve())  # a later fine-tune replays the same data
     assert {"object_f1", "pixel_dice", "object_dice"} <= set(result.after)
-    calibration = prov["postprocess_calibration"]  # chosen on the held-back corrections
-    assert model.card.postprocess == calibration["chosen"] and calibration["candidates"] > 1
-    assert calibration["held_back"]["chosen"]["object_f1"] == result.after["object_f1"]
+    calibration = prov["postprocess_calibration"]  # chosen on the held-back corrections (or skipped)
+    assert model.card.postprocess == calibration["chosen"]
     dones = [d for d, _, _ in messages]
     assert dones == sorted(dones) and dones[-1] == messages[-1][1]
     assert any("step 2" in m for _, _, m in messages)

@@ -37,17 +37,22 @@ def test_scores_follow_the_post_processing():
 
 
 def test_the_threshold_that_removes_false_glands_is_chosen_unless_it_costs_the_replay_images():
-    chosen, report = calibrate_postprocess([USER], [REPLAY], mpp=1.0, base=BASE)
+    chosen, report = calibrate_postprocess([USER], [REPLAY], mpp=1.0, base=BASE, min_glands=2)
     # 0.6 removes the patches and keeps the replay gland at 0.65; 0.7 and 0.8 would lose it
     assert chosen["gland_threshold"] == 0.6
     assert report["held_back"]["chosen"]["object_f1"] == 1.0
     assert report["replay"]["chosen"]["object_f1"] >= report["replay"]["base"]["object_f1"] - 0.01
     # without replay images nothing guards the other organs: any threshold that removes the patches
-    chosen_alone, _ = calibrate_postprocess([USER], [], mpp=1.0, base=BASE)
+    chosen_alone, _ = calibrate_postprocess([USER], [], mpp=1.0, base=BASE, min_glands=2)
     assert chosen_alone["gland_threshold"] in (0.6, 0.7, 0.8)
 
 
 def test_the_base_settings_stay_without_a_real_gain():
     clean = _box([(slice(10, 50), slice(10, 50), 0.95)], truth_glands=1)
-    chosen, report = calibrate_postprocess([clean], [REPLAY], mpp=1.0, base=BASE)
-    assert chosen == BASE and report["chosen"] == BASE
+    chosen, report = calibrate_postprocess([clean], [REPLAY], mpp=1.0, base=BASE, min_glands=1)
+    assert chosen == BASE and report["chosen"] == BASE and report["candidates"] > 1
+
+
+def test_too_few_held_back_glands_keep_the_base_settings():
+    chosen, report = calibrate_postprocess([USER], [REPLAY], mpp=1.0, base=BASE, min_glands=3)
+    assert chosen == BASE and "2 held-back glands" in report["skipped"]

@@ -50,7 +50,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep-postprocess", action="store_true",
-                        help="keep the base model's gland threshold and minimum area (default: chosen again "
+                        help="keep the base model's gland threshold and minimum area (default: chosen again, when at least 30 glands are held back, "
                         "on the held-back corrections after fine-tuning)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)

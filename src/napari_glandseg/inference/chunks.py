@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from napari_glandseg.errors import GlandsegError
+from napari_glandseg.inference.on_tissue import glass_is_background
 from napari_glandseg.inference.postprocess import probabilities_to_instances_keep_edges
 from napari_glandseg.inference.stitch import LOCAL_MAX, ChunkGeom, to_global, write_seam
 from napari_glandseg.inference.tile_jobs import (
@@ -62,8 +63,11 @@ def new_batcher(slide: Any, predictor: Any, plan: RunPlan, cache: TileCache | No
     return TileBatcher(predictor, tile_reader(slide, plan.layout, plan.factor, predictor.card.mpp), cache, on_batch)
 
 
-def chunk_instances(slide: Any, card: Any, geom: ChunkGeom, probs: np.ndarray) -> np.ndarray:
-    """Local instance labels (1..65535, int32) of the chunk's padded box."""
+def chunk_instances(slide: Any, card: Any, geom: ChunkGeom, probs: np.ndarray, factor: float) -> np.ndarray:
+    """Local instance labels (1..65535, int32) of the chunk's padded box (``factor``: slide
+    level-0 px per store px); glass beyond the tissue's edge is background (``on_tissue``)."""
+    py, px = geom.padded_origin
+    glass_is_background(probs, slide, (py * factor, px * factor), factor)
     local = probabilities_to_instances_keep_edges(probs, mpp=card.mpp, params=card.postprocess)
     if local.max() > LOCAL_MAX:
         raise GlandsegError(
@@ -85,7 +89,7 @@ def cut_objects(local: np.ndarray, geom: ChunkGeom) -> int:
 def finish_chunk(slide: Any, card: Any, plan: RunPlan, geom: ChunkGeom, store: Any,
                  probs: np.ndarray) -> dict[str, Any]:
     """Post-process a chunk's probabilities, write its seam file, then its labels (+ done log)."""
-    local = chunk_instances(slide, card, geom, probs)
+    local = chunk_instances(slide, card, geom, probs, plan.factor)
     m = geom.margin
     areas = write_seam(Path(plan.seam_dir), geom, local)
     core = to_global(local[m : m + geom.h, m : m + geom.w], geom.index)

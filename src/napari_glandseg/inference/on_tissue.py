@@ -1,10 +1,15 @@
-"""Drop glands that lie wholly off the tissue: on glass, dust or a textured slide background.
+"""Glass is background: glands that lie wholly off the tissue are dropped, and probabilities
+beyond the tissue's edge are set to background before post-processing.
 
-The slide's tissue mask (``slide.tissue.tissue_mask``: coarse, dilated by a safety margin) is
-computed once per slide and µm/px and kept on the slide object. Only glands with no pixel on
-the mask are dropped, so a mask that misses pale tissue cannot cost a real gland next to it.
-On a slide whose whole-slide mask is costly (no stored lower levels), a region looks at the
-tissue around itself only (``slide.tissue.region_tissue_mask``).
+The model takes white glass for gland lumen (it was trained on tissue only): a blank tile comes
+out mostly "gland", so tiles at the tissue's edge grew false glands into the glass. Two masks of
+the slide's tissue (``slide.tissue.tissue_mask``: coarse, dilated by a margin) are computed once
+per slide and µm/px and kept on the slide object: ``RUN_MARGIN_UM`` decides which tiles run and
+which glands have a pixel on tissue; beyond ``GLASS_MARGIN_UM`` every pixel is background. Both
+margins exceed the mask's pixel (16 µm), so a gland at the tissue's edge stays whole. When no
+tissue is detected at all (an all-pale image) nothing changes. On a slide whose whole-slide mask
+is costly (no stored lower levels), a region looks at the tissue around itself only
+(``slide.tissue.region_tissue_mask``).
 """
 
 from __future__ import annotations
@@ -14,10 +19,15 @@ from typing import Any
 import numpy as np
 
 _CACHE_ATTR = "_glandseg_tissue_mask"
+#: Tiles whose core meets the tissue mask dilated by this run; glands need a pixel on it.
+RUN_MARGIN_UM = 128.0
+#: Beyond the tissue by more than this, probabilities are background.
+GLASS_MARGIN_UM = 32.0
 
 
-def cached_tissue_mask(slide: Any) -> tuple[np.ndarray, float]:
-    """``(mask, level-0 px per mask px)`` of ``slide``, computed once per µm/px.
+def cached_tissue_mask(slide: Any, margin_um: float = RUN_MARGIN_UM) -> tuple[np.ndarray, float]:
+    """``(mask, level-0 px per mask px)`` of ``slide`` dilated by ``margin_um``, computed once
+    per µm/px and margin.
 
     Raises ``SlideError`` when it would decode an absurd number of pixels (see
     ``slide.tissue.check_whole_slide_cost``).
@@ -26,27 +36,55 @@ def cached_tissue_mask(slide: Any) -> tuple[np.ndarray, float]:
 
     cache = getattr(slide, _CACHE_ATTR, None)
     if cache is None or cache[0] != slide.mpp:
-        check_whole_slide_cost(slide, warn=False)
-        cache = (slide.mpp, tissue_mask(slide))
+        cache = (slide.mpp, {})
         try:
             setattr(slide, _CACHE_ATTR, cache)
         except AttributeError:  # a slide type without instance attributes: no cache
             pass
-    return cache[1]
+    masks = cache[1]
+    if margin_um not in masks:
+        check_whole_slide_cost(slide, warn=False)
+        masks[margin_um] = tissue_mask(slide, margin_um=margin_um)
+    return masks[margin_um]
+
+
+def on_tissue(shape: tuple[int, int], slide: Any, origin0: tuple[float, float], scale: float,
+              margin_um: float) -> np.ndarray | None:
+    """Which pixels of an H×W grid (pixel i covers level-0 ``origin0 + [i*scale, (i+1)*scale)``)
+    have their centre on the tissue mask dilated by ``margin_um``; None when the mask holds no
+    tissue at all (e.g. an all-pale image: then nothing is taken for glass)."""
+    h, w = shape
+    mask, ds, (my, mx) = _mask_near(slide, (origin0[0], origin0[1], h * scale, w * scale), margin_um)
+    if not mask.any():
+        return None
+    rows = np.clip(((origin0[0] - my + (np.arange(h) + 0.5) * scale) / ds).astype(np.intp), 0, mask.shape[0] - 1)
+    cols = np.clip(((origin0[1] - mx + (np.arange(w) + 0.5) * scale) / ds).astype(np.intp), 0, mask.shape[1] - 1)
+    return mask[rows[:, None], cols[None, :]]
+
+
+def set_background(probs: np.ndarray, where: np.ndarray) -> None:
+    """Certain background at the pixels ``where`` of C×H×W ``probs``, in place."""
+    if where.any():
+        probs[:, where] = 0.0
+        probs[0, where] = 1.0
+
+
+def glass_is_background(probs: np.ndarray, slide: Any, origin0: tuple[float, float], scale: float) -> None:
+    """Set the pixels of ``probs`` (C×H×W, placed as in ``on_tissue``) farther than
+    ``GLASS_MARGIN_UM`` from the tissue to certain background, in place."""
+    on = on_tissue(probs.shape[1:], slide, origin0, scale, GLASS_MARGIN_UM)
+    if on is not None:
+        set_background(probs, ~on)
 
 
 def drop_off_tissue(labels: np.ndarray, slide: Any, origin0: tuple[float, float], scale: float) -> np.ndarray:
-    """``labels`` (pixel i covers level-0 ``origin0 + [i*scale, (i+1)*scale)``) without the glands
-    that have no pixel centre on the slide's tissue mask."""
+    """``labels`` (placed as in ``on_tissue``) without the glands that have no pixel centre on
+    the slide's tissue mask (``RUN_MARGIN_UM``)."""
     if not labels.any():
         return labels
-    h, w = labels.shape
-    mask, ds, (my, mx) = _mask_near(slide, (origin0[0], origin0[1], h * scale, w * scale))
-    if not mask.any():  # nothing detected as tissue (e.g. an all-pale image): keep everything
+    on = on_tissue(labels.shape, slide, origin0, scale, RUN_MARGIN_UM)
+    if on is None:  # nothing detected as tissue: keep everything
         return labels
-    rows = np.clip(((origin0[0] - my + (np.arange(h) + 0.5) * scale) / ds).astype(np.intp), 0, mask.shape[0] - 1)
-    cols = np.clip(((origin0[1] - mx + (np.arange(w) + 0.5) * scale) / ds).astype(np.intp), 0, mask.shape[1] - 1)
-    on = mask[rows[:, None], cols[None, :]]
     ids = np.unique(labels[on])
     keep = np.zeros(int(labels.max()) + 1, bool)
     keep[ids] = True
@@ -54,11 +92,12 @@ def drop_off_tissue(labels: np.ndarray, slide: Any, origin0: tuple[float, float]
     return np.where(keep[labels], labels, 0).astype(labels.dtype, copy=False)
 
 
-def _mask_near(slide: Any, bbox0: tuple[float, float, float, float]) -> tuple[np.ndarray, float, tuple[float, float]]:
+def _mask_near(slide: Any, bbox0: tuple[float, float, float, float],
+               margin_um: float) -> tuple[np.ndarray, float, tuple[float, float]]:
     """The whole-slide mask when it is cheap or already made, else a mask around ``bbox0``."""
     from napari_glandseg.slide.tissue import COSTLY_PX, region_tissue_mask, whole_slide_cost_px
 
     cache = getattr(slide, _CACHE_ATTR, None)
-    if (cache is not None and cache[0] == slide.mpp) or whole_slide_cost_px(slide) <= COSTLY_PX:
-        return (*cached_tissue_mask(slide), (0.0, 0.0))
-    return region_tissue_mask(slide, bbox0)
+    if (cache is not None and cache[0] == slide.mpp and cache[1]) or whole_slide_cost_px(slide) <= COSTLY_PX:
+        return (*cached_tissue_mask(slide, margin_um), (0.0, 0.0))
+    return region_tissue_mask(slide, bbox0, margin_um=margin_um)

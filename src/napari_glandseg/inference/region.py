@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from napari_glandseg.errors import GlandsegError
-from napari_glandseg.inference.on_tissue import drop_off_tissue
+from napari_glandseg.inference.on_tissue import drop_off_tissue, glass_is_background, set_background
 from napari_glandseg.inference.postprocess import probabilities_to_instances
 from napari_glandseg.inference.predictor import Predictor
 from napari_glandseg.inference.refine import refine_to_grid, refined_scale
@@ -153,7 +153,8 @@ def segment_region(
     """Segment the level-0 box ``bbox0 = (y, x, h, w)`` of ``slide`` at the model's µm/px.
 
     ``mpp`` overrides the slide's µm/px (needed when the file does not say it). ``tissue_only``
-    drops glands wholly off the slide's tissue mask (glass, dust), as whole-slide runs do.
+    makes glass background and drops glands wholly off the slide's tissue mask (glass, dust), as
+    whole-slide runs do (``on_tissue``).
     ``display_downsample`` (level-0 px per pixel of the level on screen): when finer than the
     model's grid, the labels come on that grid (at most 4× finer), their outlines following the
     upsampled probabilities (``refine.refine_to_grid``) instead of model-pixel staircases.
@@ -175,6 +176,8 @@ def segment_region(
         rgb = resize_rgb(rgb, out_h + 2 * m, out_w + 2 * m)
     probs = probabilities(rgb, pred, progress=progress, cancel=cancel)
     off_slide_is_background(probs, slide.shape, (y0 - m * f, x0 - m * f), f)
+    if tissue_only:
+        glass_is_background(probs, slide, (y0 - m * f, x0 - m * f), f)
     labels = probabilities_to_instances(probs, mpp=card.mpp, params=card.postprocess)
     labels = labels[m : m + out_h, m : m + out_w]
     if tissue_only:
@@ -208,10 +211,7 @@ def off_slide_is_background(probs: np.ndarray, shape0: tuple[int, int], origin0:
     _, h, w = probs.shape
     ys = origin0[0] + (np.arange(h) + 0.5) * scale
     xs = origin0[1] + (np.arange(w) + 0.5) * scale
-    off = ~(((ys >= 0) & (ys < shape0[0]))[:, None] & ((xs >= 0) & (xs < shape0[1]))[None, :])
-    if off.any():
-        probs[:, off] = 0.0
-        probs[0, off] = 1.0
+    set_background(probs, ~(((ys >= 0) & (ys < shape0[0]))[:, None] & ((xs >= 0) & (xs < shape0[1]))[None, :]))
 
 
 def relabel_consecutive(labels: np.ndarray) -> np.ndarray:

@@ -42,7 +42,14 @@ from napari_glandseg.train.corrections_data import (
     mix,
     replay_sources,
 )
-from napari_glandseg.train.corrections_scoring import calibrate_postprocess, candidates, predict_boxes, score_boxes
+from napari_glandseg.train.corrections_scoring import (
+    MIN_GLANDS,
+    calibrate_postprocess,
+    candidates,
+    held_back_glands,
+    predict_boxes,
+    score_boxes,
+)
 from napari_glandseg.train.corrections_settings import CorrectionSettings
 from napari_glandseg.train.data import Sample
 
@@ -139,7 +146,8 @@ def finetune_on_corrections(
 
         data = mix(train, replay_train, s.replay_ratio)
         # the after-scores take as long as the before-scores, the calibration one post-processing per candidate
-        calibrate_s = post_s * len(candidates(base_post)) if s.calibrate_postprocess else 0.0
+        calibrate = s.calibrate_postprocess and held_back_glands(val_boxes) >= MIN_GLANDS
+        calibrate_s = post_s * len(candidates(base_post)) if calibrate else 0.0
         budget_s = clock.left() - score_s - calibrate_s - 2.0
         steps, stopped = _train(model, data, s, staging, device, budget_s, clock, cancel, describe=[
             *sources, *(_describe_folders(f) for f in folders), *({"package": str(p)} for p in packages)])

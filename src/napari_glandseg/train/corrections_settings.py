@@ -26,7 +26,7 @@ class CorrectionSettings:
     warmup_fraction: float = 0.05
     weight_decay: float = 0.05
     check_images: int = 4  # held-out replay images per source that measure forgetting
-    calibrate_postprocess: bool = True  # choose gland threshold and minimum area on the held-back corrections
+    calibrate_postprocess: bool = True  # choose gland threshold and minimum area on the held-back corrections (from 30 glands)
     device: str = "auto"
     threads: int | None = None
     amp: bool = True
