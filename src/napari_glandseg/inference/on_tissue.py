@@ -19,13 +19,15 @@ from typing import Any
 import numpy as np
 
 _CACHE_ATTR = "_glandseg_tissue_mask"
-#: Tiles whose core meets the tissue mask (16 µm/px) dilated by this run; glands need a pixel on it.
-RUN_MARGIN_UM = 128.0
-RUN_MASK_MPP = 16.0
-#: Beyond the tissue by more than this, probabilities are background: a finer mask (8 µm/px),
+#: Beyond the tissue by more than this, probabilities are background: a fine mask (8 µm/px),
 #: dilated by one of its pixels so that tissue at its edge is never cut.
 GLASS_MARGIN_UM = 8.0
 GLASS_MASK_MPP = 8.0
+#: Tiles whose core meets the same mask dilated by this run (glands need a pixel on it too). A
+#: skipped tile's reach (its overlap, 40 µm at 1.24 µm/px) then lies wholly beyond the glass
+#: margin, where everything is background anyway: skipping changes no label.
+RUN_MARGIN_UM = 64.0
+RUN_MASK_MPP = GLASS_MASK_MPP
 #: (mask µm/px, margin µm) of each use
 RUN, GLASS = (RUN_MASK_MPP, RUN_MARGIN_UM), (GLASS_MASK_MPP, GLASS_MARGIN_UM)
 
