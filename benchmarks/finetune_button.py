@@ -13,7 +13,7 @@ Export widget's button is pressed three times:
 
 Goals: first progress and Cancel within 5 s. One JSON line.
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/finetune_button.py [--minutes 1]
+    QT_QPA_PLATFORM=offscreen xvfb-run -a .venv/bin/python benchmarks/finetune_button.py [--minutes 1]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -60,8 +61,10 @@ def measure(args: argparse.Namespace) -> dict:
             time.sleep(poll)
         return time.monotonic() - t0
 
+    slide = Path(os.environ["GLANDSEG_MODELS_DIR"]).parent / rings_sample_path().name
+    shutil.copy(rings_sample_path(), slide)  # the corrections are stored beside the slide
     viewer = napari.Viewer(show=False)
-    viewer.open(rings_sample_path(), plugin="napari-glandseg")
+    viewer.open(slide, plugin="napari-glandseg")
     segment, correct, export = SegmentWidget(viewer), CorrectWidget(viewer), ExportWidget(viewer)
     viewer.reset_view()
     t0 = time.monotonic()

@@ -12,7 +12,7 @@ process:
 * peak RSS (psutil, sampled every 50 ms in a thread; target < 3 GB) and its growth with a 4×
   larger slide;
 * model tiles run against the tiles whose core meets the real tissue (``tiles_run_per_tissue_tile``,
-  goal <= 1.15; the tissue mask's 128-µm safety margin is what it costs) and model tiles run on
+  goal <= 1.15; the run mask's 64-µm margin is what it costs) and model tiles run on
   pure glass (their box meets no tissue tile of the generator: ``glass_tiles_run``).
 
     .venv/bin/python benchmarks/segment_slide.py [--size 50000] [--layout pieces] [--quick] [--model NAME|PATH]
