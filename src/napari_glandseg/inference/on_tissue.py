@@ -39,7 +39,7 @@ def cached_tissue_mask(slide: Any, kind: tuple[float, float] = RUN) -> tuple[np.
     Raises ``SlideError`` when it would decode an absurd number of pixels (see
     ``slide.tissue.check_whole_slide_cost``).
     """
-    from napari_glandseg.slide.tissue import check_whole_slide_cost, tissue_mask
+    from napari_glandseg.slide.tissue import ASSUMED_MPP, check_whole_slide_cost, dilate_mask, tissue_core
 
     cache = getattr(slide, _CACHE_ATTR, None)
     if cache is None or cache[0] != slide.mpp:
@@ -50,8 +50,13 @@ def cached_tissue_mask(slide: Any, kind: tuple[float, float] = RUN) -> tuple[np.
             pass
     masks = cache[1]
     if kind not in masks:
-        check_whole_slide_cost(slide, kind[0], warn=False)
-        masks[kind] = tissue_mask(slide, mask_mpp=kind[0], margin_um=kind[1])
+        mask_mpp, margin_um = kind
+        core_key = (mask_mpp, None)  # the undilated mask, shared by the margins at this µm/px
+        if core_key not in masks:
+            check_whole_slide_cost(slide, mask_mpp, warn=False)
+            masks[core_key] = tissue_core(slide, mask_mpp=mask_mpp)
+        core, ds = masks[core_key]
+        masks[kind] = (dilate_mask(core, ds * (slide.mpp or ASSUMED_MPP), margin_um), ds)
     return masks[kind]
 
 
@@ -105,6 +110,6 @@ def _mask_near(slide: Any, bbox0: tuple[float, float, float, float],
     from napari_glandseg.slide.tissue import COSTLY_PX, region_tissue_mask, whole_slide_cost_px
 
     cache = getattr(slide, _CACHE_ATTR, None)
-    if (cache is not None and cache[0] == slide.mpp and kind in cache[1]) or whole_slide_cost_px(slide, kind[0]) <= COSTLY_PX:
+    if (cache is not None and cache[0] == slide.mpp and (kind[0], None) in cache[1]) or whole_slide_cost_px(slide, kind[0]) <= COSTLY_PX:
         return (*cached_tissue_mask(slide, kind), (0.0, 0.0))
     return region_tissue_mask(slide, bbox0, mask_mpp=kind[0], margin_um=kind[1])

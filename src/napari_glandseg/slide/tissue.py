@@ -41,6 +41,13 @@ def tissue_mask(
     are saturated too; they are kept, which only costs some extra tiles. Small specks are
     removed and the mask is dilated by ``margin_um`` so tiles at the tissue edge are kept.
     """
+    core, ds = tissue_core(slide, mask_mpp=mask_mpp, min_area_um2=min_area_um2)
+    return dilate_mask(core, ds * (slide.mpp or ASSUMED_MPP), margin_um), ds
+
+
+def tissue_core(slide: Slide, *, mask_mpp: float = 16.0, min_area_um2: float = 5_000.0) -> tuple[np.ndarray, float]:
+    """``tissue_mask`` before its dilation: the tissue itself, holes filled (one mask serves
+    several margins: ``dilate_mask``)."""
     from PIL import Image
 
     mpp = slide.mpp or ASSUMED_MPP
@@ -51,7 +58,18 @@ def tissue_mask(
     rgb = np.asarray(slide.levels[level].compute(scheduler="threads"))
     if rgb.shape[:2] != (out_h, out_w):
         rgb = np.asarray(Image.fromarray(rgb).resize((out_w, out_h), Image.Resampling.BILINEAR))
-    return _classify(rgb, ds * mpp, margin_um, min_area_um2, otsu=True), float(ds)
+    return _classify(rgb, ds * mpp, min_area_um2, otsu=True), float(ds)
+
+
+def dilate_mask(mask: np.ndarray, px_um: float, margin_um: float) -> np.ndarray:
+    """``mask`` (``px_um`` µm per pixel) grown by a disk of ``margin_um``."""
+    from scipy import ndimage as ndi
+    from skimage.morphology import disk
+
+    radius = int(math.ceil(margin_um / px_um))
+    if radius > 0 and mask.any():
+        return ndi.binary_dilation(mask, structure=disk(radius))
+    return mask
 
 
 def region_tissue_mask(
@@ -86,7 +104,7 @@ def region_tissue_mask(
     rgb = slide.read_region(level, ly0, lx0, ly1 - ly0, lx1 - lx0)
     if rgb.shape[:2] != (out_h, out_w):
         rgb = np.asarray(Image.fromarray(rgb).resize((out_w, out_h), Image.Resampling.BILINEAR))
-    mask = _classify(rgb, ds * mpp, margin_um, min_area_um2, otsu=False)
+    mask = dilate_mask(_classify(rgb, ds * mpp, min_area_um2, otsu=False), ds * mpp, margin_um)
     return mask, float(ds), (gy0 * ds, gx0 * ds)
 
 
@@ -116,28 +134,26 @@ def check_whole_slide_cost(slide: Slide, mask_mpp: float = 16.0, *, warn: bool =
     return cost
 
 
-def _classify(rgb: np.ndarray, px_um: float, margin_um: float, min_area_um2: float, *, otsu: bool) -> np.ndarray:
-    """Tissue pixels of a low-resolution RGB image (``px_um`` µm per pixel), cleaned and dilated."""
+def _classify(rgb: np.ndarray, px_um: float, min_area_um2: float, *, otsu: bool) -> np.ndarray:
+    """Tissue pixels of a low-resolution RGB image (``px_um`` µm per pixel), cleaned, holes filled."""
     from scipy import ndimage as ndi
     from skimage.filters import threshold_otsu
-    from skimage.morphology import disk, remove_small_objects
+    from skimage.morphology import remove_small_objects
 
     f = rgb.astype(np.float32)
     cmax, cmin = f.max(axis=2), f.min(axis=2)
     saturation = (cmax - cmin) / np.maximum(cmax, 1.0)
     grey = f @ np.array([0.299, 0.587, 0.114], np.float32)
+    del f, cmax, cmin
     sat_t = max(_otsu(saturation, threshold_otsu), _MIN_SATURATION) if otsu else _MIN_SATURATION
     grey_t = min(_otsu(grey, threshold_otsu, default=0.0), _MAX_GREY) if otsu else _MAX_GREY
     mask = (saturation > sat_t) | (grey < grey_t)
+    del saturation, grey
     min_px = max(1, int(min_area_um2 / (px_um * px_um)))
     mask = remove_small_objects(mask, max_size=min_px) if _has_max_size() else remove_small_objects(
         mask, min_size=min_px
     )
-    mask = ndi.binary_fill_holes(mask)
-    radius = int(math.ceil(margin_um / px_um))
-    if radius > 0 and mask.any():
-        mask = ndi.binary_dilation(mask, structure=disk(radius))
-    return mask.astype(bool)
+    return ndi.binary_fill_holes(mask).astype(bool)
 
 
 def _otsu(values: np.ndarray, fn, default: float = 1.0) -> float:
