@@ -9,9 +9,9 @@ import pytest
 from test_chunk_independence import canonical
 
 from napari_glandseg.inference import segment_slide
-from napari_glandseg.inference.on_tissue import GLASS_MARGIN_UM, GLASS_MASK_MPP
 from napari_glandseg.inference.region import get_predictor
 from napari_glandseg.slide import open_slide
+from napari_glandseg.slide.on_tissue import GLASS_MARGIN_UM, GLASS_MASK_MPP
 
 MPP = 0.5
 SIDE = 6000

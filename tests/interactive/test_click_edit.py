@@ -125,3 +125,26 @@ def test_on_a_real_slide_matches_paste(cmu_svs):
     coarse = GridPlacement(4.0, (501.5, 301.5), (400, 400))
     cwin, cmask = window_on_grid(found, coarse)
     assert cmask.sum() * 16 == pytest.approx(on_grid[500:2100, 300:1900].sum(), rel=0.02)
+
+
+def test_a_click_never_spills_onto_glass(tmp_path, shared_data):
+    """A model that calls everything gland (as the real ones call white glass gland): the gland
+    found at a click on a tissue patch stops at the glass instead of filling the window."""
+    from PIL import Image
+
+    from napari_glandseg.slide import open_slide
+    from napari_glandseg.slide.on_tissue import GLASS, on_tissue
+
+    glas = sorted((shared_data / "glas" / "train" / "images").glob("*.png"))[0]
+    img = np.full((3000, 3000, 3), 242, np.uint8)
+    img[1000:1200, 1000:1200] = np.asarray(Image.open(glas).convert("RGB"))[100:300, 100:300]
+    Image.fromarray(img).save(tmp_path / "patch.png")
+    slide = open_slide(tmp_path / "patch.png", mpp=1.0)
+    found = segment_gland_on_slide(slide, [(1100, 1100)], model=gland_everywhere())
+    assert found.mask.shape[0] * found.px_per_model > 300  # the window reaches well onto the glass
+    on = on_tissue(found.mask.shape, slide, found.origin, found.px_per_model, GLASS)
+    assert found.mask.any() and not (found.mask & ~on).any()
+    pasted = paste(found, slide.shape)
+    assert pasted[1020:1180, 1020:1180].mean() > 0.9  # the patch
+    ys, xs = np.nonzero(pasted)
+    assert ys.min() > 1000 - 30 and ys.max() < 1200 + 30 and xs.min() > 1000 - 30 and xs.max() < 1200 + 30

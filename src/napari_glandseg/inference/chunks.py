@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from napari_glandseg.errors import GlandsegError
-from napari_glandseg.inference.on_tissue import glass_is_background
 from napari_glandseg.inference.postprocess import probabilities_to_instances_keep_edges
 from napari_glandseg.inference.stitch import LOCAL_MAX, ChunkGeom, to_global, write_seam
 from napari_glandseg.inference.tile_jobs import (
@@ -28,6 +27,7 @@ from napari_glandseg.inference.tile_jobs import (
     tile_reader,
 )
 from napari_glandseg.inference.tiling import SlideTiles
+from napari_glandseg.slide.on_tissue import glass_is_background
 
 #: Folder inside the label store for the run's own files (seam files, tile cache, run record).
 RUN_DIR = "glandseg_run"

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 
 from napari_glandseg.errors import GlandsegError
-from napari_glandseg.inference.on_tissue import drop_off_tissue, glass_is_background, set_background
 from napari_glandseg.inference.postprocess import probabilities_to_instances
 from napari_glandseg.inference.predictor import Predictor
 from napari_glandseg.inference.refine import refine_to_grid, refined_scale
 from napari_glandseg.inference.tiling import predict_tiled
 from napari_glandseg.labels._objects import compact_labels
+from napari_glandseg.slide.on_tissue import drop_off_tissue, glass_is_background, set_background
 from napari_glandseg.slide.placement import GridPlacement
 from napari_glandseg.slide.resample import resize_labels, resize_rgb, with_mpp
 

@@ -331,7 +331,7 @@ def _write_record(run_dir: Path, record: dict) -> None:
 
 
 def _tissue(slide: Any) -> tuple[np.ndarray, float]:
-    from napari_glandseg.inference.on_tissue import cached_tissue_mask
+    from napari_glandseg.slide.on_tissue import cached_tissue_mask
 
     return cached_tissue_mask(slide)  # shared with Segment view on the same slide
 

@@ -78,11 +78,14 @@ def select_gland(prob: np.ndarray, include: Sequence[Point], exclude: Sequence[P
 
 
 def segment_window(model, read: Callable[[tuple[float, float], int], np.ndarray], include: Sequence[Point],
-                   exclude: Sequence[Point], px_per_model: float) -> GlandWindow:
+                   exclude: Sequence[Point], px_per_model: float,
+                   glass: Callable[[tuple[float, float], tuple[int, int]], np.ndarray | None] | None = None,
+                   ) -> GlandWindow:
     """Grow a window around the guidance until the gland fits (see the module doc).
 
     ``read(origin, size)`` returns the size×size window at the model's µm/px whose top-left is
-    ``origin`` (caller pixels); points are in caller pixels.
+    ``origin`` (caller pixels); points are in caller pixels. ``glass(origin, shape)``, when given,
+    marks the window's pixels that are glass (or None): the gland never extends onto them.
     """
     inc, exc = _as_points(include, "include"), _as_points(exclude, "exclude")
     if len(inc) == 0:
@@ -97,7 +100,12 @@ def segment_window(model, read: Callable[[tuple[float, float], int], np.ndarray]
         origin = (float(center[0] - size / 2 * px_per_model), float(center[1] - size / 2 * px_per_model))
         inc_w, exc_w = ((pts - np.asarray(origin)) / px_per_model for pts in (inc, exc))
         prob = window_probability(model, read(origin, size), inc_w, exc_w)
+        off = glass(origin, prob.shape) if glass is not None else None
+        if off is not None:
+            prob = np.where(off, 0.0, prob).astype(prob.dtype, copy=False)
         mask = select_gland(prob, inc_w, exc_w, threshold)
+        if off is not None:
+            mask &= ~off  # holes filled over glass that the window's crop enclosed
         edge = mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
         if not edge or growth == MAX_GROWTHS:
             return GlandWindow(mask, prob, origin, px_per_model)
@@ -163,7 +171,11 @@ def segment_gland_on_slide(slide, include: Sequence[Point], exclude: Sequence[Po
 
     Returns the window at the model's µm/px with its level-0 origin (``px_per_model`` level-0
     pixels per model pixel); ``paste`` or the caller's own resampling places it on a layer.
+    Glass farther than 8 µm from the tissue is never gland (``slide.on_tissue``: the model
+    would take it for lumen and spill a gland at the tissue's edge onto it).
     """
+    from napari_glandseg.slide.on_tissue import GLASS, on_tissue
+
     if slide.mpp is None:
         from napari_glandseg.errors import SlideError
 
@@ -178,4 +190,8 @@ def segment_gland_on_slide(slide, include: Sequence[Point], exclude: Sequence[Po
             window = np.asarray(Image.fromarray(window).resize((size, size), Image.BILINEAR))
         return window
 
-    return segment_window(net, read, include, exclude, px_per_model)
+    def glass(origin: tuple[float, float], shape: tuple[int, int]) -> np.ndarray | None:
+        on = on_tissue(shape, slide, origin, px_per_model, GLASS)
+        return None if on is None else ~on
+
+    return segment_window(net, read, include, exclude, px_per_model, glass)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from napari_glandseg.inference.on_tissue import (
+from napari_glandseg.slide import open_slide
+from napari_glandseg.slide.on_tissue import (
     GLASS,
     RUN,
     cached_tissue_mask,
     drop_off_tissue,
     glass_is_background,
 )
-from napari_glandseg.slide import open_slide
 
 
 def _slide(tmp_path, shared_data):
