@@ -46,7 +46,7 @@ def setup(make_napari_viewer, slide_copy, model, qtbot):
     h, w = (int(v // STEP) for v in image.data.shape[:2])
     labels = np.zeros((h, w), np.int32)
     labels[100:160, 100:180] = 1  # two glands far from the clicks below
-    labels[1300:1400, 900:1000] = 2
+    labels[1000:1100, 400:500] = 2  # (all clicks are on tissue: glass is never gland)
     layer = gland_layer(viewer, image, labels, step=STEP)
     viewer.reset_view()
     widget = CorrectWidget(viewer, guided_model=model)
@@ -146,7 +146,7 @@ def test_click_inside_a_gland_keeps_its_label(setup, qtbot):
     viewer, image, layer, widget = setup
     other = layer.data == 1
     widget.click.toggle(layer)
-    click0 = (1350 * STEP, 950 * STEP)  # inside gland 2
+    click0 = (1050 * STEP, 450 * STEP)  # inside gland 2
     mouse(viewer, qtbot, [world(image, click0)])
     wait(qtbot, widget)
     assert layer.data[grid_px(click0)] == 2 and "redrawn" in widget.click.status.text()
@@ -174,17 +174,17 @@ def test_exclusion_points_stay_outside_and_are_used_once(setup, qtbot):
 def test_squiggle_and_a_queued_second_click(setup, qtbot):
     viewer, image, layer, widget = setup
     widget.click.toggle(layer)
-    squiggle = [(300.0, 1500.0), (340.0, 1560.0), (380.0, 1600.0), (420.0, 1660.0)]
+    squiggle = [(1000.0, 1000.0), (1040.0, 1060.0), (1080.0, 1100.0), (1120.0, 1160.0)]
     viewer.scene.camera.zoom *= 4  # any zoom: the squiggle's points are canvas pixels apart
     viewer.scene.camera.center = world(image, squiggle[1])
     mouse(viewer, qtbot, [world(image, p) for p in squiggle])
     viewer.reset_view()
-    mouse(viewer, qtbot, [world(image, (2600.0, 300.0))])  # while the first one runs
+    mouse(viewer, qtbot, [world(image, (2600.0, 900.0))])  # while the first one runs
     assert "queued" in widget.click.status.text()
     assert len(widget.click._queue) == 1 and len(widget.click._running.include) == len(squiggle)
     wait(qtbot, widget)
     assert layer.data[grid_px(squiggle[0])] == 3 and layer.data[grid_px(squiggle[-1])] == 3
-    assert layer.data[grid_px((2600.0, 300.0))] == 4
+    assert layer.data[grid_px((2600.0, 900.0))] == 4
     layer.undo()
     assert 4 not in layer.data and 3 in layer.data, "each click is its own undo step"
 
