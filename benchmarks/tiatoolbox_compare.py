@@ -3,7 +3,7 @@
 Both tools run the same network (``glandseg_small`` by default, as ``load_model`` gives it) on
 the same generated slide (``segment_slide.py``'s pyramidal JPEG TIFF of real GlaS tissue, about
 30 % of the area in many pieces, 0.5 µm/px), at the model's µm/px (1.24), in 384-px tiles with
-a 64-px overlap (stride 320), batch 4, bf16 autocast and channels_last on the CPU:
+a 64-px overlap (stride 320), batch 1 (the engine's CPU default), bf16 autocast and channels_last on the CPU:
 
 * ``glandseg``: ``glandseg segment SLIDE --out DIR`` end to end (tissue mask, tiles, blending,
   gland instances stitched across chunks, the label pyramid, ``glands.geojson`` and
@@ -175,7 +175,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=20_000, help="slide side in level-0 px (0.5 µm/px)")
     ap.add_argument("--layout", choices=("ellipses", "pieces"), default="pieces", help="where the tissue lies")
     ap.add_argument("--model", default="glandseg_small", help="preset name or checkpoint path")
-    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--tools", default="glandseg,tiatoolbox", help="which to run, in this order")
     ap.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"), help="the project venv's python")
     ap.add_argument("--tia-python", default=DEFAULT_TIA_PYTHON, help="python of the venv with tiatoolbox 2.1.3")

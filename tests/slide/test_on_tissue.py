@@ -81,3 +81,26 @@ def test_each_use_has_its_own_mask(tmp_path, shared_data):
     assert cached_tissue_mask(slide, GLASS)[0] is narrow and cached_tissue_mask(slide, RUN)[0] is wide
     # the same grid: the glass mask lies inside the run mask, which reaches further out
     assert ds_narrow == ds_wide and not (narrow & ~wide).any() and narrow.sum() < wide.sum()
+
+
+def test_a_saved_glass_mask_serves_a_freshly_opened_slide(tmp_path, shared_data, monkeypatch):
+    """What a whole-slide run's workers do: the run's mask, not one of their own."""
+    from napari_glandseg.slide import tissue
+    from napari_glandseg.slide.on_tissue import save_mask, seed_mask
+
+    slide = _slide(tmp_path, shared_data)
+    save_mask(tmp_path / "glass.npz", slide, GLASS)
+    expected, ds = cached_tissue_mask(slide, GLASS)
+    fresh = open_slide(tmp_path / "patch.png", mpp=1.0)
+    monkeypatch.setattr(tissue, "tissue_core", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    seed_mask(fresh, tmp_path / "glass.npz")
+    mask, ds2 = cached_tissue_mask(fresh, GLASS)
+    np.testing.assert_array_equal(mask, expected)
+    assert ds2 == ds
+    probs = np.full((3, 100, 100), 1 / 3, np.float32)
+    glass_is_background(probs, fresh, (0.0, 0.0), 20.0)  # no recomputation
+    assert (probs[0][60:, 60:] == 1).all()
+    # another µm/px: not seeded (the mask is for the slide as the run saw it)
+    other = open_slide(tmp_path / "patch.png", mpp=2.0)
+    seed_mask(other, tmp_path / "glass.npz")
+    assert not getattr(other, "_glandseg_tissue_mask", (None, {}))[1]

@@ -37,6 +37,7 @@ def check_options(args: argparse.Namespace) -> None:
 def preflight(path: str, args: argparse.Namespace, region: tuple[int, int, int, int] | None) -> None:
     """Open the slide and check what the run needs: its µm/px, the region on it, the tissue cost."""
     from napari_glandseg.slide import open_slide
+    from napari_glandseg.slide.on_tissue import RUN_MASK_MPP
     from napari_glandseg.slide.tissue import check_whole_slide_cost
 
     with open_slide(path, mpp=args.mpp) as slide:
@@ -50,7 +51,7 @@ def preflight(path: str, args: argparse.Namespace, region: tuple[int, int, int, 
                     f"{slide.path}: --region {x},{y},{w},{h} lies outside the slide ({w0} × {h0} px, W × H)"
                 )
         else:
-            check_whole_slide_cost(slide)
+            check_whole_slide_cost(slide, RUN_MASK_MPP)  # at the µm/px of the run's masks
 
 
 def write_failure(exc: OSError, out_dir: Path, *, need_bytes: int | None, resumes: bool) -> GlandsegError:

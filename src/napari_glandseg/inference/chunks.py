@@ -27,7 +27,7 @@ from napari_glandseg.inference.tile_jobs import (
     tile_reader,
 )
 from napari_glandseg.inference.tiling import SlideTiles
-from napari_glandseg.slide.on_tissue import glass_is_background
+from napari_glandseg.slide.on_tissue import glass_is_background, seed_mask
 
 #: Folder inside the label store for the run's own files (seam files, tile cache, run record).
 RUN_DIR = "glandseg_run"
@@ -45,6 +45,7 @@ class RunPlan:
     tile_px: int = 384
     overlap_px: int = 64
     tile_dir: str = ""  # cache of tiles several chunks blend ("" = none)
+    glass_mask: str = ""  # the slide's glass mask (``slide.on_tissue.save_mask``): the same in every worker
 
     @property
     def layout(self) -> SlideTiles:
@@ -120,6 +121,8 @@ def run_chunk(slide: Any, predictor: Any, plan: RunPlan, work: ChunkWork, store:
     """Segment (or, without tissue in its core, zero-fill) one chunk and write it; returns a summary."""
     if not work.runs_model or predictor is None:
         return write_empty(work.geom, store)
+    if plan.glass_mask:
+        seed_mask(slide, plan.glass_mask)
     cache = plan.cache()
     job = new_job(plan, work, predictor.n_classes, cache)
     batcher = new_batcher(slide, predictor, plan, cache)

@@ -23,6 +23,7 @@ Design (memory bounded, resumable, distributable):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -57,6 +58,7 @@ from napari_glandseg.inference.stitch import (
 from napari_glandseg.inference.tile_jobs import ChunkWork, plan_work, tissue_tiles
 from napari_glandseg.inference.tiling import SlideTiles
 from napari_glandseg.slide.identity import check_same_slide, slide_identity
+from napari_glandseg.slide.on_tissue import GLASS, save_mask
 from napari_glandseg.slide.placement import GridPlacement
 from napari_glandseg.slide.resample import with_mpp
 
@@ -68,6 +70,8 @@ DEFAULT_CHUNK_PX = 2048
 #: Context margin (model px) around a chunk's core: a gland (or touching cluster) that reaches
 #: the core is whole in the padded box up to this far past it (~320 µm at 1.24 µm/px).
 CONTEXT_PX = 256
+#: The slide's glass mask, in the run folder, read by every chunk task.
+GLASS_MASK_FILE = "glass_mask.npz"
 #: Chunks whose tiles are blending at once in the local loop (each holds C×box² floats).
 MAX_ACTIVE = 2
 RECORD = "run.json"
@@ -131,6 +135,8 @@ def segment_slide(
         geoms = chunk_grid(shape, chunk, margin)
         t0 = time.perf_counter()
         tissue = _tissue(slide)
+        plan = dataclasses.replace(plan, glass_mask=str(run_dir / GLASS_MASK_FILE))
+        save_mask(plan.glass_mask, slide, GLASS)
         layout = SlideTiles(card.tile_px, card.overlap_px)
         tiles_tissue = tissue_tiles(layout, shape, tissue[0], tissue[1], f)
         works = plan_work(geoms, layout, tiles_tissue, skip_glass=skip_glass)

@@ -2,30 +2,33 @@
 beyond the tissue's edge are set to background before post-processing.
 
 The model takes white glass for gland lumen (it was trained on tissue only): a blank tile comes
-out mostly "gland", so tiles at the tissue's edge grew false glands into the glass. Two masks of
-the slide's tissue (``slide.tissue.tissue_mask``: coarse, dilated by a margin) are computed once
-per slide and µm/px and kept on the slide object: ``RUN_MARGIN_UM`` decides which tiles run and
-which glands have a pixel on tissue; beyond ``GLASS_MARGIN_UM`` every pixel is background. Both
-margins exceed the mask's pixel (16 µm), so a gland at the tissue's edge stays whole. When no
-tissue is detected at all (an all-pale image) nothing changes. On a slide whose whole-slide mask
-is costly (no stored lower levels), a region looks at the tissue around itself only
-(``slide.tissue.region_tissue_mask``).
+out mostly "gland", so tiles at the tissue's edge grew false glands into the glass. The slide's
+tissue (``slide.tissue.tissue_core`` at 8 µm/px) is found once per slide and µm/px and kept on
+the slide object, with one dilation per use (``dilate_mask``): ``RUN`` decides which tiles run
+(and, in Segment view, which glands have a pixel on tissue); beyond ``GLASS`` every pixel is
+background. The glass margin is two mask pixels, so that the mask's placement (within a pixel)
+cannot cut tissue at its edge. When no tissue is detected at all (an all-pale image) nothing
+changes. A whole-slide run writes its glass mask into the run folder and its workers read it
+(``save_mask`` / ``seed_mask``), so every chunk, local or on a cluster, uses the same mask. On
+a slide whose whole-slide mask is costly (no stored lower levels), a Segment view or a click
+looks at the tissue around itself only (``slide.tissue.region_tissue_mask``).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
 _CACHE_ATTR = "_glandseg_tissue_mask"
 #: Beyond the tissue by more than this, probabilities are background: a fine mask (8 µm/px),
-#: dilated by one of its pixels so that tissue at its edge is never cut.
-GLASS_MARGIN_UM = 8.0
+#: dilated by two of its pixels so that tissue at its edge is never cut.
+GLASS_MARGIN_UM = 16.0
 GLASS_MASK_MPP = 8.0
-#: Tiles whose core meets the same mask dilated by this run (glands need a pixel on it too). A
-#: skipped tile's reach (its overlap, 40 µm at 1.24 µm/px) then lies wholly beyond the glass
-#: margin, where everything is background anyway: skipping changes no label.
+#: Tiles whose core meets the same mask dilated by this run. A skipped tile's reach (half its
+#: overlap, 40 µm at 1.24 µm/px) then lies wholly beyond the glass margin, where everything is
+#: background anyway: skipping changes no label.
 RUN_MARGIN_UM = 64.0
 RUN_MASK_MPP = GLASS_MASK_MPP
 #: (mask µm/px, margin µm) of each use
@@ -41,14 +44,7 @@ def cached_tissue_mask(slide: Any, kind: tuple[float, float] = RUN) -> tuple[np.
     """
     from napari_glandseg.slide.tissue import ASSUMED_MPP, check_whole_slide_cost, dilate_mask, tissue_core
 
-    cache = getattr(slide, _CACHE_ATTR, None)
-    if cache is None or cache[0] != slide.mpp:
-        cache = (slide.mpp, {})
-        try:
-            setattr(slide, _CACHE_ATTR, cache)
-        except AttributeError:  # a slide type without instance attributes: no cache
-            pass
-    masks = cache[1]
+    masks = _masks(slide)
     if kind not in masks:
         mask_mpp, margin_um = kind
         core_key = (mask_mpp, None)  # the undilated mask, shared by the margins at this µm/px
@@ -58,6 +54,39 @@ def cached_tissue_mask(slide: Any, kind: tuple[float, float] = RUN) -> tuple[np.
         core, ds = masks[core_key]
         masks[kind] = (dilate_mask(core, ds * (slide.mpp or ASSUMED_MPP), margin_um), ds)
     return masks[kind]
+
+
+def _masks(slide: Any) -> dict:
+    """The slide's mask cache (created empty; a new one when its µm/px changed)."""
+    cache = getattr(slide, _CACHE_ATTR, None)
+    if cache is None or cache[0] != slide.mpp:
+        cache = (slide.mpp, {})
+        try:
+            setattr(slide, _CACHE_ATTR, cache)
+        except AttributeError:  # a slide type without instance attributes: no cache
+            pass
+    return cache[1]
+
+
+def save_mask(path: str | os.PathLike, slide: Any, kind: tuple[float, float]) -> None:
+    """Write the slide's ``kind`` mask (made if needed) to ``path`` (.npz, bits packed), atomically."""
+    from napari_glandseg._atomic import atomic_path
+
+    mask, ds = cached_tissue_mask(slide, kind)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, bits=np.packbits(mask), shape=np.array(mask.shape), ds=np.array(ds),
+                 mpp=np.array(slide.mpp, dtype=float), kind=np.array(kind, dtype=float))
+
+
+def seed_mask(slide: Any, path: str | os.PathLike) -> None:
+    """Put the mask ``save_mask`` wrote into ``slide``'s cache (unless it holds that mask already)."""
+    with np.load(path) as f:
+        kind = tuple(float(v) for v in f["kind"])
+        masks = _masks(slide)
+        if kind in masks or float(f["mpp"]) != slide.mpp:
+            return
+        shape = tuple(int(v) for v in f["shape"])
+        masks[kind] = (np.unpackbits(f["bits"], count=shape[0] * shape[1]).reshape(shape).astype(bool), float(f["ds"]))
 
 
 def on_tissue(shape: tuple[int, int], slide: Any, origin0: tuple[float, float], scale: float,
@@ -91,7 +120,7 @@ def glass_is_background(probs: np.ndarray, slide: Any, origin0: tuple[float, flo
 
 def drop_off_tissue(labels: np.ndarray, slide: Any, origin0: tuple[float, float], scale: float) -> np.ndarray:
     """``labels`` (placed as in ``on_tissue``) without the glands that have no pixel centre on
-    the slide's tissue mask (``RUN_MARGIN_UM``)."""
+    the slide's ``RUN`` mask (Segment view: after ``glass_is_background`` a safety net only)."""
     if not labels.any():
         return labels
     on = on_tissue(labels.shape, slide, origin0, scale, RUN)

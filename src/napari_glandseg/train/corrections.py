@@ -147,6 +147,7 @@ def finetune_on_corrections(
         data = mix(train, replay_train, s.replay_ratio)
         # the after-scores take as long as the before-scores, the calibration one post-processing per candidate
         calibrate = s.calibrate_postprocess and held_back_glands(val_boxes) >= MIN_GLANDS
+        del val_boxes, check_boxes  # the after-scores predict again: one set of probabilities at a time
         calibrate_s = post_s * len(candidates(base_post)) if calibrate else 0.0
         budget_s = clock.left() - score_s - calibrate_s - 2.0
         steps, stopped = _train(model, data, s, staging, device, budget_s, clock, cancel, describe=[
@@ -160,7 +161,8 @@ def finetune_on_corrections(
         post = base_post
         if s.calibrate_postprocess:
             clock.say("choosing the post-processing on the held-back corrections")
-            post, calibration = calibrate_postprocess(val_boxes, check_boxes, mpp=mpp, base=base_post)
+            post, calibration = calibrate_postprocess(val_boxes, check_boxes, mpp=mpp, base=base_post,
+                                                      cancelled=lambda: cancel is not None and cancel.is_set())
         after = score_boxes(val_boxes, mpp=mpp, params=post)
         replay_after = score_boxes(check_boxes, mpp=mpp, params=post) if replay_check else None
         _stop_if(cancel)

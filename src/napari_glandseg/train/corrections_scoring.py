@@ -14,7 +14,7 @@ the held-back corrections hold at least ``MIN_GLANDS`` glands.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,17 +104,23 @@ def held_back_glands(boxes: Sequence[ScoredBox]) -> int:
 
 def calibrate_postprocess(user: Sequence[ScoredBox], replay: Sequence[ScoredBox], *, mpp: float,
                           base: dict[str, Any], min_gain: float = 0.02, tolerance: float = 0.01,
-                          min_glands: int = MIN_GLANDS) -> tuple[dict[str, Any], dict[str, Any]]:
+                          min_glands: int = MIN_GLANDS,
+                          cancelled: Callable[[], bool] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(post-processing, report): the candidate with the best object F1 on ``user`` among those
     whose object F1 on ``replay`` is within ``tolerance`` of the base settings'; the base settings
     unless that gains at least ``min_gain``, or when ``user`` holds fewer than ``min_glands``
-    glands. The report holds both settings' scores."""
+    glands. The report holds both settings' scores. ``cancelled()`` is asked between candidates
+    (``Cancelled``)."""
     glands = held_back_glands(user)
     if glands < min_glands:
         return dict(base), {"skipped": f"{glands} held-back glands, fewer than {min_glands}: base settings kept",
                             "candidates": 1, "base": dict(base), "chosen": dict(base)}
     tried = []
     for params in candidates(base):
+        if cancelled is not None and cancelled():
+            from napari_glandseg.errors import Cancelled
+
+            raise Cancelled("fine-tuning cancelled")
         u = score_boxes(user, mpp=mpp, params=params)
         r = score_boxes(replay, mpp=mpp, params=params) if replay else None
         tried.append((params, u, r))
