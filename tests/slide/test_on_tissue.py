@@ -93,14 +93,16 @@ def test_a_saved_glass_mask_serves_a_freshly_opened_slide(tmp_path, shared_data,
     expected, ds = cached_tissue_mask(slide, GLASS)
     fresh = open_slide(tmp_path / "patch.png", mpp=1.0)
     monkeypatch.setattr(tissue, "tissue_core", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
-    seed_mask(fresh, tmp_path / "glass.npz")
+    seed_mask(fresh, tmp_path / "glass.npz", GLASS)
     mask, ds2 = cached_tissue_mask(fresh, GLASS)
     np.testing.assert_array_equal(mask, expected)
     assert ds2 == ds
     probs = np.full((3, 100, 100), 1 / 3, np.float32)
+    monkeypatch.setattr(tissue, "COSTLY_PX", 0)  # as on a huge slide: no region masks either
+    monkeypatch.setattr(tissue, "region_tissue_mask", lambda *a, **k: (_ for _ in ()).throw(AssertionError("region")))
     glass_is_background(probs, fresh, (0.0, 0.0), 20.0)  # no recomputation
     assert (probs[0][60:, 60:] == 1).all()
     # another µm/px: not seeded (the mask is for the slide as the run saw it)
     other = open_slide(tmp_path / "patch.png", mpp=2.0)
-    seed_mask(other, tmp_path / "glass.npz")
+    seed_mask(other, tmp_path / "glass.npz", GLASS)
     assert not getattr(other, "_glandseg_tissue_mask", (None, {}))[1]

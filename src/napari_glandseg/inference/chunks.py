@@ -27,7 +27,7 @@ from napari_glandseg.inference.tile_jobs import (
     tile_reader,
 )
 from napari_glandseg.inference.tiling import SlideTiles
-from napari_glandseg.slide.on_tissue import glass_is_background, seed_mask
+from napari_glandseg.slide.on_tissue import GLASS, glass_is_background, seed_mask
 
 #: Folder inside the label store for the run's own files (seam files, tile cache, run record).
 RUN_DIR = "glandseg_run"
@@ -122,7 +122,7 @@ def run_chunk(slide: Any, predictor: Any, plan: RunPlan, work: ChunkWork, store:
     if not work.runs_model or predictor is None:
         return write_empty(work.geom, store)
     if plan.glass_mask:
-        seed_mask(slide, plan.glass_mask)
+        seed_mask(slide, plan.glass_mask, GLASS)
     cache = plan.cache()
     job = new_job(plan, work, predictor.n_classes, cache)
     batcher = new_batcher(slide, predictor, plan, cache)

@@ -79,12 +79,14 @@ def save_mask(path: str | os.PathLike, slide: Any, kind: tuple[float, float]) ->
                  mpp=np.array(slide.mpp, dtype=float), kind=np.array(kind, dtype=float))
 
 
-def seed_mask(slide: Any, path: str | os.PathLike) -> None:
-    """Put the mask ``save_mask`` wrote into ``slide``'s cache (unless it holds that mask already)."""
+def seed_mask(slide: Any, path: str | os.PathLike, kind: tuple[float, float]) -> None:
+    """Put the ``kind`` mask ``save_mask`` wrote into ``slide``'s cache, unless the cache holds it
+    already (then the file is not read: a worker reads it once, not once per chunk)."""
+    masks = _masks(slide)
+    if kind in masks:
+        return
     with np.load(path) as f:
-        kind = tuple(float(v) for v in f["kind"])
-        masks = _masks(slide)
-        if kind in masks or float(f["mpp"]) != slide.mpp:
+        if tuple(float(v) for v in f["kind"]) != tuple(kind) or float(f["mpp"]) != slide.mpp:
             return
         shape = tuple(int(v) for v in f["shape"])
         masks[kind] = (np.unpackbits(f["bits"], count=shape[0] * shape[1]).reshape(shape).astype(bool), float(f["ds"]))
@@ -136,10 +138,11 @@ def drop_off_tissue(labels: np.ndarray, slide: Any, origin0: tuple[float, float]
 
 def _mask_near(slide: Any, bbox0: tuple[float, float, float, float],
                kind: tuple[float, float]) -> tuple[np.ndarray, float, tuple[float, float]]:
-    """The whole-slide mask when it is cheap or already made, else a mask around ``bbox0``."""
+    """The whole-slide mask when it is cheap or already made (or seeded by a run), else a mask
+    around ``bbox0``."""
     from napari_glandseg.slide.tissue import COSTLY_PX, region_tissue_mask, whole_slide_cost_px
 
-    cache = getattr(slide, _CACHE_ATTR, None)
-    if (cache is not None and cache[0] == slide.mpp and (kind[0], None) in cache[1]) or whole_slide_cost_px(slide, kind[0]) <= COSTLY_PX:
+    masks = _masks(slide)
+    if kind in masks or (kind[0], None) in masks or whole_slide_cost_px(slide, kind[0]) <= COSTLY_PX:
         return (*cached_tissue_mask(slide, kind), (0.0, 0.0))
     return region_tissue_mask(slide, bbox0, mask_mpp=kind[0], margin_um=kind[1])
