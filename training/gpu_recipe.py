@@ -73,7 +73,7 @@ def evaluate_arms(bundle: Path, runs: Path, arms: list[str]) -> dict:
             for s in samples:
                 probs = predict_probs(net, s.image, device, True)
                 pred = probabilities_to_instances(probs, mpp=net.card.mpp, params=net.card.postprocess)
-                rows.setdefault(group, []).append({**evaluate_pair(pred, s.labels), "tumor": s.tumor})
+                rows.setdefault(group, []).append({**evaluate_pair(pred, s.labels, gt_kind="instance"), "tumor": s.tumor})
         summary = {}
         for group, rs in rows.items():
             subsets = {group: rs}

@@ -37,10 +37,13 @@ def validation_pairs(config: Path) -> list[tuple[Path, Path, float, str]]:
     cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
     pairs = []
     for src in map(DataSource.parse, cfg["data"]):
+        if src.glass:
+            continue
         names = sorted(p.stem for p in (src.path / "images").glob("*.png"))
         _, val = split_names(names, float(cfg.get("val_fraction", 0.15)), int(cfg.get("seed", 0)))
         mpp = float(src.mpp or cfg.get("data_mpp", 0.62))
-        pairs += [(src.path / "images" / f"{n}.png", src.path / "masks" / f"{n}.png", mpp, str(src.path)) for n in val]
+        masks = src.path / "instances" if (src.path / "instances").is_dir() else src.path / "masks"
+        pairs += [(src.path / "images" / f"{n}.png", masks / f"{n}.png", mpp, str(src.path)) for n in val]
     return pairs
 
 
@@ -60,7 +63,7 @@ def tune(checkpoint: Path, pairs: list[tuple[Path, Path, float, str]], *,
     cached = []
     for img_path, mask_path, mpp, source in pairs:
         rgb = np.asarray(Image.open(img_path).convert("RGB"))
-        gt = to_instances(np.asarray(Image.open(mask_path)))
+        gt = to_instances(np.asarray(Image.open(mask_path)), "instance" if mask_path.parent.name == "instances" else "auto")
         f = mpp / card.mpp
         small = resize_rgb(rgb, max(1, round(rgb.shape[0] * f)), max(1, round(rgb.shape[1] * f)))
         cached.append((probabilities(small, predictor), gt, source))
@@ -71,7 +74,7 @@ def tune(checkpoint: Path, pairs: list[tuple[Path, Path, float, str]], *,
         by_source: dict[str, list[dict]] = {}
         for probs, gt, source in cached:
             pred = resize_labels(probabilities_to_instances(probs, mpp=card.mpp, params=params), *gt.shape)
-            by_source.setdefault(source, []).append(evaluate_pair(pred, gt))
+            by_source.setdefault(source, []).append(evaluate_pair(pred, gt, gt_kind="instance"))
         result = {"params": params}
         for key in ("object_f1", "pixel_dice", "object_dice"):
             per_source = {src: float(np.mean([s[key] for s in rows])) for src, rows in by_source.items()}

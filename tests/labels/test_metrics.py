@@ -77,3 +77,12 @@ def test_binary_masks_become_objects(shared_data):
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="shape"):
         evaluate_pair(np.zeros((4, 4), np.int32), np.zeros((4, 5), np.int32))
+
+
+def test_instance_ground_truth_with_one_gland_in_two_pieces_stays_one_gland():
+    gt = np.zeros((40, 40), np.int32)
+    gt[5:15, 5:15] = 1
+    gt[25:35, 25:35] = 1  # one gland id, two pieces (a gland cut by the section)
+    pred = gt.copy()
+    assert evaluate_pair(pred, gt, gt_kind="instance")["n_true"] == 1
+    assert evaluate_pair(pred, gt)["n_true"] == 2  # "auto" reads two values as a binary mask

@@ -106,7 +106,7 @@ def evaluate_folder(images: Path, masks: Path, *, model: Any = None, mpp: float 
             raise GlandsegError(f"{mask_path}: mask is {gt.shape}, image {img_path.name} is {rgb.shape[:2]}")
         t0 = time.perf_counter()
         pred = segment_image(rgb, mpp=mpp, predictor=predictor)
-        row = {"image": img_path.name, **evaluate_pair(pred, gt), "mask": reading,
+        row = {"image": img_path.name, **evaluate_pair(pred, gt, gt_kind="instance"), "mask": reading,
                "seconds": time.perf_counter() - t0}
         rows.append(row)
         if progress is not None:

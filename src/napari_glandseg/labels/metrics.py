@@ -168,9 +168,10 @@ def _hausdorff(a: np.ndarray, b: np.ndarray) -> float:
     return float(max(da.max(), db.max()))
 
 
-def evaluate_pair(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
-    """All metrics for one image; ``gt`` may be binary (→ connected components) or instances."""
-    pred, gt = to_instances(pred), to_instances(gt)
+def evaluate_pair(pred: np.ndarray, gt: np.ndarray, *, gt_kind: str = "auto") -> dict[str, float]:
+    """All metrics for one image; ``gt`` is read as ``gt_kind`` (see :func:`to_instances`: give
+    "instance" for instance labels, or a mask holding a single gland id is split into its pieces)."""
+    pred, gt = to_instances(pred), to_instances(gt, gt_kind)
     o = _Overlap(pred, gt)
     return {
         "pixel_dice": pixel_dice(pred, gt),

@@ -297,7 +297,7 @@ def validate(model, samples, device: torch.device, amp: bool, postprocess: dict 
     for s in samples:
         probs = predict_probs(net, s.image, device, amp)
         pred = probabilities_to_instances(probs, mpp=net.card.mpp, params=postprocess or net.card.postprocess)
-        rows.append(evaluate_pair(pred, s.labels))
+        rows.append(evaluate_pair(pred, s.labels, gt_kind="instance"))
     net.train(was_training)
     keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float))]
     return {k: float(np.mean([r[k] for r in rows])) for k in keys}

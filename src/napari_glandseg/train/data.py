@@ -41,14 +41,19 @@ class DataSource:
     path: Path
     mpp: float | None = None  # None: the config's data_mpp
     weight: float = 1.0
+    glass: bool = False  # a slide whose glass is taught as background (its tissue is ignored)
 
     @classmethod
     def parse(cls, entry) -> DataSource:
+        if isinstance(entry, DataSource):
+            return entry
         if isinstance(entry, dict):
-            unknown = set(entry) - {"path", "mpp", "weight"}
+            unknown = set(entry) - {"path", "mpp", "weight", "glass"}
             if unknown or "path" not in entry:
-                raise ValueError(f"data entry {entry}: give path (and optionally mpp, weight); unknown keys {sorted(unknown)}")
-            src = cls(Path(entry["path"]), entry.get("mpp"), float(entry.get("weight", 1.0)))
+                raise ValueError(f"data entry {entry}: give path (and optionally mpp, weight, glass); "
+                                 f"unknown keys {sorted(unknown)}")
+            src = cls(Path(entry["path"]), entry.get("mpp"), float(entry.get("weight", 1.0)),
+                      bool(entry.get("glass", False)))
         else:
             src = cls(Path(entry))
         if src.mpp is not None and not float(src.mpp) > 0:
@@ -94,7 +99,8 @@ def read_grades(csv_path: Path) -> dict[str, int]:
 
 def load_glas_folder(folder: Path, *, source_mpp: float, model_mpp: float, names: list[str] | None = None,
                      weight: float = 1.0) -> list[Sample]:
-    """``folder/images/*.png`` + ``folder/masks/*.png`` (binary → connected components, or instances)."""
+    """``folder/images/*.png`` + the instance annotation ``folder/instances/*.png`` where the folder
+    has one (GlaS's official glands), else ``folder/masks/*.png`` (binary → connected components)."""
     folder = Path(folder)
     images = sorted((folder / "images").glob("*.png"))
     if not images:
@@ -105,7 +111,9 @@ def load_glas_folder(folder: Path, *, source_mpp: float, model_mpp: float, names
     for img_path in images:
         if names is not None and img_path.stem not in names:
             continue
-        mask_path = folder / "masks" / img_path.name
+        mask_path = folder / "instances" / img_path.name
+        if not mask_path.exists():
+            mask_path = folder / "masks" / img_path.name
         if not mask_path.exists():
             raise FileNotFoundError(f"{mask_path}: mask for {img_path.name} is missing")
         image = np.asarray(Image.open(img_path).convert("RGB"))
@@ -127,6 +135,11 @@ def load_split(data: list, val_data: list, *, data_mpp: float, model_mpp: float,
     train, val = [], []
     for src in map(DataSource.parse, data):
         mpp = src.mpp or data_mpp
+        if src.glass:
+            from napari_glandseg.train.glass import glass_sample
+
+            train.append(glass_sample(src.path, model_mpp=model_mpp, mpp=src.mpp, weight=src.weight))
+            continue
         if (src.path / "manifest.json").exists():
             for sample in load_training_package(src.path, model_mpp=model_mpp):
                 sample.weight = src.weight
@@ -225,11 +238,12 @@ class CropDataset(torch.utils.data.Dataset):
     """Random augmented crops; ``length`` crops per epoch, deterministic given ``seed`` and index."""
 
     def __init__(self, samples: list[Sample], crop_px: int, length: int, *, seed: int = 0, augment: bool = True,
-                 border_px: int = 2, scale_jitter: float = 0.2):
+                 border_px: int = 2, scale_jitter: float = 0.2, pad_background: bool = False):
         if not samples:
             raise ValueError("no training samples")
         self.samples, self.crop_px, self.length = samples, crop_px, length
         self.seed, self.augment, self.border_px, self.scale_jitter = seed, augment, border_px, scale_jitter
+        self.pad_background = pad_background
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -240,22 +254,30 @@ class CropDataset(torch.utils.data.Dataset):
         s = pick_sample(self.samples, rng)
         scale = float(np.exp(rng.uniform(-self.scale_jitter, self.scale_jitter))) if self.augment else 1.0
         src = max(8, round(self.crop_px / scale))
-        image, labels, valid = resized_crop(*_random_crop(s, src, rng), self.crop_px)
+        image, labels, valid = resized_crop(*_random_crop(s, src, rng, self.pad_background), self.crop_px)
         if self.augment:
             image, labels, valid = augment_crop(image, labels, valid, rng)
         target = make_targets(labels, valid, self.border_px)
         return torch.from_numpy(np.array(image)), torch.from_numpy(target.astype(np.int64)), s.tumor
 
 
-def _random_crop(s: Sample, size: int, rng: np.random.Generator):
+def _random_crop(s: Sample, size: int, rng: np.random.Generator, pad_background: bool = False):
     h, w = s.labels.shape
+    if pad_background:
+        # a quarter of the crops may hang over the image's edge by up to half a crop: white
+        # background there, as glass beyond a tissue edge looks
+        reach = size // 2 if rng.random() < 0.25 else 0
+        y = int(rng.integers(-reach, max(1, h - size + 1) + reach))
+        x = int(rng.integers(-reach, max(1, w - size + 1) + reach))
+        return crop_at(s, y, x, size, pad_valid=True)
     y = int(rng.integers(max(1, h - size + 1)))
     x = int(rng.integers(max(1, w - size + 1)))
     return crop_at(s, y, x, size)
 
 
-def crop_at(s: Sample, y: int, x: int, size: int):
-    """The ``size``² window at (y, x) of a sample; outside the image: white, ignored pixels."""
+def crop_at(s: Sample, y: int, x: int, size: int, pad_valid: bool = False):
+    """The ``size``² window at (y, x) of a sample; outside the image: white pixels, ignored or
+    (``pad_valid``) background."""
     h, w = s.labels.shape
     y0, x0, y1, x1 = max(0, y), max(0, x), min(h, y + size), min(w, x + size)
     pad = ((y0 - y, y + size - y1), (x0 - x, x + size - x1))
@@ -263,7 +285,7 @@ def crop_at(s: Sample, y: int, x: int, size: int):
     if any(p for pair in pad for p in pair):
         image = np.pad(image, pad + ((0, 0),), constant_values=255)
         labels = np.pad(labels, pad)
-        valid = np.pad(valid, pad)
+        valid = np.pad(valid, pad, constant_values=pad_valid)
     return image, labels, valid
 
 

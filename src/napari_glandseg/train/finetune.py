@@ -41,6 +41,7 @@ class FinetuneConfig(SupervisedSettings):
     out: str = "runs/finetune"
     tumor_weight: float = 0.1
     border_px: int = 2
+    pad_background: bool = False  # crops may hang over an image's edge: white background there
 
 
 def load_samples(cfg: FinetuneConfig, model_mpp: float) -> tuple[list[Sample], list[Sample]]:
@@ -90,7 +91,8 @@ def main(argv: list[str] | None = None, hooks: LoopHooks | None = None) -> int:
     model = build_model(cfg).to(device)
     card = model.card
     train, val = load_samples(cfg, card.mpp)
-    dataset = CropDataset(train, cfg.crop_px, length=10**9, seed=cfg.seed, border_px=cfg.border_px)
+    dataset = CropDataset(train, cfg.crop_px, length=10**9, seed=cfg.seed, border_px=cfg.border_px,
+                          pad_background=cfg.pad_background)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, extra = load_state(out, model, optimizer)
     best = extra.get("best", {"object_f1": -1.0})

@@ -1,0 +1,54 @@
+"""The training signal of the default model (issue 18.2): official instances, image edges and glass
+as background."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from napari_glandseg.train.data import IGNORE, CropDataset, Sample, crop_at, load_glas_folder, make_targets
+
+
+def test_glas_folder_reads_the_official_instances(shared_data):
+    folder = shared_data / "glas" / "train"
+    (sample,) = load_glas_folder(folder, source_mpp=0.62, model_mpp=0.62, names=["train_1"])
+    official = np.asarray(Image.open(folder / "instances" / "train_1.png"))
+    assert sample.labels.max() == official.max() == len(np.unique(official)) - 1
+    np.testing.assert_array_equal(sample.labels, official)
+
+
+def _sample() -> Sample:
+    labels = np.zeros((64, 64), np.int32)
+    labels[20:40, 20:40] = 1
+    image = np.full((64, 64, 3), 200, np.uint8)
+    return Sample("s", image, labels, np.ones((64, 64), bool))
+
+
+def test_padding_beyond_the_image_is_white_and_ignored_or_background():
+    s = _sample()
+    image, labels, valid = crop_at(s, -16, -16, 64)
+    assert (image[:16] == 255).all() and not valid[:16].any()
+    image, labels, valid = crop_at(s, -16, -16, 64, pad_valid=True)
+    assert (image[:16] == 255).all() and valid[:16].all() and (labels[:16] == 0).all()
+    assert (make_targets(labels, valid)[:16] == 0).all()
+
+
+def test_pad_background_crops_hang_over_the_edge_and_teach_background():
+    ds = CropDataset([_sample()], 64, length=200, seed=1, augment=False, pad_background=True)
+    white_background = 0
+    for i in range(200):
+        image, target, _ = ds[i]
+        white = (image.numpy() == 255).all(axis=2)
+        assert not (target.numpy()[white] == IGNORE).any()
+        white_background += int(white.any())
+    assert white_background > 10  # about a quarter of the crops reach over an edge
+
+
+def test_glass_sample_is_background_on_glass_and_ignored_on_tissue(cmu_svs):
+    from napari_glandseg.train.glass import glass_sample
+
+    s = glass_sample(cmu_svs, model_mpp=4.0)
+    assert s.labels.max() == 0 and 0.2 < s.valid.mean() < 0.9
+    grey = s.image.mean(axis=2)
+    assert np.median(grey[s.valid]) > 200  # glass is bright
+    assert np.median(grey[~s.valid]) < np.median(grey[s.valid]) - 20  # tissue is not
