@@ -84,7 +84,7 @@ def test_not_a_model_raises():
 def test_real_tiny_model_runs_with_autocast():
     from napari_glandseg.model import create_model
 
-    pred = Predictor(create_model("glandseg_tiny"), device="cpu", batch_size=2)
-    assert pred.amp_dtype == torch.bfloat16
+    pred = Predictor(create_model("glandseg_tiny"), device="cpu", batch_size=2, precision="bf16")
+    assert pred.amp_dtype == torch.bfloat16 and pred.info()["precision"] == "bf16"
     out = pred.predict(np.random.default_rng(0).integers(0, 255, (3, 128, 128, 3), dtype=np.uint8))
     assert out.shape == (3, 3, 128, 128) and np.isfinite(out).all()

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from napari_glandseg.model import create_model, list_models, pick_device
-from napari_glandseg.model.device import autocast_dtype
 
 
 @pytest.fixture(scope="module")
@@ -92,4 +91,3 @@ def test_pick_device():
     assert pick_device("auto").type in ("cpu", "cuda", "mps")
     with pytest.raises(ValueError, match="auto"):
         pick_device("bogus")
-    assert autocast_dtype(torch.device("cpu")) == torch.bfloat16

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from napari_glandseg.commands._compute import add_compute_options
 from napari_glandseg.errors import GlandsegError
 from napari_glandseg.labels.metrics import MASK_KINDS
 
@@ -32,6 +33,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--mpp", type=float, default=GLAS_MPP, help=f"the images' µm/px (default {GLAS_MPP}, GlaS)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--batch-size", type=int, default=None)
+    add_compute_options(parser)
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     parser.add_argument("--tta", action="store_true",
                         help="test-time augmentation: probabilities averaged over flips and quarter turns (8x slower)")
@@ -86,7 +88,8 @@ def _read(path: Path, rgb: bool):
 
 def evaluate_folder(images: Path, masks: Path, *, model: Any = None, mpp: float = GLAS_MPP,
                     device: str | None = None, batch_size: int | None = None, limit: int | None = None,
-                    progress=None, mask_kind: str = "auto", tta: bool = False) -> dict[str, Any]:
+                    progress=None, mask_kind: str = "auto", tta: bool = False, precision: str = "auto",
+                    threads: int | None = None) -> dict[str, Any]:
     """Per-image metrics and their means: ``{"per_image", "overall", "model", "masks"}``.
 
     ``masks`` counts how the masks were read ("binary" / "instance", see ``mask_kind``); each
@@ -96,7 +99,7 @@ def evaluate_folder(images: Path, masks: Path, *, model: Any = None, mpp: float 
     from napari_glandseg.labels.metrics import evaluate_pair, mask_reading, to_instances
 
     pairs = find_pairs(images, masks, limit)
-    predictor = get_predictor(model, device, batch_size, tta=tta)
+    predictor = get_predictor(model, device, batch_size, tta=tta, precision=precision, threads=threads)
     rows = []
     for i, (img_path, mask_path) in enumerate(pairs):
         rgb, raw = _read(img_path, True), _read(mask_path, False)
@@ -118,7 +121,8 @@ def evaluate_folder(images: Path, masks: Path, *, model: Any = None, mpp: float 
     overall["images"] = len(rows)
     kinds = [r["mask"] for r in rows]
     masks = {k: kinds.count(k) for k in ("binary", "instance") if k in kinds}
-    return {"per_image": rows, "overall": overall, "model": predictor.card.name, "masks": masks}
+    return {"per_image": rows, "overall": overall, "model": predictor.card.name, "masks": masks,
+            "compute": predictor.info()}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -135,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_folder(
             args.images, args.masks, model=args.model, mpp=args.mpp, device=args.device,
             batch_size=args.batch_size, limit=args.limit, progress=bar, mask_kind=args.mask_kind, tta=args.tta,
+            precision=args.precision, threads=args.threads,
         )
     if args.json:
         print(json.dumps(result))
@@ -145,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
 
 def format_table(result: dict[str, Any]) -> str:
     heads = ("image", "Dice", "IoU", "objF1", "objDice", "objHaus", "pred", "true")
-    lines = [f"model: {result['model']}", f"{heads[0]:<24}" + "".join(f"{h:>9}" for h in heads[1:])]
+    compute = result.get("compute", {})
+    lines = [f"model: {result['model']} ({_compute_text(compute)})", f"{heads[0]:<24}" + "".join(f"{h:>9}" for h in heads[1:])]
     for r in result["per_image"]:
         vals = [_fmt(r[k]) for k in METRICS] + [str(r["n_pred"]), str(r["n_true"])]
         lines.append(f"{r['image'][:24]:<24}" + "".join(f"{v:>9}" for v in vals))
@@ -154,6 +160,13 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append(f"object F1 pooled over all images (GlaS challenge style): {_fmt(o.get('object_f1_pooled'))}")
     lines.append(masks_note(result.get("masks", {})))
     return "\n".join(lines)
+
+
+def _compute_text(compute: dict[str, Any]) -> str:
+    parts = [compute.get("device", "?"), compute.get("precision", "?")]
+    if compute.get("threads"):
+        parts.append(f"{compute['threads']} threads")
+    return ", ".join(parts)
 
 
 def masks_note(masks: dict[str, int]) -> str:

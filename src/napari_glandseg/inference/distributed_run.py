@@ -51,7 +51,8 @@ def _predictor(model_ref: tuple[str, Any], device: Any, batch_size: int | None):
             model = ref()
         else:  # a scattered module: already in this worker's memory
             model = ref
-        return Predictor(model, device=device, batch_size=batch_size)
+        # dask runs one task thread per core: one torch thread each, or they oversubscribe the cores
+        return Predictor(model, device=device, batch_size=batch_size, threads=1)
 
     key = ("model", kind, id(ref) if kind == "object" else repr(ref), str(device), batch_size)
     return _cached(key, make)

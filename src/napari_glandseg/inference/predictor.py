@@ -9,15 +9,28 @@ out-of-memory error halves the batch and retries instead of failing the run.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import numpy as np
 import torch
 
 from napari_glandseg.errors import GlandsegError
-from napari_glandseg.model.device import autocast_dtype, pick_device
+from napari_glandseg.model.device import pick_device
+from napari_glandseg.model.precision import (
+    apply_cpu_threads,
+    cpu_description,
+    pick_faster,
+    precision_name,
+    resolve_precision,
+)
 
 log = logging.getLogger(__name__)
+
+#: seconds between re-counts of the free cores during a long CPU run (other work comes and goes)
+THREADS_RECHECK_S = 60.0
+#: precision chosen by timing, per (model, tile shape, threads): one timing per process
+_TIMED: dict[tuple, tuple[torch.dtype | None, dict[str, float]]] = {}
 
 
 def default_batch_size(device: torch.device, tile_px: int = 384) -> int:
@@ -50,17 +63,31 @@ class Predictor:
         device: str | torch.device | None = None,
         batch_size: int | None = None,
         amp: bool = True,
+        precision: str = "auto",
+        threads: int | None = None,
     ):
+        """``precision`` auto|fp32|bf16 (``amp=False`` means fp32); ``threads``: torch threads on
+        a CPU (default: the cores free to this process, counted again every minute)."""
         if not hasattr(model, "card") or not hasattr(model, "normalize"):
             raise GlandsegError("the model needs a .card (ModelCard) and a .normalize method")
         self.device = pick_device(device)
+        self.precision = precision if amp else "fp32"
+        try:
+            self.amp_dtype = resolve_precision(self.device, self.precision)
+        except ValueError as exc:
+            raise GlandsegError(str(exc)) from None
+        self._threads_fixed = threads
+        self.threads = apply_cpu_threads(threads, helpers=1) if self.device.type == "cpu" else None
+        self._threads_checked = time.monotonic()
+        # auto on a CPU with native bf16: both are timed on the first batch, the faster kept
+        self._timing_pending = self.precision == "auto" and self.device.type == "cpu" and self.amp_dtype is not None
+        self.timing: dict[str, float] = {}
         self.model = model.to(self.device)
         if self.device.type != "mps":  # channels_last: faster convolutions on cpu and cuda
             self.model = self.model.to(memory_format=torch.channels_last)
         self.model.eval()
         self.card = model.card
         self.n_classes = len(self.card.classes)
-        self.amp_dtype = autocast_dtype(self.device) if amp else None
         if batch_size is not None and batch_size < 1:
             raise GlandsegError(f"batch size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size or default_batch_size(self.device, self.card.tile_px))
@@ -100,6 +127,13 @@ class Predictor:
             raise GlandsegError(f"tile sides must be multiples of 32, got {h}×{w}")
         if out is None:
             out = self._output_buffer(n, h, w)
+        self._recheck_threads()
+        if self._timing_pending and n:
+            dtype = self.amp_dtype
+            try:
+                self._time_precisions(tiles[: self.batch_size])
+            except Exception:  # noqa: BLE001 - the run below reports a failing model properly
+                self.amp_dtype = dtype
         start = 0
         while start < n:
             stop = min(n, start + self.batch_size)
@@ -118,6 +152,30 @@ class Predictor:
                 continue  # retry the same tiles with the smaller batch
             start = stop
         return out
+
+    def _recheck_threads(self) -> None:
+        if self.threads is None or self._threads_fixed is not None:
+            return
+        if time.monotonic() - self._threads_checked > THREADS_RECHECK_S:
+            self.threads = apply_cpu_threads(None, helpers=1)
+            self._threads_checked = time.monotonic()
+
+    def _time_precisions(self, tiles: np.ndarray) -> None:
+        """Keep the faster of bf16 and fp32 on this batch (once per model, shape and threads)."""
+        self._timing_pending = False
+        key = (self.card.name, tiles.shape, self.threads)
+        if key not in _TIMED:
+            scratch = np.empty((tiles.shape[0], self.n_classes, *tiles.shape[1:3]), np.float32)
+
+            def run(dtype):
+                self.amp_dtype = dtype
+                self._run(tiles, scratch)
+
+            _TIMED[key] = pick_faster(run, (torch.bfloat16, None))
+            self.calls -= 4  # the timing runs are not the caller's
+            self.tiles -= 4 * tiles.shape[0]
+        self.amp_dtype, self.timing = _TIMED[key]
+        log.info("precision %s (timed: %s)", precision_name(self.amp_dtype), self.timing)
 
     def _run(self, tiles: np.ndarray, out: np.ndarray) -> None:
         n, h, w = tiles.shape[:3]
@@ -143,8 +201,16 @@ class Predictor:
         return self.predict(tiles)
 
     def info(self) -> dict[str, Any]:
-        return {
+        """What was chosen and why: device, batch, precision (and its timing), threads, CPU kind."""
+        out = {
             "device": str(self.device),
             "batch_size": self.batch_size,
-            "amp": None if self.amp_dtype is None else str(self.amp_dtype).replace("torch.", ""),
+            "precision": precision_name(self.amp_dtype),
+            "precision_asked": self.precision,
         }
+        if self.timing:
+            out["precision_timing_s"] = {k: round(v, 4) for k, v in self.timing.items()}
+        if self.device.type == "cpu":
+            out["threads"] = self.threads
+            out["cpu"] = cpu_description()
+        return out

@@ -2,8 +2,9 @@
 
 from napari_glandseg.model.card import ModelCard
 from napari_glandseg.model.checkpoint import load_checkpoint, read_card, save_checkpoint
-from napari_glandseg.model.device import autocast_dtype, pick_device
+from napari_glandseg.model.device import pick_device
 from napari_glandseg.model.network import DualSwinUNet, EncoderSpec
+from napari_glandseg.model.precision import resolve_precision
 from napari_glandseg.model.registry import (
     DEFAULT_MODEL,
     create_model,
@@ -18,7 +19,7 @@ __all__ = [
     "DualSwinUNet",
     "EncoderSpec",
     "ModelCard",
-    "autocast_dtype",
+    "resolve_precision",
     "create_model",
     "list_models",
     "load_checkpoint",
