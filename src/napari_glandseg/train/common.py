@@ -29,7 +29,7 @@ class RunSettings:
     save_every: int = 50
     log_every: int = 10
     seed: int = 0
-    amp: bool = True  # bf16 autocast (CPU) / fp16-bf16 (CUDA)
+    amp: bool = True  # mixed precision where it pays: bf16 on a CPU that runs it natively, fp16/bf16 on CUDA
     device: str = "auto"
     threads: int | None = None
     workers: int = 0  # background processes preparing batches (0: in the training process)
@@ -108,6 +108,15 @@ def start_run(cfg) -> tuple[torch.device, DistInfo, Path, Logger]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     return device, dist_info, out, Logger(out, dist_info.is_main)
+
+
+def autocast(device: torch.device, amp: bool):
+    """Autocast for training and validation: with ``amp``, the precision ``resolve_precision``
+    picks for the device (bf16 on a CPU only where it is native: emulated it is ~9× slower)."""
+    from napari_glandseg.model.precision import resolve_precision
+
+    dtype = resolve_precision(device, "auto" if amp else "fp32")
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def cleanup_distributed() -> None:
@@ -280,7 +289,7 @@ def predict_probs(model, image: np.ndarray, device: torch.device, amp: bool) -> 
     ph, pw = (-h) % 32, (-w) % 32
     padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
     x = unwrap(model).normalize(torch.from_numpy(padded)[None].to(device))
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+    with autocast(device, amp):
         logits = model(x)
     return logits.float().softmax(1)[0, :, :h, :w].cpu().numpy()
 

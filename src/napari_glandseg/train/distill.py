@@ -27,6 +27,7 @@ from safetensors.torch import load_file
 
 from napari_glandseg.train.common import (
     RunSettings,
+    autocast,
     batch_stream,
     build_model,
     cleanup_distributed,
@@ -159,7 +160,7 @@ def batch_at(dataset: GradedCrops, step: int, batch: int, rank: int, world: int)
 
 def train_step(model, net, teacher, optimizer, images, tumor, centers, cfg: DistillConfig, device):
     x = net.normalize(images.to(device))
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+    with autocast(device, cfg.amp):
         with torch.no_grad():
             t_out = teacher(x)
         s_out = model(x)

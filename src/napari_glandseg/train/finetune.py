@@ -20,6 +20,7 @@ import torch
 
 from napari_glandseg.train import common as _common
 from napari_glandseg.train.common import (
+    autocast,
     batch_stream,
     cleanup_distributed,
     freeze_unused,
@@ -68,7 +69,7 @@ def step_loss(model, images, targets, tumor, cfg: FinetuneConfig, device: torch.
     """The training loss of one batch (a tensor) and its parts (floats)."""
     net = unwrap(model)
     x = net.normalize(images.to(device))
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+    with autocast(device, cfg.amp):
         out = model(x, return_all=True)
     loss, parts = segmentation_loss(out, targets.to(device), dice_weight=cfg.dice_weight,
                                     deep_weights=tuple(cfg.deep_weights))

@@ -19,6 +19,7 @@ from scipy import ndimage as ndi
 from napari_glandseg.interactive.segment import _image_reader, paste, segment_window
 from napari_glandseg.labels.metrics import pixel_dice
 from napari_glandseg.train.common import (
+    autocast,
     batch_stream,
     build_model,
     cleanup_distributed,
@@ -47,7 +48,7 @@ class GuidedConfig(SupervisedSettings):
 def train_step(model, optimizer, images, maps, targets, cfg: GuidedConfig, device: torch.device):
     net = unwrap(model)
     x = torch.cat([net.normalize(images.to(device)), maps.to(device)], 1)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+    with autocast(device, cfg.amp):
         out = model(x, return_all=True)
     loss, parts = segmentation_loss(out, targets.to(device), dice_weight=cfg.dice_weight,
                                     deep_weights=tuple(cfg.deep_weights), classes=(1,))

@@ -30,6 +30,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from napari_glandseg.train.common import autocast
+
 
 def random_mask(n: int, h: int, w: int, mask_px: int, ratio: float, rng: np.random.Generator) -> torch.Tensor:
     """N×H×W bool pixel mask: exactly round(ratio × cells) random ``mask_px`` blocks per sample."""
@@ -187,7 +189,7 @@ def smit_losses(student: nn.Module, teacher: SMITStudent, v1: torch.Tensor, v2: 
     """
     n = v1.shape[0]
     x, mask = torch.cat([v1, v2]), torch.cat([m1, m2])
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+    with autocast(x.device, amp):
         with torch.no_grad():
             t_out = teacher(x)
         s_out = student(x, mask)
