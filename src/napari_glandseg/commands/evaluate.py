@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from napari_glandseg.commands._compute import add_compute_options
+from napari_glandseg.commands._options import add_run_options
 from napari_glandseg.errors import GlandsegError
 from napari_glandseg.labels.metrics import MASK_KINDS
 
@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--mpp", type=float, default=GLAS_MPP, help=f"the images' µm/px (default {GLAS_MPP}, GlaS)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--batch-size", type=int, default=None)
-    add_compute_options(parser)
+    add_run_options(parser)
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     parser.add_argument("--tta", action="store_true",
                         help="test-time augmentation: probabilities averaged over flips and quarter turns (8x slower)")
@@ -89,7 +89,7 @@ def _read(path: Path, rgb: bool):
 def evaluate_folder(images: Path, masks: Path, *, model: Any = None, mpp: float = GLAS_MPP,
                     device: str | None = None, batch_size: int | None = None, limit: int | None = None,
                     progress=None, mask_kind: str = "auto", tta: bool = False, precision: str = "auto",
-                    threads: int | None = None) -> dict[str, Any]:
+                    threads: int | None = None, organ: str | None = None) -> dict[str, Any]:
     """Per-image metrics and their means: ``{"per_image", "overall", "model", "masks"}``.
 
     ``masks`` counts how the masks were read ("binary" / "instance", see ``mask_kind``); each
@@ -99,7 +99,8 @@ def evaluate_folder(images: Path, masks: Path, *, model: Any = None, mpp: float 
     from napari_glandseg.labels.metrics import evaluate_pair, mask_reading, to_instances
 
     pairs = find_pairs(images, masks, limit)
-    predictor = get_predictor(model, device, batch_size, tta=tta, precision=precision, threads=threads)
+    predictor = get_predictor(model, device, batch_size, tta=tta, precision=precision, threads=threads,
+                              organ=organ)
     rows = []
     for i, (img_path, mask_path) in enumerate(pairs):
         rgb, raw = _read(img_path, True), _read(mask_path, False)
@@ -139,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_folder(
             args.images, args.masks, model=args.model, mpp=args.mpp, device=args.device,
             batch_size=args.batch_size, limit=args.limit, progress=bar, mask_kind=args.mask_kind, tta=args.tta,
-            precision=args.precision, threads=args.threads,
+            precision=args.precision, threads=args.threads, organ=args.organ,
         )
     if args.json:
         print(json.dumps(result))
@@ -164,6 +165,8 @@ def format_table(result: dict[str, Any]) -> str:
 
 def _compute_text(compute: dict[str, Any]) -> str:
     parts = [compute.get("device", "?"), compute.get("precision", "?")]
+    if compute.get("organ"):
+        parts.append(f"{compute['organ']} post-processing")
     if compute.get("threads"):
         parts.append(f"{compute['threads']} threads")
     return ", ".join(parts)

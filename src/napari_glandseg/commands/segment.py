@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from napari_glandseg.commands._compute import add_compute_options
+from napari_glandseg.commands._options import add_run_options
 from napari_glandseg.errors import GlandsegError
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     parser.add_argument("--mpp", type=float, default=None, help="the slides' µm/px (overrides the files)")
     parser.add_argument("--batch-size", type=int, default=None, help="tiles per model call")
-    add_compute_options(parser)
+    add_run_options(parser)
     parser.add_argument("--chunk-px", type=int, default=None, help="store chunk edge in model px")
     parser.add_argument("--tta", action="store_true",
                         help="test-time augmentation: probabilities averaged over flips and quarter turns (8x slower)")
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         # locally the model is loaded once for all slides; a cluster loads it on each worker
         model = args.model if client is not None else get_predictor(args.model, args.device, args.batch_size,
                                                                     tta=args.tta, precision=args.precision,
-                                                                    threads=args.threads)
+                                                                    threads=args.threads, organ=args.organ)
         for path, folder in zip(args.slides, folders, strict=True):
             summary = segment_one(path, args, model=model, region=region, client=client, folder=folder)
             print(f"{summary['slide']}: {summary['glands']} glands -> {summary['out']}")
@@ -184,7 +184,7 @@ def _segment_into(out_dir: Path, slide: Any, args: argparse.Namespace, *, model:
             store = segment_slide(
                 slide, store_path, model=model, device=args.device, batch_size=args.batch_size,
                 client=client, progress=bar, resume=args.resume, chunk_px=args.chunk_px, stats=stats,
-                tile_progress=bar,
+                tile_progress=bar, organ=args.organ,
             )
             card_name, model_mpp = _card_of(model, store)
             factor = stats["downsample"]
@@ -206,7 +206,8 @@ def _segment_into(out_dir: Path, slide: Any, args: argparse.Namespace, *, model:
         "geojson": "glands.geojson" if args.geojson else None, "measurements": "measurements.csv",
         "timings_s": {"segment": t_seg, "tables": time.perf_counter() - t1, "total": time.perf_counter() - t0},
         "run": whole_run(stats, _previous_run(out_dir), store) if region is None else {},
-        "compute": model.info() if hasattr(model, "info") else {"device": args.device, "precision": args.precision},
+        "compute": model.info() if hasattr(model, "info") else {"device": args.device, "precision": args.precision,
+                                                                         "organ": args.organ},
     }
     write_json_atomic(out_dir / "summary.json", summary)
     return summary

@@ -46,6 +46,7 @@ class RunPlan:
     overlap_px: int = 64
     tile_dir: str = ""  # cache of tiles several chunks blend ("" = none)
     glass_mask: str = ""  # the slide's glass mask (``slide.on_tissue.save_mask``): the same in every worker
+    postprocess: dict | None = None  # the run's post-processing (the organ's profile); None: the model card's
 
     @property
     def layout(self) -> SlideTiles:
@@ -64,12 +65,13 @@ def new_batcher(slide: Any, predictor: Any, plan: RunPlan, cache: TileCache | No
     return TileBatcher(predictor, tile_reader(slide, plan.layout, plan.factor, predictor.card.mpp), cache, on_batch)
 
 
-def chunk_instances(slide: Any, card: Any, geom: ChunkGeom, probs: np.ndarray, factor: float) -> np.ndarray:
+def chunk_instances(slide: Any, card: Any, geom: ChunkGeom, probs: np.ndarray, factor: float,
+                    postprocess: dict | None = None) -> np.ndarray:
     """Local instance labels (1..65535, int32) of the chunk's padded box (``factor``: slide
     level-0 px per store px); glass beyond the tissue's edge is background (``on_tissue``)."""
     py, px = geom.padded_origin
     glass_is_background(probs, slide, (py * factor, px * factor), factor)
-    local = probabilities_to_instances_keep_edges(probs, mpp=card.mpp, params=card.postprocess)
+    local = probabilities_to_instances_keep_edges(probs, mpp=card.mpp, params=postprocess or card.postprocess)
     if local.max() > LOCAL_MAX:
         raise GlandsegError(
             f"{slide.path}: chunk ({geom.cy}, {geom.cx}) has more than {LOCAL_MAX} objects; "
@@ -90,7 +92,7 @@ def cut_objects(local: np.ndarray, geom: ChunkGeom) -> int:
 def finish_chunk(slide: Any, card: Any, plan: RunPlan, geom: ChunkGeom, store: Any,
                  probs: np.ndarray) -> dict[str, Any]:
     """Post-process a chunk's probabilities, write its seam file, then its labels (+ done log)."""
-    local = chunk_instances(slide, card, geom, probs, plan.factor)
+    local = chunk_instances(slide, card, geom, probs, plan.factor, plan.postprocess)
     m = geom.margin
     areas = write_seam(Path(plan.seam_dir), geom, local)
     core = to_global(local[m : m + geom.h, m : m + geom.w], geom.index)

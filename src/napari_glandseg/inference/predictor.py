@@ -65,9 +65,11 @@ class Predictor:
         amp: bool = True,
         precision: str = "auto",
         threads: int | None = None,
+        organ: str | None = None,
     ):
         """``precision`` auto|fp32|bf16 (``amp=False`` means fp32); ``threads``: torch threads on
-        a CPU (default: the cores free to this process, counted again every minute)."""
+        a CPU (default: the cores free to this process, counted again every minute); ``organ``: the
+        card's post-processing profile (default: the card's own default organ)."""
         if not hasattr(model, "card") or not hasattr(model, "normalize"):
             raise GlandsegError("the model needs a .card (ModelCard) and a .normalize method")
         self.device = pick_device(device)
@@ -86,7 +88,10 @@ class Predictor:
         if self.device.type != "mps":  # channels_last: faster convolutions on cpu and cuda
             self.model = self.model.to(memory_format=torch.channels_last)
         self.model.eval()
-        self.card = model.card
+        try:
+            self.card = model.card.for_organ(organ)
+        except ValueError as exc:
+            raise GlandsegError(str(exc)) from None
         self.n_classes = len(self.card.classes)
         if batch_size is not None and batch_size < 1:
             raise GlandsegError(f"batch size must be >= 1, got {batch_size}")
@@ -207,6 +212,7 @@ class Predictor:
             "batch_size": self.batch_size,
             "precision": precision_name(self.amp_dtype),
             "precision_asked": self.precision,
+            "organ": self.card.organ,
         }
         if self.timing:
             out["precision_timing_s"] = {k: round(v, 4) for k, v in self.timing.items()}

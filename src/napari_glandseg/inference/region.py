@@ -63,10 +63,11 @@ def get_predictor(
     tta: bool = False,
     precision: str = "auto",
     threads: int | None = None,
+    organ: str | None = None,
 ) -> Predictor:
     """A Predictor for ``model`` (a module, a preset name or checkpoint path, or None: the default);
     ``tta``: probabilities averaged over flips and quarter turns (8× the model time);
-    ``precision`` auto|fp32|bf16 and CPU ``threads`` as :class:`Predictor` takes them."""
+    ``precision`` auto|fp32|bf16, CPU ``threads`` and ``organ`` as :class:`Predictor` takes them."""
     if predictor is not None:
         return predictor
     if isinstance(model, Predictor):
@@ -80,7 +81,8 @@ def get_predictor(
             raise GlandsegError(str(exc)) from exc
     from napari_glandseg.model.tta import with_tta
 
-    return Predictor(with_tta(model, tta), device=device, batch_size=batch_size, precision=precision, threads=threads)
+    return Predictor(with_tta(model, tta), device=device, batch_size=batch_size, precision=precision, threads=threads,
+                     organ=organ)
 
 
 def check_rgb(rgb: np.ndarray, what: str = "image") -> np.ndarray:

@@ -95,6 +95,7 @@ def segment_slide(
     stats: dict | None = None,
     skip_glass: bool = True,
     tile_progress: Progress | None = None,
+    organ: str | None = None,
 ) -> Any:
     """Segment every chunk with tissue of ``slide`` into the label store at ``out_path``.
 
@@ -103,7 +104,8 @@ def segment_slide(
     (a dict) receives timings and counts. ``skip_glass=False`` runs the model on every tile of
     a chunk with tissue, glass included (for comparisons). ``tile_progress(done, total,
     "tiles")`` follows the model tiles (local runs: finer than ``progress``, which counts
-    chunks). A second writer on ``out_path`` gets ``FolderLocked``.
+    chunks). ``organ`` picks the card's post-processing profile (default: the card's default organ;
+    a Predictor passed as ``model`` keeps its own). A second writer on ``out_path`` gets ``FolderLocked``.
     """
     from napari_glandseg.labels.store import LabelStore
 
@@ -114,7 +116,7 @@ def segment_slide(
     if client is None and workers and workers > 1:
         own_cluster, client = _local_cluster(workers)
     try:
-        predictor, model_ref, card = _resolve_model(model, device, batch_size, client)
+        predictor, model_ref, card = _resolve_model(model, device, batch_size, client, organ)
         f = card.mpp / slide.mpp
         h0, w0 = slide.shape
         shape = GridPlacement.whole_slide((h0, w0), f).shape  # the store's level 0, from corner 0
@@ -124,14 +126,14 @@ def segment_slide(
         record = {
             "slide": str(slide.path), "slide_shape": [h0, w0], "slide_mpp": slide.mpp,
             "model": card.name, "model_mpp": card.mpp, "downsample": f, "shape": list(shape),
-            "chunk_px": chunk, "margin_px": margin, "postprocess": card.postprocess,
+            "chunk_px": chunk, "margin_px": margin, "postprocess": card.postprocess, "organ": card.organ,
             "slide_id": slide_identity(slide),
             "tiles": [card.tile_px, card.overlap_px, "slide-grid"], "batch_size": n_batch,
         }
         store = _open_store(LabelStore, out_path, shape, chunk, card.mpp, slide, record, resume)
         run_dir = out_path / RUN_DIR
         plan = RunPlan(str(out_path), str(run_dir / "seams"), float(f), float(card.mpp), uuid.uuid4().hex,
-                       card.tile_px, card.overlap_px, str(run_dir / "tiles"))
+                       card.tile_px, card.overlap_px, str(run_dir / "tiles"), postprocess=dict(card.postprocess))
         geoms = chunk_grid(shape, chunk, margin)
         t0 = time.perf_counter()
         tissue = _tissue(slide)
@@ -269,11 +271,19 @@ def _run_local(slide, predictor, plan, todo: list[ChunkWork], store, progress, c
     return summaries
 
 
-def _resolve_model(model: Any, device: Any, batch_size: int | None, client: Any):
-    """(local predictor or None, what workers load, model card)."""
+def _resolve_model(model: Any, device: Any, batch_size: int | None, client: Any, organ: str | None = None):
+    """(local predictor or None, what workers load, model card with the organ's post-processing)."""
     if client is None:
-        pred = get_predictor(model, device, batch_size)
+        pred = get_predictor(model, device, batch_size, organ=organ)
         return pred, None, pred.card
+    try:
+        pred_ref, ref, card = _worker_model(model, client)
+        return pred_ref, ref, card.for_organ(organ)
+    except ValueError as exc:
+        raise GlandsegError(str(exc)) from exc
+
+
+def _worker_model(model: Any, client: Any):
     import torch
 
     if isinstance(model, torch.nn.Module):

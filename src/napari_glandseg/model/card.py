@@ -33,6 +33,10 @@ class ModelCard:
     classes: tuple[str, ...] = ("background", "gland", "border")
     postprocess: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_POSTPROCESS))
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: post-processing per organ (each tuned on that organ's validation images), over ``postprocess``
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the organ whose profile applies: the default one on a saved card, the chosen one in a run
+    organ: str | None = None
 
     def __post_init__(self) -> None:
         from napari_glandseg.model import card_checks as check
@@ -50,10 +54,29 @@ class ModelCard:
         if len(self.classes) < 2 or self.classes[0] != "background" or not all(isinstance(c, str) for c in self.classes):
             raise ValueError(f"model card {self.name!r}: classes must be names starting with 'background'")
         check.check_postprocess(self.name, self.postprocess)
+        if not isinstance(self.profiles, dict):
+            raise ValueError(f"model card {self.name!r}: profiles must be an object of organ: postprocess")
+        for organ, post in self.profiles.items():
+            check.check_postprocess(f"{self.name}, profile {organ}", post)
+        if self.organ is not None and self.organ not in self.profiles:
+            raise ValueError(f"model card {self.name!r}: organ {self.organ!r} has no profile "
+                             f"(profiles: {', '.join(self.profiles) or 'none'})")
         check.check_arch(self.name, self.arch, self.arch_args)
 
     def replace(self, **changes: Any) -> ModelCard:
         return dataclasses.replace(self, **changes)
+
+    def for_organ(self, organ: str | None = None) -> ModelCard:
+        """The card with ``organ``'s post-processing profile applied (None: the card's default
+        organ; a card without profiles has one post-processing for every organ)."""
+        organ = organ or self.organ
+        if organ is None:
+            return self
+        if organ not in self.profiles:
+            have = ", ".join(sorted(self.profiles)) if self.profiles else "none: one post-processing for all"
+            raise ValueError(f"model {self.name!r} has no post-processing profile for organ {organ!r} "
+                             f"(profiles: {have})")
+        return dataclasses.replace(self, postprocess={**self.postprocess, **self.profiles[organ]}, organ=organ)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -75,6 +98,8 @@ class ModelCard:
                 d[key] = tuple(d[key])
         if "postprocess" in d:
             d["postprocess"] = {**DEFAULT_POSTPROCESS, **d["postprocess"]}
+        if "profiles" in d and isinstance(d["profiles"], dict):
+            d["profiles"] = {str(k): dict(v) if isinstance(v, dict) else v for k, v in d["profiles"].items()}
         return cls(**d)
 
     @classmethod
