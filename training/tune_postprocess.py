@@ -3,8 +3,9 @@
 Probabilities are computed once per image through the same path as ``glandseg evaluate``
 (resample to the model's µm/px, tiled prediction); each candidate setting then only re-runs the
 post-processing, and is scored at the images' own resolution. The setting with the best mean
-object F1 (ties: pixel Dice) is written into the checkpoint's card (``postprocess``), with the
-search recorded in its provenance.
+object F1 over the organs (ties: pixel Dice) becomes the card's ``postprocess``; the best on each
+organ's images alone becomes that organ's profile (``profiles``: data entries say their
+``organ``), with the search recorded in its provenance.
 
     python training/tune_postprocess.py runs/default_small/best.safetensors \\
         --config training/configs/default_small.yaml
@@ -23,8 +24,8 @@ import numpy as np
 
 GRID = {
     "gland_threshold": (0.4, 0.5, 0.6),
-    "border_threshold": (0.3, 0.5, 0.7),
-    "min_area_um2": (100.0, 200.0, 400.0, 800.0, 1600.0),
+    "border_threshold": (0.2, 0.3, 0.4, 0.5, 0.7),
+    "min_area_um2": (100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0),
 }
 
 
@@ -43,7 +44,8 @@ def validation_pairs(config: Path) -> list[tuple[Path, Path, float, str]]:
         _, val = split_names(names, float(cfg.get("val_fraction", 0.15)), int(cfg.get("seed", 0)))
         mpp = float(src.mpp or cfg.get("data_mpp", 0.62))
         masks = src.path / "instances" if (src.path / "instances").is_dir() else src.path / "masks"
-        pairs += [(src.path / "images" / f"{n}.png", masks / f"{n}.png", mpp, str(src.path)) for n in val]
+        pairs += [(src.path / "images" / f"{n}.png", masks / f"{n}.png", mpp, src.organ or str(src.path))
+                  for n in val]
     return pairs
 
 
@@ -85,6 +87,17 @@ def tune(checkpoint: Path, pairs: list[tuple[Path, Path, float, str]], *,
     return best, results
 
 
+def best_by_source(results: list[dict]) -> dict[str, dict]:
+    """The best setting on each source's (organ's) images alone: {source: {params, object_f1, pixel_dice}}."""
+    sources = results[0]["object_f1_by_source"]
+    out = {}
+    for src in sources:
+        r = max(results, key=lambda r: (round(r["object_f1_by_source"][src], 4), r["pixel_dice_by_source"][src]))
+        out[src] = {"params": r["params"], "object_f1": r["object_f1_by_source"][src],
+                    "pixel_dice": r["pixel_dice_by_source"][src]}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="STEM.safetensors of the trained model (its card is updated)")
@@ -100,11 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     model = load_checkpoint(args.checkpoint)
     current = {k: v for k, v in model.card.postprocess.items() if k in GRID}
     before = next((r for r in results if all(r["params"][k] == v for k, v in current.items())), None)
-    report = {"validation_images": len(pairs), "best": best, "before": before, "candidates": len(results)}
+    by_organ = best_by_source(results)
+    report = {"validation_images": len(pairs), "best": best, "before": before, "by_organ": by_organ,
+              "candidates": len(results)}
     print(json.dumps(report, indent=2))
     if not args.dry_run:
-        card = dataclasses.replace(model.card, postprocess=best["params"], provenance={
-            **model.card.provenance, "postprocess_tuning": {k: v for k, v in report.items() if k != "candidates"}})
+        organs = {k: v for k, v in by_organ.items() if "/" not in k}  # sources named by an organ
+        card = dataclasses.replace(
+            model.card, postprocess=best["params"], organ=None,
+            profiles={organ: {k: r["params"][k] for k in GRID} for organ, r in organs.items()},
+            provenance={**model.card.provenance,
+                        "postprocess_tuning": {k: v for k, v in report.items() if k != "candidates"}})
         save_checkpoint(model, args.checkpoint.with_suffix(""), card=card)
     return 0
 

@@ -159,3 +159,30 @@ def _level0_as_layer(viewer, layer):
     """A plain layer of the store's level 0 with the store layer's placement (for _check_blobs)."""
     return viewer.add_labels(np.asarray(layer.data[0]), scale=layer.scale, translate=layer.translate,
                              name="level0 copy")
+
+
+def test_organ_box_offers_the_cards_profiles_and_is_remembered_per_slide(synth_viewer, qtbot):
+    """The organ's post-processing reaches the run: a prostate profile whose minimum area no blob
+    reaches gives no glands, the colon one gives them all; the status line says what ran."""
+    from napari_glandseg._widgets._segment import ANY_ORGAN
+
+    viewer, image, widget, make = synth_viewer
+    model = make()
+    model.card = model.card.replace(profiles={"colon": {"min_area_um2": 10.0}, "prostate": {"min_area_um2": 1e9}})
+    widget.add_model(model)
+    assert list(widget.organ.choices) == [ANY_ORGAN, "colon", "prostate"]
+    widget.precision.value = "fp32"
+    viewer.reset_view()
+    widget.organ.value = "prostate"
+    layer = _run(qtbot, widget, widget.segment_view)
+    assert int(np.asarray(layer.data).max()) == 0
+    assert "prostate post-processing" in widget.jobs.status.text() and "fp32" in widget.jobs.status.text()
+    widget.organ.value = "colon"
+    layer = _run(qtbot, widget, widget.segment_view)
+    assert int(np.asarray(layer.data).max()) == len(BLOBS)
+    # another slide gets its own organ; coming back restores this one's
+    other = viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="other", rgb=True)
+    widget.image.value = other
+    widget.organ.value = "prostate"
+    widget.image.value = image
+    assert widget.organ.value == "colon"

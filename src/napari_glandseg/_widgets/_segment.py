@@ -27,6 +27,7 @@ from napari_glandseg._widgets._tools import features_table
 from napari_glandseg.labels import layer_meta as lm
 from napari_glandseg.labels.measure import measure_glands
 from napari_glandseg.model import DEFAULT_MODEL
+from napari_glandseg.model.precision import PRECISIONS
 from napari_glandseg.model.tta import with_tta
 from napari_glandseg.slide.view_geometry import (
     MAX_VIEW_MODEL_PX,
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     import napari
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: the Organ box's entry for a card's own post-processing (both organs at once)
+ANY_ORGAN = "any (the model's default)"
 #: Refresh the whole-slide labels layer at most this often while chunks land (seconds).
 REFRESH_EVERY_S = 1.0
 
@@ -52,6 +55,14 @@ class SegmentParams:
     slide_mpp: float | None  # None: the file's µm/px
     out_dir: Path | None  # None: next to the slide
     tta: bool = False  # test-time augmentation (flips and quarter turns averaged)
+    organ: str | None = None  # the card's post-processing profile (None: the card's default)
+    precision: str = "auto"  # auto (from the CPU / GPU), fp32 or bf16
+
+    def predictor(self, model: Any) -> Any:
+        """A Predictor for ``model`` with this form's device, precision and organ."""
+        from napari_glandseg.inference.region import get_predictor
+
+        return get_predictor(with_tta(model, self.tta), self.device, precision=self.precision, organ=self.organ)
 
 
 class SegmentWidget(Container):
@@ -65,6 +76,7 @@ class SegmentWidget(Container):
         self.last_view: ViewBox | None = None
         self.result_layer: Labels | None = None
         self._last_model = DEFAULT_MODEL
+        self._organ_by_slide: dict[str, str] = {}  # the Organ chosen for each slide, this session
 
         self.image = ComboBox(name="image", label="Slide", choices=self._image_choices,
                               tooltip="The slide (image layer) to segment")
@@ -72,8 +84,14 @@ class SegmentWidget(Container):
                               tooltip="Model preset, your fine-tuned models, or a checkpoint (.safetensors + .json)")
         self.model.value = DEFAULT_MODEL
         self.models.follow(self.model)  # a model fine-tuned in this session appears here, selected
+        self.organ = ComboBox(name="organ", label="Organ", choices=self._organ_choices,
+                              tooltip="Post-processing tuned for this organ (prostate glands are large and "
+                                      "branched, colon glands small and crowded); remembered per slide")
         self.device = ComboBox(name="device", label="Device", choices=DEVICES, value="auto",
                                tooltip="auto = CUDA GPU, else Apple MPS, else CPU")
+        self.precision = ComboBox(name="precision", label="Precision", choices=PRECISIONS, value="auto",
+                                  tooltip="auto: bf16 only where the CPU runs it natively and it times faster, "
+                                          "else fp32 (mixed precision on a GPU)")
         self.slide_mpp = FloatSpinBox(
             name="slide_mpp", label="Slide µm/px", min=0.0, max=100.0, step=0.05, value=0.0,
             tooltip="Set the slide's µm/px when the file does not say (0 = use the file's)",
@@ -97,6 +115,8 @@ class SegmentWidget(Container):
         self.model.changed.connect(self._on_model_changed)
         for field in (self.image, self.slide_mpp):
             field.changed.connect(self._update_info)
+        self.image.changed.connect(self._restore_organ)
+        self.organ.changed.connect(self._remember_organ)
         self.view_button.changed.connect(self.segment_view)
         self.slide_button.changed.connect(self.segment_slide)
         # The slide combo box follows the layer list (docked or not).
@@ -107,13 +127,17 @@ class SegmentWidget(Container):
 
     def _fields(self) -> list[Widget]:
         """The form's inputs, in display order (add an option here and in ``params``)."""
-        return [self.image, self.model, self.device, self.slide_mpp, self.out_dir, self.tta]
+        return [self.image, self.model, self.organ, self.device, self.precision, self.slide_mpp, self.out_dir,
+                self.tta]
 
     def params(self) -> SegmentParams:
         """The form's values now."""
         mpp = float(self.slide_mpp.value)
+        organ = self.organ.value
         return SegmentParams(model=self.model_label(), device=str(self.device.value),
-                             slide_mpp=mpp if mpp > 0 else None, out_dir=self.out_dir.value, tta=bool(self.tta.value))
+                             slide_mpp=mpp if mpp > 0 else None, out_dir=self.out_dir.value, tta=bool(self.tta.value),
+                             organ=None if organ in (None, ANY_ORGAN) else str(organ),
+                             precision=str(self.precision.value))
 
     # ----------------------------------------------------------------- choices
     def _image_choices(self, _: Any = None) -> list[tuple[str, Image]]:
@@ -121,6 +145,34 @@ class SegmentWidget(Container):
 
     def _model_choices(self, _: Any = None) -> list[str]:
         return self.models.labels()
+
+    def _organ_choices(self, _: Any = None) -> list[str]:
+        try:
+            card = self.models.card(self.model_label())
+        except Exception:  # e.g. the "Load checkpoint…" entry
+            return [ANY_ORGAN]
+        return [ANY_ORGAN, *sorted(card.profiles)]
+
+    def _slide_key(self) -> str | None:
+        layer = self.image_layer()
+        return None if layer is None else str(slide_ref(layer, None).path or layer.name)
+
+    def _remember_organ(self, organ: Any) -> None:
+        key = self._slide_key()
+        if key is not None and organ is not None:
+            self._organ_by_slide[key] = str(organ)
+
+    def _restore_organ(self, *_: Any) -> None:
+        """The organ last chosen for this slide, else the card's default."""
+        self.organ.reset_choices()
+        key = self._slide_key()
+        wanted = self._organ_by_slide.get(key) if key else None
+        if wanted is None:
+            try:
+                wanted = self.models.card(self.model_label()).organ
+            except Exception:  # noqa: BLE001 - no card: the default entry
+                wanted = None
+        self.organ.value = wanted if wanted in self.organ.choices else ANY_ORGAN
 
     def image_layer(self) -> Image | None:
         """The chosen slide layer (None when the viewer has no image layer)."""
@@ -151,6 +203,7 @@ class SegmentWidget(Container):
     def _on_model_changed(self, label: str) -> None:
         if label != LOAD_CHECKPOINT:
             self._last_model = label
+            self._restore_organ()
             self._update_info()
             return
         path, _ = QFileDialog.getOpenFileName(self.native, "Load checkpoint", "", "Checkpoints (*.safetensors *.json)")
@@ -223,7 +276,7 @@ class SegmentWidget(Container):
         def run(progress, cancel: threading.Event):
             from napari_glandseg.inference import segment_region
 
-            model = with_tta(models.load(p.model, p.device), p.tta)
+            model = p.predictor(models.load(p.model, p.device))
             result = segment_region(ref.open(), view.bbox, model=model, progress=progress, cancel=cancel,
                                     device=p.device, display_downsample=display_ds)
             return result, measure_glands(np.asarray(result.labels), result_mpp(result, ref.mpp))
@@ -250,7 +303,8 @@ class SegmentWidget(Container):
             features=features_table(rows),
         )
         self.result_layer = layer
-        self.jobs.status.setText(f"{int(labels.max())} glands in {view.bbox[2]}×{view.bbox[3]} px")
+        self.jobs.status.setText(f"{int(labels.max())} glands in {view.bbox[2]}×{view.bbox[3]} px "
+                                 f"({compute_text(result.info)})")
 
     # ----------------------------------------------------------- segment slide
     def store_path(self, ref: SlideRef, p: SegmentParams | None = None) -> Path:
@@ -276,9 +330,11 @@ class SegmentWidget(Container):
         def run(progress, cancel: threading.Event):
             from napari_glandseg.inference import segment_slide
 
-            model = with_tta(models.load(p.model, p.device), p.tta)
-            return segment_slide(ref.open(), out, model=model, progress=progress, cancel=cancel,
-                                 device=p.device, resume=True)
+            model = p.predictor(models.load(p.model, p.device))
+            store = segment_slide(ref.open(), out, model=model, progress=progress, cancel=cancel,
+                                  device=p.device, resume=True)
+            state["compute"] = model.info()
+            return store
 
         def on_progress(done: int, total: int, message: str) -> None:
             # Show the store as soon as it exists, then refresh it as chunks land (throttled).
@@ -294,7 +350,7 @@ class SegmentWidget(Container):
                 state["layer"] = self._show_store(out, ref, placement, card, store=store)
             else:
                 state["layer"].refresh()
-            self.jobs.status.setText(f"whole slide segmented: {out}")
+            self.jobs.status.setText(f"whole slide segmented: {out} ({compute_text(state.get('compute', {}))})")
 
         return self.jobs.start(
             run, description=f"Segment slide {ref.name}", on_done=on_done, on_progress=on_progress
@@ -309,6 +365,16 @@ class SegmentWidget(Container):
         layer = self.viewer.add_labels(**kwargs)
         self.result_layer = layer
         return layer
+
+
+def compute_text(info: dict[str, Any]) -> str:
+    """How a run ran, for the status line: "cpu, fp32, 2 threads, prostate post-processing"."""
+    parts = [str(info.get(k)) for k in ("device", "precision") if info.get(k)]
+    if info.get("threads"):
+        parts.append(f"{info['threads']} threads")
+    if info.get("organ"):
+        parts.append(f"{info['organ']} post-processing")
+    return ", ".join(parts)
 
 
 def display_downsample(layer: Image) -> float:

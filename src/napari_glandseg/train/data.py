@@ -42,18 +42,20 @@ class DataSource:
     mpp: float | None = None  # None: the config's data_mpp
     weight: float = 1.0
     glass: bool = False  # a slide whose glass is taught as background (its tissue is ignored)
+    organ: str | None = None  # e.g. colon, prostate: whose post-processing profile its validation images tune
 
     @classmethod
     def parse(cls, entry) -> DataSource:
         if isinstance(entry, DataSource):
             return entry
         if isinstance(entry, dict):
-            unknown = set(entry) - {"path", "mpp", "weight", "glass"}
+            unknown = set(entry) - {"path", "mpp", "weight", "glass", "organ"}
             if unknown or "path" not in entry:
-                raise ValueError(f"data entry {entry}: give path (and optionally mpp, weight, glass); "
+                raise ValueError(f"data entry {entry}: give path (and optionally mpp, weight, glass, organ); "
                                  f"unknown keys {sorted(unknown)}")
+            organ = entry.get("organ")
             src = cls(Path(entry["path"]), entry.get("mpp"), float(entry.get("weight", 1.0)),
-                      bool(entry.get("glass", False)))
+                      bool(entry.get("glass", False)), None if organ is None else str(organ))
         else:
             src = cls(Path(entry))
         if src.mpp is not None and not float(src.mpp) > 0:
