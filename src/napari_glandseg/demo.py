@@ -24,16 +24,36 @@ def run_headless(slide: Path, out: Path, mpp: float | None, model: str | None) -
         argv += ["--mpp", str(mpp)]
     if model:
         argv += ["--model", model]
+    if "prostate" in _profiles(model):  # the sample is prostate tissue
+        argv += ["--organ", "prostate"]
     print("running: glandseg " + " ".join(argv), flush=True)
     t0 = time.perf_counter()
     rc = cli_main(argv)
     if rc == 0:
-        print(f"done in {time.perf_counter() - t0:.0f} s; outputs in {out.resolve()}:")
+        print(f"done in {time.perf_counter() - t0:.0f} s ({_how_it_ran(out)}); outputs in {out.resolve()}:")
         for folder in sorted(p for p in out.iterdir() if p.is_dir()) if out.is_dir() else []:
             for p in sorted(folder.iterdir()):
                 print(f"  {folder.name}/{p.name}{'/' if p.is_dir() else ''}  ({_size(p)})")
             print(how_to_open(slide, folder))
     return rc
+
+
+def _profiles(model: str | None) -> dict:
+    from napari_glandseg.model import load_model
+
+    return load_model(model, device="cpu").card.profiles
+
+
+def _how_it_ran(out: Path) -> str:
+    """Device, precision, threads and CPU kind from the run's summary.json."""
+    import json
+
+    for summary in sorted(out.glob("*/summary.json")):
+        c = json.loads(summary.read_text(encoding="utf-8")).get("compute", {})
+        parts = [c.get("device"), c.get("precision"), c.get("threads") and f"{c['threads']} threads",
+                 c.get("cpu") and f"CPU {c['cpu']}", c.get("organ") and f"{c['organ']} post-processing"]
+        return ", ".join(str(p) for p in parts if p)
+    return "no summary"
 
 
 def how_to_open(slide: Path, folder: Path) -> str:

@@ -23,6 +23,7 @@ def test_headless_demo_segments_a_small_slide(tmp_path, capsys):
     assert rc == 0, printed
     assert "running: glandseg segment" in printed and str(out.resolve()) in printed
     assert any(out.iterdir())
+    assert "(cpu, " in printed and " threads" in printed  # says how it ran
 
 
 @pytest.mark.gui
