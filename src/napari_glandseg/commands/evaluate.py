@@ -123,7 +123,7 @@ def evaluate_folder(images: Path, masks: Path, *, model: Any = None, mpp: float 
     kinds = [r["mask"] for r in rows]
     masks = {k: kinds.count(k) for k in ("binary", "instance") if k in kinds}
     return {"per_image": rows, "overall": overall, "model": predictor.card.name, "masks": masks,
-            "compute": predictor.info()}
+            "compute": {**predictor.info(), "tta": bool(tta)}}
 
 
 def _mean(values: list[float]) -> float | None:

@@ -20,6 +20,7 @@ from napari_glandseg.model.device import pick_device
 from napari_glandseg.model.precision import (
     apply_cpu_threads,
     cpu_description,
+    fixed_by_environment,
     pick_faster,
     precision_name,
     resolve_precision,
@@ -82,7 +83,8 @@ class Predictor:
         self.threads = apply_cpu_threads(threads, helpers=1) if self.device.type == "cpu" else None
         self._threads_checked = time.monotonic()
         # auto on a CPU with native bf16: both are timed on the first batch, the faster kept
-        self._timing_pending = self.precision == "auto" and self.device.type == "cpu" and self.amp_dtype is not None
+        self._timing_pending = (self.precision == "auto" and self.device.type == "cpu" and self.amp_dtype is not None
+                                and not fixed_by_environment())
         self.timing: dict[str, float] = {}
         self.model = model.to(self.device)
         if self.device.type != "mps":  # channels_last: faster convolutions on cpu and cuda

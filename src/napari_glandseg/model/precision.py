@@ -10,6 +10,9 @@ cores beside one busy process are slower than one. So on a CPU:
 * ``free_cores()`` counts the cores this process may run on (its affinity, not the cores
   present) that other processes are not using right now; ``cpu_threads()`` turns that into a
   torch thread count.
+
+``GLANDSEG_PRECISION`` (fp32, bf16) and ``GLANDSEG_THREADS`` (a number) in the environment
+replace "auto" everywhere: for runs that must give the same bits every time (the test suite).
 """
 
 from __future__ import annotations
@@ -59,6 +62,10 @@ def resolve_precision(device: torch.device, precision: str = "auto") -> torch.dt
     """The autocast dtype for ``precision`` on ``device`` (None: fp32)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        precision = _env("GLANDSEG_PRECISION", "auto")
+        if precision not in PRECISIONS:
+            raise ValueError(f"GLANDSEG_PRECISION must be one of {PRECISIONS}, got {precision!r}")
     if precision == "fp32" or device.type == "mps":
         return None
     if device.type == "cuda":
@@ -66,6 +73,15 @@ def resolve_precision(device: torch.device, precision: str = "auto") -> torch.dt
     if precision == "bf16":
         return torch.bfloat16
     return torch.bfloat16 if cpu_has_native_bf16() else None
+
+
+def fixed_by_environment() -> bool:
+    """Whether GLANDSEG_PRECISION fixes what "auto" means (then nothing is timed)."""
+    return _env("GLANDSEG_PRECISION", "auto") != "auto"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip().lower() or default
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
@@ -126,6 +142,11 @@ def cpu_threads(requested: int | None = None, helpers: int = 0) -> int:
     """Torch threads for a CPU run: ``requested`` as given, else the free cores less ``helpers``
     (threads of this process that also want a core: a tile reader, post-processing) where that
     leaves at least two, at least 1."""
+    if requested is None and _env("GLANDSEG_THREADS", ""):
+        try:
+            requested = int(_env("GLANDSEG_THREADS", ""))
+        except ValueError:
+            raise ValueError(f"GLANDSEG_THREADS must be a number, got {os.environ['GLANDSEG_THREADS']!r}") from None
     if requested is not None:
         if requested < 1:
             raise ValueError(f"threads must be >= 1, got {requested}")
