@@ -180,9 +180,19 @@ def test_organ_box_offers_the_cards_profiles_and_is_remembered_per_slide(synth_v
     widget.organ.value = "colon"
     layer = _run(qtbot, widget, widget.segment_view)
     assert int(np.asarray(layer.data).max()) == len(BLOBS)
+    _check_colours_stand_out_on_he(layer)
     # another slide gets its own organ; coming back restores this one's
     other = viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="other", rgb=True)
     widget.image.value = other
     widget.organ.value = "prostate"
     widget.image.value = image
     assert widget.organ.value == "colon"
+
+
+def _check_colours_stand_out_on_he(layer):
+    """Every gland colour is far from eosin pink, haematoxylin purple, lavender and pale grey."""
+    he = np.array([[0.93, 0.60, 0.78], [0.45, 0.25, 0.55], [0.80, 0.70, 0.90], [0.85, 0.85, 0.85]])
+    for label in range(1, 17):
+        rgba = np.asarray(layer.get_color(label), float)
+        assert rgba[3] > 0, label
+        assert np.linalg.norm(he - rgba[:3], axis=1).min() > 0.3, (label, rgba)

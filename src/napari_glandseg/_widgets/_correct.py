@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
 from napari_glandseg._widgets import _tools as tools
 from napari_glandseg._widgets._click import ClickGland
 from napari_glandseg._widgets._jobs import JobPanel
+from napari_glandseg._widgets._palette import gland_style
 from napari_glandseg.labels import layer_meta as lm
 from napari_glandseg.labels.edit import gland_bbox
 from napari_glandseg.labels.measure import measure_glands
@@ -349,6 +350,7 @@ class CorrectWidget(QWidget):
             np.array(data), name=f"{meta['slide_name']} glands (editing {y},{x})", scale=tuple(s),
             translate=tuple(np.asarray(layer.translate)[-2:] + np.array([y, x]) * s),
             metadata={lm.KEY: edit_meta, "model": meta.get("model"), "mpp": meta.get("model_mpp")},
+            **gland_style(),
         )
         if view.capped:
             show_info(f"editing the centre {h}×{w} px of the view; zoom in to edit elsewhere")

@@ -14,6 +14,7 @@ from qtpy.QtWidgets import QFileDialog
 from napari_glandseg import _writer
 from napari_glandseg._widgets._finetune import FinetunePanel
 from napari_glandseg._widgets._form import attach_job_panel, folder_edit
+from napari_glandseg._widgets._palette import gland_style
 from napari_glandseg._widgets._slides import slide_ref
 from napari_glandseg._widgets._training import export_reviewed, reviewed_store
 from napari_glandseg.labels import layer_meta as lm
@@ -186,7 +187,7 @@ class ExportWidget(Container):
         else:
             scale, translate = tuple(like.scale), tuple(like.translate)
         return self.viewer.add_labels(np.asarray(labels, np.int32), name=f"{path.stem} (imported)",
-                                      scale=scale, translate=translate, metadata={lm.KEY: meta})
+                                      scale=scale, translate=translate, metadata={lm.KEY: meta}, **gland_style())
 
 
 def _safe(name: str) -> str:

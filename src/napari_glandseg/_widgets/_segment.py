@@ -22,6 +22,7 @@ from qtpy.QtWidgets import QFileDialog
 
 from napari_glandseg._widgets._form import attach_job_panel, folder_edit
 from napari_glandseg._widgets._models import LOAD_CHECKPOINT, ModelChoices
+from napari_glandseg._widgets._palette import gland_style
 from napari_glandseg._widgets._slides import SlideRef, slide_ref, store_layer_kwargs
 from napari_glandseg._widgets._tools import features_table
 from napari_glandseg.labels import layer_meta as lm
@@ -300,7 +301,7 @@ class SegmentWidget(Container):
         layer = self.viewer.add_labels(
             labels, name=f"{ref.name} glands", scale=scale, translate=translate,
             metadata={lm.KEY: meta, "bbox0": list(view.bbox), "model": card.name, "mpp": card.mpp},
-            features=features_table(rows),
+            features=features_table(rows), **gland_style(),
         )
         self.result_layer = layer
         self.jobs.status.setText(f"{int(labels.max())} glands in {view.bbox[2]}×{view.bbox[3]} px "

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_glandseg._widgets._palette import gland_style
 from napari_glandseg.labels import layer_meta as lm
 from napari_glandseg.slide.placement import GridPlacement
 
@@ -88,4 +89,5 @@ def store_layer_kwargs(
         "scale": scale,
         "translate": translate,
         "metadata": {lm.KEY: meta, "model": model, "mpp": model_mpp},
+        **gland_style(),
     }
