@@ -58,8 +58,21 @@ class FolderLock:
         self.purpose = purpose
         self._key = str(self.path)
 
-    def acquire(self) -> FolderLock:
-        """Take the lock or raise ``FolderLocked`` (``GlandsegError`` if it cannot be written)."""
+    def acquire(self, wait_s: float = 0.0) -> FolderLock:
+        """Take the lock or raise ``FolderLocked`` (``GlandsegError`` if it cannot be written).
+
+        ``wait_s``: how long to keep trying while another writer holds it (short commits queue).
+        """
+        deadline = time.monotonic() + max(0.0, wait_s)
+        while True:
+            try:
+                return self._acquire_once()
+            except FolderLocked:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _acquire_once(self) -> FolderLock:
         with _registry_lock:
             mine = _held.get(self._key)
             if mine is not None:

@@ -211,3 +211,46 @@ def test_the_repair_is_left_to_the_writer_that_holds_the_lock(store, tmp_path, m
         assert seen.read_region(10, 10, 8, 8).max() == 0 and seen.reviewed_regions() == []
     repaired = LabelStore.open(tmp_path / "s.ome.zarr")  # the writer is gone (stale lock)
     assert (repaired.read_region(10, 10, 8, 8) == 5).all() and len(repaired.reviewed_regions()) == 1
+
+
+_COMMITTER = """
+import json, sys, time
+from pathlib import Path
+import numpy as np
+from napari_glandseg.labels.store import LabelStore
+path, row, go = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+store = LabelStore.open(path)
+while not go.exists():
+    time.sleep(0.005)
+for k in range(16):
+    value = row * 100 + k + 1
+    try:
+        rec = store.write_region(row * 8, k * 16, np.full((8, 16), value, np.int32))
+    except Exception as exc:
+        print(json.dumps({"value": value, "error": str(exc)}), flush=True)
+    else:
+        print(json.dumps({"value": value, "patch": rec["patch"], "bounds": rec["bounds"]}), flush=True)
+"""
+
+
+def test_commits_from_several_processes_are_all_kept(tmp_path):
+    """Every write_region that returns is in the journal and in the labels (the lock orders them;
+    a writable open meanwhile repairs nothing under a live commit)."""
+    import subprocess
+
+    path = tmp_path / "s.ome.zarr"
+    LabelStore.create(path, (64, 256), chunk_px=64, mpp=1.0)
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", _COMMITTER, str(path), str(row), str(go)],
+                              stdout=subprocess.PIPE, text=True) for row in range(3)]
+    go.touch()
+    done = [json.loads(line) for p in procs for line in p.communicate(timeout=120)[0].splitlines()]
+    ok = [d for d in done if "patch" in d]
+    assert len(ok) == 48, [d for d in done if "error" in d]
+    store = LabelStore.open(path, read_only=True)
+    logged = store.reviewed_regions()
+    assert sorted(r["patch"] for r in logged) == sorted(d["patch"] for d in ok)
+    for d in ok:
+        y, x, h, w = d["bounds"]
+        assert (store.read_region(y, x, h, w) == d["value"]).all(), d
+        assert (store.read_patch({"patch": d["patch"]}) == d["value"]).all(), d

@@ -15,8 +15,9 @@ A correction commit is journalled: the patch is saved (atomically) first, then w
 levels, then logged as reviewed. A crash between those steps is repaired the next time the store
 is opened for writing: temporary files are removed, a torn log line is moved aside, and pending
 patches are replayed in commit order without undoing any later commit over the same pixels, so
-nothing a user committed is lost or reverted. The repair holds the store's writer lock
-(``_lock.FolderLock``); while another writer holds it, the repair is left to that writer.
+nothing a user committed is lost or reverted. Every commit and the repair hold the store's writer
+lock (``_lock.FolderLock``; a commit waits up to ``COMMIT_WAIT_S`` for another one); while another
+writer holds it, the repair is left to that writer.
 zarr itself writes every chunk file atomically, so a chunk is never half-written.
 """
 
@@ -47,6 +48,7 @@ DONE_DIR = "glandseg_done"
 REVIEW_DIR = "glandseg_reviews"
 MIN_LEVEL_PX = 512  # the pyramid stops once a level fits in this many px
 PYRAMID_BLOCK = 2048  # lower levels are rebuilt in blocks of this many output px
+COMMIT_WAIT_S = 10.0  # a commit waits this long for another commit to finish before giving up
 
 
 def level_shapes(shape0: Sequence[int], n_levels: int | None = None) -> list[tuple[int, int]]:
@@ -236,15 +238,21 @@ class LabelStore:
         y, x, data = self._clip(int(y), int(x), data)
         if data.size == 0:
             raise ValueError(f"{self.path}: the region ({y}, {x}) lies outside the store {self.shape}")
-        record = {
-            "bounds": [y, x, int(data.shape[0]), int(data.shape[1])],
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "model": model,
-            "reviewed_by": reviewed_by,
-            "mpp": self.mpp,
-        }
-        record["patch"] = self._save_patch(data, record)
-        self._apply(record, data)
+        # Every writer holds the store's lock: two commits never take one patch number, and no
+        # repair removes the temporary file of a live commit.
+        lock = FolderLock(self.path, f"commit a correction by {reviewed_by or 'unknown'}").acquire(COMMIT_WAIT_S)
+        try:
+            record = {
+                "bounds": [y, x, int(data.shape[0]), int(data.shape[1])],
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "model": model,
+                "reviewed_by": reviewed_by,
+                "mpp": self.mpp,
+            }
+            record["patch"] = self._save_patch(data, record)
+            self._apply(record, data)
+        finally:
+            lock.release()
         return record
 
     def reviewed_regions(self) -> list[dict[str, Any]]:
