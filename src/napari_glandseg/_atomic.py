@@ -2,6 +2,7 @@
 
 Everything the user makes (exports, corrections, logs) goes through these helpers: the data
 is written under a temporary name beside the target and renamed into place at the end.
+``open_regular`` reads files others made without hanging on a FIFO.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+from napari_glandseg.errors import GlandsegError
 
 
 @contextlib.contextmanager
@@ -94,6 +98,20 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open a plain file for reading in binary; a FIFO, device or folder is refused at once
+    (``GlandsegError``) instead of blocking forever. ``OSError`` for a missing file."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO opens at once
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise GlandsegError(f"{path}: not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def json_default(obj: Any) -> Any:

@@ -139,3 +139,91 @@ def test_measurements_csv(tmp_path):
     assert float(read[0]["area_um2"]) == pytest.approx(12.3457, rel=1e-5) and read[0]["extra"] == "x"
     header = next(csv.reader(open(path, encoding="utf-8")))
     assert header[0] == "label" and header[-1] == "extra"
+
+
+def test_exports_never_delete_what_they_did_not_write(glas, tmp_path):
+    """A folder export onto a folder with the user's files is refused; an earlier export is replaced."""
+    image_path, labels = glas
+    slide = open_slide(image_path, mpp=0.62)
+    regions = [{"bounds": [0, 0, 64, 64]}]
+    for name in ("pkg", "m.ome.zarr"):
+        (tmp_path / name / "slides").mkdir(parents=True)
+        (tmp_path / name / "notes.txt").write_text("mine")
+    with pytest.raises(GlandsegError, match=r"pkg: not empty .*holds notes.txt, slides"):
+        export_training_package(tmp_path / "pkg", slide, labels, regions, mpp=1.24)
+    with pytest.raises(GlandsegError, match=r"m.ome.zarr: not empty .*notes.txt"):
+        write_ome_zarr_labels(tmp_path / "m.ome.zarr", _blobs(), 0.5)
+    for name in ("pkg", "m.ome.zarr"):
+        assert (tmp_path / name / "notes.txt").read_text() == "mine" and (tmp_path / name / "slides").is_dir()
+    # an earlier export of the same kind is replaced; a store with a review journal is not
+    out = export_training_package(tmp_path / "pkg2", slide, labels, regions, mpp=1.24)
+    export_training_package(out, slide, labels, [{"bounds": [0, 0, 32, 32]}], mpp=1.24)
+    assert read_training_package(out)[0]["mask"].shape == (16, 16)
+    (out / "images" / "mine.png").write_bytes(b"")
+    with pytest.raises(GlandsegError, match="mine.png"):
+        export_training_package(out, slide, labels, regions, mpp=1.24)
+    zarr_out = write_ome_zarr_labels(tmp_path / "z.ome.zarr", _blobs(), 0.5)
+    write_ome_zarr_labels(zarr_out, _blobs()[:600], 0.5)
+    assert LabelStore.open(zarr_out, read_only=True).shape == (600, 1100)
+    store = LabelStore.create(tmp_path / "s.zarr", (64, 64), mpp=0.5)
+    store.write_region(0, 0, np.ones((8, 8), np.int32))
+    with pytest.raises(GlandsegError, match="glandseg_reviews"):
+        write_ome_zarr_labels(store.path, _blobs(), 0.5)
+    assert len(LabelStore.open(store.path, read_only=True).reviewed_regions()) == 1
+
+
+def _tiny_package(folder, **manifest):
+    """A one-region package of 16² PNGs with the given manifest fields."""
+    for sub, arr in (("images", np.full((16, 16, 3), 200, np.uint8)), ("masks", np.ones((16, 16), np.uint16)),
+                     ("valid", np.full((16, 16), 255, np.uint8))):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(arr).save(folder / sub / "r.png")
+    entry = {"name": "r", "image": "images/r.png", "mask": "masks/r.png", "valid": "valid/r.png"}
+    body = {"format": "glandseg-training-package", "version": 1, "mpp": 1.24, "regions": [entry], **manifest}
+    (folder / "manifest.json").write_text(json.dumps(body))
+    return folder
+
+
+def test_a_package_reads_only_its_own_files(tmp_path):
+    """Absolute paths, ``..`` and links out of the package are refused; a FIFO does not hang."""
+    import os
+
+    secret = tmp_path / "secret.png"
+    Image.fromarray(np.full((16, 16), 7, np.uint16)).save(secret)
+    pkg = _tiny_package(tmp_path / "pkg")
+    assert read_training_package(pkg)[0]["mask"].max() == 1
+    (pkg / "masks" / "link.png").symlink_to(secret)
+    os.mkfifo(pkg / "masks" / "fifo.png")
+    for mask in (str(secret), "../secret.png", "masks/../../secret.png", "masks/link.png"):
+        _tiny_package(pkg, regions=[{"name": "r", "image": "images/r.png", "mask": mask, "valid": "valid/r.png"}])
+        with pytest.raises(GlandsegError, match="outside the package"):
+            read_training_package(pkg)
+    _tiny_package(pkg, regions=[{"name": "r", "image": "images/r.png", "mask": "masks/fifo.png", "valid": "valid/r.png"}])
+    with pytest.raises(GlandsegError, match="fifo.png.*not a regular file"):
+        read_training_package(pkg)
+    (pkg / "manifest.json").unlink()
+    os.mkfifo(pkg / "manifest.json")
+    with pytest.raises(GlandsegError, match="manifest.json.*not a regular file"):
+        read_training_package(pkg)
+
+
+@pytest.mark.parametrize("manifest, message", [
+    ({"regions": [{"name": "r", "image": "images/r.png", "mask": "masks/r.png"}]}, "valid of region r must be a file"),
+    ({"regions": ["images/r.png"]}, "region 0 must be an object"),
+    ({"mpp": None}, "mpp must be"), ({"mpp": "abc"}, "mpp must be"), ({"mpp": float("nan")}, "mpp must be"),
+    ({"mpp": 1e5}, "mpp must be"), ({"mpp": 0}, "mpp must be"),
+])
+def test_a_malformed_manifest_is_one_clear_error(tmp_path, manifest, message):
+    pkg = _tiny_package(tmp_path / "pkg", **manifest)
+    with pytest.raises(GlandsegError, match=message):
+        read_training_package(pkg)
+
+
+def test_a_manifest_that_is_not_an_object_or_nested_too_deep_is_one_clear_error(tmp_path):
+    pkg = _tiny_package(tmp_path / "pkg")
+    (pkg / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(GlandsegError, match="not a glandseg-training-package manifest"):
+        read_training_package(pkg)
+    (pkg / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(GlandsegError, match="manifest.json: not valid JSON"):
+        read_training_package(pkg)

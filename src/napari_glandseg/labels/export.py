@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_glandseg._atomic import atomic_path, write_json_atomic
+from napari_glandseg._atomic import atomic_path, open_regular, write_json_atomic
 from napari_glandseg.errors import GlandsegError
 from napari_glandseg.labels._objects import compact_labels
 from napari_glandseg.slide.placement import GridPlacement
@@ -33,6 +33,8 @@ from napari_glandseg.slide.resample import resize_labels, resize_rgb, with_mpp
 
 PACKAGE_FORMAT = "glandseg-training-package"
 PACKAGE_VERSION = 1
+PACKAGE_MPP_RANGE = (0.01, 100.0)  # µm/px a package's tiles may have
+MAX_MANIFEST_BYTES = 64 << 20
 TIFF_TILE = 512
 MIN_TIFF_LEVEL = 512
 
@@ -61,6 +63,7 @@ def export_training_package(
     out_mpp = float(mpp) if mpp else grid.mpp
     ds_out = grid.level0_per_px * (out_mpp / grid.mpp) if (out_mpp and grid.mpp) else grid.level0_per_px
     tiles = []
+    _check_replaceable(Path(out_dir), _foreign_in_package, "training package")
     with atomic_path(out_dir, is_dir=True) as tmp:
         for sub in ("images", "masks", "valid"):
             (tmp / sub).mkdir()
@@ -189,29 +192,24 @@ def _save_png(path: Path, arr: np.ndarray) -> None:
 
 def read_training_package(folder: str | os.PathLike) -> list[dict[str, Any]]:
     """The tiles of a training package: ``image`` (H×W×3 uint8), ``mask`` (int32 instances),
-    ``valid`` (uint8, >0 where reviewed), ``mpp``, ``name``. Errors name the offending file."""
-    from PIL import Image
+    ``valid`` (uint8, >0 where reviewed), ``mpp``, ``name``. Errors name the offending file.
 
+    The manifest's file names must stay inside the package (no absolute paths, ``..`` or links
+    out of it) and name plain files: a package never reads anything else the user can read."""
     folder = Path(folder)
     manifest_path = folder / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise GlandsegError(f"{manifest_path}: missing; {folder} is not a training package") from exc
-    except json.JSONDecodeError as exc:
-        raise GlandsegError(f"{manifest_path}: not valid JSON ({exc})") from exc
-    if manifest.get("format") != PACKAGE_FORMAT or not isinstance(manifest.get("regions"), list):
-        raise GlandsegError(f"{manifest_path}: not a {PACKAGE_FORMAT} manifest")
+    manifest = _read_manifest(manifest_path, folder)
+    mpp = manifest.get("mpp")
+    lo, hi = PACKAGE_MPP_RANGE
+    if not (isinstance(mpp, int | float) and not isinstance(mpp, bool) and lo <= mpp <= hi):
+        raise GlandsegError(f"{manifest_path}: mpp must be the tiles' µm/px, a number in [{lo}, {hi}], got {mpp!r}")
+    root = folder.resolve()
     items = []
-    for entry in manifest["regions"]:
-        arrays = {}
-        for key in ("image", "mask", "valid"):
-            path = folder / entry[key]
-            try:
-                with Image.open(path) as img:
-                    arrays[key] = np.asarray(img.convert("RGB") if key == "image" else img)
-            except (FileNotFoundError, OSError) as exc:
-                raise GlandsegError(f"{path}: cannot read the {key} of region {entry.get('name')} ({exc})") from exc
+    for i, entry in enumerate(manifest["regions"]):
+        if not isinstance(entry, dict):
+            raise GlandsegError(f"{manifest_path}: region {i} must be an object with image, mask and valid, "
+                                f"got {type(entry).__name__}")
+        arrays = {key: _read_tile(root, manifest_path, entry, key, i) for key in ("image", "mask", "valid")}
         if not arrays["image"].shape[:2] == arrays["mask"].shape == arrays["valid"].shape:
             raise GlandsegError(f"{folder / entry['mask']}: image, mask and valid sizes differ")
         items.append({
@@ -219,9 +217,100 @@ def read_training_package(folder: str | os.PathLike) -> list[dict[str, Any]]:
             "image": arrays["image"],
             "mask": arrays["mask"].astype(np.int32),
             "valid": arrays["valid"].astype(np.uint8),
-            "mpp": manifest.get("mpp"),
+            "mpp": float(mpp),
         })
     return items
+
+
+def _read_manifest(path: Path, folder: Path) -> dict[str, Any]:
+    try:
+        with open_regular(path) as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+    except FileNotFoundError as exc:
+        raise GlandsegError(f"{path}: missing; {folder} is not a training package") from exc
+    except OSError as exc:
+        raise GlandsegError(f"{path}: cannot read it ({exc.strerror or exc})") from exc
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise GlandsegError(f"{path}: larger than {MAX_MANIFEST_BYTES >> 20} MB; not a training package manifest")
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise GlandsegError(f"{path}: not valid JSON ({str(exc)[:200] or type(exc).__name__})") from exc
+    if (not isinstance(manifest, dict) or manifest.get("format") != PACKAGE_FORMAT
+            or not isinstance(manifest.get("regions"), list)):
+        raise GlandsegError(f"{path}: not a {PACKAGE_FORMAT} manifest (an object with format and regions)")
+    return manifest
+
+
+def _read_tile(root: Path, manifest_path: Path, entry: dict[str, Any], key: str, i: int) -> np.ndarray:
+    """One PNG a region names, read only if it is a plain file inside the package."""
+    from PIL import Image
+
+    rel = entry.get(key)
+    what = f"the {key} of region {entry.get('name', i)!s:.100}"
+    if not isinstance(rel, str) or not rel:
+        raise GlandsegError(f"{manifest_path}: {what} must be a file name in the package, got {rel!r:.100}")
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root):
+        raise GlandsegError(f"{manifest_path}: {what} ({rel!r:.200}) lies outside the package; "
+                            "a package names only its own files")
+    try:
+        with open_regular(path) as f, Image.open(f) as img:
+            return np.asarray(img.convert("RGB") if key == "image" else img)
+    except (OSError, Image.DecompressionBombError, GlandsegError) as exc:
+        raise GlandsegError(f"{path}: cannot read {what} ({exc})") from exc
+
+
+# -- replacing an earlier export ----------------------------------------------------------------------
+
+
+def _check_replaceable(target: Path, foreign: Any, what: str) -> None:
+    """Refuse a folder export onto anything but nothing, an empty folder or an earlier export of
+    the same kind: replacing a folder deletes all it holds, so it must hold only what we wrote.
+
+    ``foreign(folder)`` lists what in an existing folder the export did not write."""
+    if not os.path.lexists(target):
+        return
+    if target.is_symlink() or not target.is_dir():
+        raise GlandsegError(f"{target}: exists and is not a folder; choose a new name for the {what}")
+    if found := foreign(target):
+        shown = ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
+        raise GlandsegError(f"{target}: not empty and not an earlier {what} (it holds {shown}); "
+                            "choose a new folder or empty this one")
+
+
+def _unknown(folder: Path, names: Any, prefix: str = "") -> list[str]:
+    """Entries of ``folder`` that are links or whose names ``names`` does not accept."""
+    return [prefix + p.name for p in sorted(folder.iterdir()) if p.is_symlink() or not names(p.name)]
+
+
+def _json_of(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _foreign_in_package(folder: Path) -> list[str]:
+    """What an earlier training package would not hold: its manifest, region PNGs in three folders."""
+    manifest = _json_of(folder / "manifest.json")
+    if not (isinstance(manifest, dict) and manifest.get("format") == PACKAGE_FORMAT):
+        return _unknown(folder, lambda n: False)
+    subs = ("images", "masks", "valid")
+    found = _unknown(folder, lambda n: n == "manifest.json" or n in subs)
+    for sub in subs:
+        if (folder / sub).is_dir() and not (folder / sub).is_symlink():
+            found += _unknown(folder / sub, lambda n: n.startswith("region_") and n.endswith(".png"), f"{sub}/")
+    return found
+
+
+def _foreign_in_label_export(folder: Path) -> list[str]:
+    """What an earlier OME-Zarr label export would not hold: a zarr group with levels only (a
+    store's review journal is not ours to delete)."""
+    meta = _json_of(folder / "zarr.json")
+    if not (isinstance(meta, dict) and isinstance(meta.get("attributes"), dict) and "ome" in meta["attributes"]):
+        return _unknown(folder, lambda n: False)
+    return _unknown(folder, lambda n: n == "zarr.json" or n.isdigit())
 
 
 # -- masks -----------------------------------------------------------------------------------------
@@ -270,6 +359,7 @@ def write_ome_zarr_labels(path: str | os.PathLike, labels: Any, mpp: float, *, s
 
     labels = _check_labels(labels, path)
     mpp = _check_mpp(mpp, path)
+    _check_replaceable(Path(path), _foreign_in_label_export, "OME-Zarr label export")
     with atomic_path(path, is_dir=True) as tmp:
         store = LabelStore.create(tmp, labels.shape, mpp=mpp, source=source)
         step = store.chunk_px * 4
