@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from napari_glandseg import __version__
@@ -34,7 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe (``| head``) shows here, inside the handlers below
+        return code
+    except BrokenPipeError:
+        # the reader stopped reading: no traceback, and none at exit when Python flushes stdout
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell tool killed by the closed pipe
     except GlandsegError as exc:
         print(f"glandseg {args.command}: error: {exc}", file=sys.stderr)
         return 2

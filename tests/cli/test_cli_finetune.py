@@ -100,3 +100,66 @@ def test_bad_inputs_get_one_clear_error_before_training(rings, tiny_checkpoint, 
     assert main(["finetune", "--images", str(images), "--model", str(tiny_checkpoint), "--out", str(out)]) == 2
     assert "together" in _one_error(capsys)
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["images", "masks", "pkg"]
+
+
+def test_replay_folders_given_by_option_or_environment(rings, tiny_checkpoint, tmp_path, capsys, monkeypatch,
+                                                       shared_data):
+    """``--replay`` of a GlaS-style folder trains; a folder that is not there is one clear error."""
+    images, masks = rings
+    quick = [q for q in QUICK if q != "--no-replay"]
+    glas = shared_data / "glas" / "train"
+    assert main(["finetune", "--images", str(images), "--masks", str(masks), "--mpp", RINGS_MPP, "--model",
+                 str(tiny_checkpoint), "--out", str(tmp_path / "ok"), *quick, "--replay", f"{glas}@0.62", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["replay_after"]["images"] > 0
+    args = ["finetune", "--images", str(images), "--masks", str(masks), "--mpp", RINGS_MPP, "--model",
+            str(tiny_checkpoint), "--out", str(tmp_path / "never"), *quick]
+    assert main([*args, "--replay", str(tmp_path / "missing")]) == 2
+    assert "missing: replay data must be a folder" in _one_error(capsys)
+    monkeypatch.setenv("GLANDSEG_REPLAY_DATA", str(tmp_path / "gone"))
+    assert main(args) == 2
+    assert "gone: $GLANDSEG_REPLAY_DATA must be a folder" in _one_error(capsys)
+    assert main([*args, "--no-replay", "--lr", "inf"]) == 2
+    assert "learning rate" in _one_error(capsys)
+    assert main([*[a if a != RINGS_MPP else "1e9" for a in args], "--no-replay"]) == 2
+    assert "--mpp must be the images' µm per pixel" in _one_error(capsys)
+    package = tmp_path / "pkg"  # a package that names a file outside itself
+    for sub in ("images", "masks", "valid"):
+        (package / sub).mkdir(parents=True)
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(package / "images" / "r.png")
+    Image.fromarray(np.full((64, 64), 255, np.uint8)).save(package / "valid" / "r.png")
+    (package / "manifest.json").write_text(json.dumps({
+        "format": "glandseg-training-package", "version": 1, "mpp": 2.72,
+        "regions": [{"name": "r", "image": "images/r.png", "mask": str(sorted(masks.iterdir())[0]),
+                     "valid": "valid/r.png"}]}))
+    assert main(["finetune", "--package", str(package), "--model", str(tiny_checkpoint),
+                 "--out", str(tmp_path / "never"), *QUICK]) == 2
+    assert "lies outside the package" in _one_error(capsys)
+    assert not (tmp_path / "never").exists()
+
+
+def test_out_a_symlink_gets_the_model_and_a_full_disk_is_one_line(rings, tiny_checkpoint, tmp_path, capsys):
+    """``--out`` a link to an empty folder: the model lands in that folder. A write that fails (a
+    file size limit stands in for a full disk) is one error line and leaves nothing behind."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    images, masks = rings
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert _finetune(images, masks, tiny_checkpoint, tmp_path / "link") == 0
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "model.safetensors").is_file()
+    capsys.readouterr()
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), no signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    out = tmp_path / "out" / "model"
+    cmd = [sys.executable, "-m", "napari_glandseg.cli", "finetune", "--images", str(images), "--masks", str(masks),
+           "--mpp", RINGS_MPP, "--model", str(tiny_checkpoint), "--out", str(out), *QUICK]
+    proc = subprocess.run(cmd, preexec_fn=small_files, capture_output=True, text=True, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if "error" in line or "Traceback" in line]
+    assert proc.returncode == 2 and len(errors) == 1 and "cannot write" in errors[0], proc.stderr[-2000:]
+    assert list((tmp_path / "out").iterdir()) == []

@@ -64,3 +64,24 @@ def test_api_rejects_bad_input(glas, tiny_guided):
         segment_gland(glas, [], mpp=0.62, model=tiny_guided)
     with pytest.raises(ValueError, match="finite"):
         segment_gland(glas, [(np.nan, 3)], mpp=0.62, model=tiny_guided)
+
+
+def test_the_window_is_bounded_for_any_squiggle_and_any_mpp(glas, tiny_guided):
+    """A gland's window never grows past tile_px·2**MAX_GROWTHS model px; a squiggle longer than
+    that, or an image so finely sampled that the window would be huge, is a clear error."""
+    from napari_glandseg.interactive.segment import MAX_GROWTHS, _image_reader, segment_window
+
+    sizes = []
+    reader = _image_reader(glas, 2.0)
+
+    def read(origin, size):
+        sizes.append(size)
+        return reader(origin, size)
+
+    segment_window(tiny_guided, read, [(200, 300), (260, 420)], [], 2.0)  # 60 model px: one window or two
+    assert max(sizes) <= tiny_guided.card.tile_px * 2**MAX_GROWTHS
+    h, w = glas.shape[:2]
+    with pytest.raises(ValueError, match="the squiggle spans .* µm; one gland's window holds at most"):
+        segment_gland(glas, [(0, 0), (h // 2, w // 2), (h - 1, w - 1)], mpp=0.62, model=tiny_guided)
+    with pytest.raises(ValueError, match="too fine for the model"):
+        segment_gland(glas, [(10, 10)], mpp=1e-6, model=tiny_guided)

@@ -49,3 +49,31 @@ def test_new_names_are_fresh_and_never_a_preset(folder):
     assert second != first and not second.exists()
     again = new_model_dir(first.name)  # a fine-tune of a fine-tune keeps one "-ft-" suffix
     assert again.name.count("-ft-") == 1
+
+
+def test_a_fifo_in_the_models_folder_hangs_nothing(folder):
+    """A FIFO named model.json (or model.safetensors) is skipped at once; lookups still work."""
+    import signal
+
+    from napari_glandseg.model.user_models import find_user_model
+
+    _save(folder, "good")
+    for name, fifo in (("fifo-card", "model.json"), ("fifo-weights", "model.safetensors")):
+        (folder / name).mkdir()
+        _save(folder, name)
+        (folder / name / fifo).unlink()
+        os.mkfifo(folder / name / fifo)
+
+    def hung(*_):
+        raise TimeoutError("a FIFO blocked the lookup")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        assert [m.name for m in list_user_models()] == ["good"]
+        assert load_model("good", device="cpu").card.name == "good" and find_user_model("fifo-card") is None
+        with pytest.raises(ValueError, match="not a regular file"):
+            load_model(folder / "fifo-weights", device="cpu")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

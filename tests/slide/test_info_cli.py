@@ -34,3 +34,15 @@ def test_info_error_exit_code(tmp_path, capsys):
     bad.write_text("not a slide")
     assert main(["info", str(bad)]) == 2
     assert "bad.svs" in capsys.readouterr().err
+
+
+def test_info_into_a_closed_pipe_ends_quietly(cmu_svs):
+    """``glandseg info … | head -0``: the reader is gone before anything is written; no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "napari_glandseg.cli", "info", str(cmu_svs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # like head exiting at once
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -151,3 +151,63 @@ def test_bad_inputs_are_refused_before_anything_loads(tiny, mini_glas, tmp_path)
     with pytest.raises(GlandsegError, match="not an empty folder"):
         finetune_on_corrections(str(tiny), out_dir=tmp_path / "full", folders=[ImageFolders(mini_glas / "images", masks, 0.62)])
     assert not (tmp_path / "ft").exists()
+
+
+def test_a_diverged_fine_tune_is_an_error_and_saves_nothing(glas_pairs, tmp_path):
+    """Weights that are not finite after training: one clear error, no model, no work folder."""
+    torch.manual_seed(0)
+    model = create_model("glandseg_tiny")
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("nan")  # every loss is NaN: nothing repairs it
+    with pytest.raises(GlandsegError, match=r"fine-tuning diverged: .* weights are not finite; nothing was saved"):
+        finetune_on_corrections(model, out_dir=tmp_path / "ft", folders=[glas_pairs], replay=[], settings=TINY)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(GlandsegError, match="learning rate"):
+        dataclasses.replace(TINY, lr=float("inf"))
+
+
+def test_a_fine_tune_worse_than_its_base_is_saved_marked_and_says_so(glas_pairs, tmp_path):
+    """The trained model scores well on GlaS; a huge learning rate wrecks it: saved, marked, warned."""
+    settings = dataclasses.replace(TINY, lr=0.5, calibrate_postprocess=False)
+    result = finetune_on_corrections("glandseg_small", out_dir=tmp_path / "ft", folders=[glas_pairs], replay=[],
+                                     settings=settings)
+    assert result.after["object_f1"] < result.before["object_f1"] and result.worse
+    assert any("worse than glandseg_small" in w and "not selected" in w for w in result.warnings)
+    assert load_model(tmp_path / "ft", device="cpu").card.provenance["worse_than_base"] is True
+
+
+def test_colour_masks_keep_every_gland_and_jpeg_masks_are_refused(shared_data, tmp_path):
+    """A colour-coded instance mask is read by colour (not its red channel); a JPEG mask is refused."""
+    from PIL import Image
+
+    from napari_glandseg.train.corrections_data import check_folders, load_folders
+
+    src = shared_data / "glas" / "train"
+    name = "train_1.png"
+    instances = np.asarray(Image.open(src / "instances" / name))
+    ids = [i for i in np.unique(instances) if i]
+    palette = np.zeros((instances.max() + 1, 3), np.uint8)
+    for k, i in enumerate(ids):  # two reds only: the red channel alone would merge glands
+        palette[i] = (200 if k % 2 else 100, 40 + 20 * k, 255 - 10 * k)
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    Image.open(src / "images" / name).save(tmp_path / "images" / name)
+    Image.fromarray(palette[instances]).save(tmp_path / "masks" / name)
+    folders = ImageFolders(tmp_path / "images", tmp_path / "masks", 0.62)
+    [sample] = load_folders(folders, 0.62, check_folders(folders))
+    assert len(np.unique(sample.labels)) - 1 == len(ids) > 2
+
+    jpeg = tmp_path / "masks" / "train_1.jpg"
+    Image.fromarray(((instances > 0) * 255).astype(np.uint8)).save(jpeg, quality=75)
+    (tmp_path / "masks" / name).unlink()
+    with pytest.raises(GlandsegError, match=r"train_1.jpg: a JPEG mask .*save the masks as PNG"):
+        check_folders(folders)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"seed": -1}, "seed"), ({"crop_px": 1048576}, "crop_px"), ({"lr": float("nan")}, "learning rate"),
+    ({"lr": 1e39}, "learning rate"),
+])
+def test_settings_out_of_range_are_one_clear_error(change, message):
+    with pytest.raises(GlandsegError, match=message):
+        dataclasses.replace(TINY, **change)

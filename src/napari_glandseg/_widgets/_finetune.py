@@ -112,7 +112,8 @@ class FinetunePanel(Container):
         self.jobs.status.setText(f"saved: {result.model_path}")
         for warning in result.warnings:
             show_warning(f"Fine-tune: {warning}")
-        USER_MODELS.added.emit(name)  # Segment lists it and selects it
+        if not getattr(result, "worse", False):  # a model worse than its base is listed later, never selected
+            USER_MODELS.added.emit(name)  # Segment lists it and selects it
 
 
 def result_text(result: Any, name: str) -> str:

@@ -13,6 +13,8 @@ from napari_glandseg.errors import GlandsegError
 
 #: GlaS images are 20× scans at about 0.62 µm/px (as ``glandseg evaluate`` assumes).
 GLAS_MPP = 0.62
+#: µm/px an image may have (0.01: beyond any microscope; 100: a thumbnail with no glands to see).
+MPP_RANGE = (0.01, 100.0)
 
 
 def register(subparsers: Any) -> None:
@@ -67,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
         raise GlandsegError("give --images and --masks together")
     if args.images is None and not args.package:
         raise GlandsegError("nothing to train on: give --images DIR --masks DIR and/or --package PKG")
-    if not (math.isfinite(args.mpp) and args.mpp > 0):
-        raise GlandsegError(f"--mpp must be a finite positive number of µm per pixel, got {args.mpp}")
+    if not (math.isfinite(args.mpp) and MPP_RANGE[0] <= args.mpp <= MPP_RANGE[1]):
+        raise GlandsegError(f"--mpp must be the images' µm per pixel, in [{MPP_RANGE[0]}, {MPP_RANGE[1]}], "
+                            f"got {args.mpp}")
     if args.threads is not None and args.threads < 1:
         raise GlandsegError(f"--threads must be at least 1, got {args.threads}")
     settings = CorrectionSettings(
@@ -85,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"model": str(result.model_path), "before": result.before, "after": result.after,
                           "replay_before": result.replay_before, "replay_after": result.replay_after,
                           "postprocess": result.card.postprocess, "steps": result.steps,
-                          "seconds": round(result.seconds, 1), "warnings": result.warnings}))
+                          "seconds": round(result.seconds, 1), "warnings": result.warnings,
+                          "worse_than_base": result.worse}))
         return 0
     print(summary(result))
     return 0

@@ -21,6 +21,7 @@ from napari_glandseg.interactive.guidance import Point, _as_points, guidance_map
 
 GUIDED_MODEL = "glandseg_guided"
 MAX_GROWTHS = 1  # 768² at most: 4× a 384² window (a 950-µm gland); 1536² took tens of seconds on a CPU
+MAX_READ_PX = 12288  # the largest window edge read in the caller's pixels (a 768² window at 0.08 µm/px)
 
 
 @dataclass(frozen=True)
@@ -100,11 +101,12 @@ def segment_window(model, read: Callable[[tuple[float, float], int], np.ndarray]
         raise ValueError("include: give at least one (y, x) point on the gland")
     center = (inc.min(0) + inc.max(0)) / 2
     span = float((inc.max(0) - inc.min(0)).max()) / px_per_model  # a long squiggle needs a big window
-    size = model.card.tile_px
+    size, largest = model.card.tile_px, model.card.tile_px * 2**MAX_GROWTHS
+    _check_window(span, largest, px_per_model, model.card.mpp)
     while size < span * 1.5:
         size *= 2
     threshold = float(model.card.postprocess.get("gland_threshold", 0.5))
-    for growth in range(MAX_GROWTHS + 1):
+    while True:
         origin = (float(center[0] - size / 2 * px_per_model), float(center[1] - size / 2 * px_per_model))
         inc_w, exc_w = ((pts - np.asarray(origin)) / px_per_model for pts in (inc, exc))
         prob = window_probability(model, read(origin, size), inc_w, exc_w)
@@ -115,10 +117,21 @@ def segment_window(model, read: Callable[[tuple[float, float], int], np.ndarray]
         if off is not None:
             mask &= ~off  # holes filled over glass that the window's crop enclosed
         edge = mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
-        if not edge or growth == MAX_GROWTHS:
+        if not edge or size * 2 > largest:
             return GlandWindow(mask, prob, origin, px_per_model)
         size *= 2
-    raise AssertionError("unreachable")
+
+
+def _check_window(span: float, largest: int, px_per_model: float, model_mpp: float) -> None:
+    """The window a gland needs is bounded: a squiggle longer than a gland, or an image so finely
+    sampled that the window would be huge in its pixels, is a clear error, not minutes or GiB."""
+    if span * 1.5 > largest:
+        raise ValueError(f"the squiggle spans {span * model_mpp:.0f} µm; one gland's window holds at most "
+                         f"{largest / 1.5 * model_mpp:.0f} µm: draw inside one gland")
+    if largest * px_per_model > MAX_READ_PX:
+        raise ValueError(f"the image's µm/px ({model_mpp / px_per_model:.3g}) is too fine for the model at "
+                         f"{model_mpp:g} µm/px: its window would be {largest * px_per_model:.0f} px wide "
+                         f"(at most {MAX_READ_PX}); check the µm/px")
 
 
 def _image_reader(rgb: np.ndarray, px_per_model: float) -> Callable[[tuple[float, float], int], np.ndarray]:

@@ -72,6 +72,7 @@ class CorrectionResult:
     steps: int
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    worse: bool = False  # scores worse than the base on the held-back corrections: saved, marked, not to be selected
 
 
 def finetune_on_corrections(
@@ -101,6 +102,8 @@ def finetune_on_corrections(
     if minutes is not None:
         s = dataclasses.replace(s, minutes=minutes)
     out_dir = Path(out_dir)
+    if out_dir.is_symlink():  # a link to an (empty) folder: the model goes where it points
+        out_dir = out_dir.resolve()
     clock = _Clock(s.minutes, progress)
     clock.say("checking the corrections")
     _check_out_dir(out_dir)
@@ -155,6 +158,7 @@ def finetune_on_corrections(
         if stopped == "cancelled":
             raise Cancelled("fine-tuning cancelled")
 
+        _check_finite(model, s.lr)
         clock.say("scoring the fine-tuned model")
         val_boxes, check_boxes = _predict(model, val, replay_check, device, s.amp, cancel)
         calibration = None
@@ -165,6 +169,7 @@ def finetune_on_corrections(
                                                       cancelled=lambda: cancel is not None and cancel.is_set())
         after = score_boxes(val_boxes, mpp=mpp, params=post)
         replay_after = score_boxes(check_boxes, mpp=mpp, params=post) if replay_check else None
+        worse = _worse(before, after, base["info"]["name"], warnings)
         _stop_if(cancel)
         clock.say("saving")
         card = model.card.replace(name=name or out_dir.name, postprocess=post, provenance={
@@ -180,16 +185,41 @@ def finetune_on_corrections(
                        "images": len(replay_train), "check_before": replay_before, "check_after": replay_after},
             "steps": steps, "seconds": round(clock.elapsed(), 1), "stopped": stopped,
             "settings": dataclasses.asdict(s), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "warnings": warnings,
+            "warnings": warnings, "worse_than_base": worse,
         })
         _finish(model, card, staging, out_dir)
         committed = True
+    except OSError as exc:  # a full disk, a read-only folder: one clear line, nothing left behind
+        where = exc.filename or out_dir
+        raise GlandsegError(f"{where}: cannot write the fine-tuned model ({exc.strerror or exc}); "
+                            "free some space or choose another output folder") from exc
     finally:
         if not committed:
             shutil.rmtree(staging, ignore_errors=True)
     clock.report(TOTAL, f"done: object F1 {before['object_f1']:.3f} → {after['object_f1']:.3f}")
     return CorrectionResult(out_dir / WEIGHTS_NAME, card, before, after, replay_before, replay_after, steps,
-                            clock.elapsed(), warnings)
+                            clock.elapsed(), warnings, worse)
+
+
+def _check_finite(model: torch.nn.Module, lr: float) -> None:
+    """A diverged fine-tune (weights inf or NaN) is an error: nothing is saved."""
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in tensors)
+    if bad:
+        total = sum(t.numel() for t in tensors)
+        raise GlandsegError(f"fine-tuning diverged: {bad:,} of {total:,} weights are not finite; nothing was "
+                            f"saved (try a lower learning rate than {lr:g})")
+
+
+def _worse(before: dict[str, float], after: dict[str, float], base: str, warnings: list[str]) -> bool:
+    """True (and a warning) when the fine-tune scores worse than the base on the held-back part."""
+    if not after["object_f1"] < before["object_f1"]:
+        return False
+    warnings.append(f"the fine-tuned model scores worse than {base} on the held-back corrections (object F1 "
+                    f"{before['object_f1']:.3f} → {after['object_f1']:.3f}): it is saved marked "
+                    "worse_than_base and not selected; keep the base model, or review more regions and try again")
+    log.warning(warnings[-1])
+    return True
 
 
 # ----------------------------------------------------------------- training
@@ -263,10 +293,9 @@ def _load_base(spec: Any, device: str) -> tuple[torch.nn.Module, dict[str, Any]]
         model = load_model(spec, device="cpu")
     except ValueError as exc:
         raise GlandsegError(f"base model: {exc}") from exc
-    user = find_user_model(spec)
-    if spec in list_models():
+    if spec in list_models():  # a preset: the user models folder is not looked at
         path = bundled_weights_dir() / f"{spec}.safetensors"
-    elif Path(spec).exists() or Path(spec).suffix or user is None:
+    elif Path(spec).exists() or Path(spec).suffix or (user := find_user_model(spec)) is None:
         path = checkpoint_paths(spec)[0]
     else:
         path = user.path
@@ -286,8 +315,12 @@ def _check_out_dir(out_dir: Path) -> None:
 
 def _staging(out_dir: Path) -> Path:
     """A hidden work folder beside ``out_dir`` (same file system: the final rename is atomic)."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    except OSError as exc:
+        raise GlandsegError(f"{out_dir.parent}: cannot write there ({exc.strerror or exc}); "
+                            "choose another output folder") from exc
 
 
 def _finish(model, card: ModelCard, staging: Path, out_dir: Path) -> None:

@@ -79,7 +79,7 @@ def check_folders(f: ImageFolders) -> list[tuple[Path, Path]]:
         raise GlandsegError(f"the images' µm/px must be a finite positive number, got {f.mpp}")
     pairs = pair_files(f.images, f.masks)
     for img, msk in pairs:
-        size_i, mask = _size(img), _read(msk, rgb=False)
+        size_i, mask = _size(img), read_mask(msk)
         if (mask.shape[1], mask.shape[0]) != size_i:
             raise GlandsegError(f"{msk}: the mask is {mask.shape[1]}×{mask.shape[0]} px but {img.name} is "
                                 f"{size_i[0]}×{size_i[1]} (W×H); masks must match their images")
@@ -93,7 +93,7 @@ def load_folders(f: ImageFolders, model_mpp: float, pairs: list[tuple[Path, Path
     """The checked pairs of ``f`` as samples at ``model_mpp`` (every pixel reviewed)."""
     out = []
     for img, msk in pairs if pairs is not None else check_folders(f):
-        labels = to_instances(_read(msk, rgb=False))
+        labels = to_instances(read_mask(msk))
         out.append(rescale_sample(img.stem, _read(img, rgb=True), labels, np.ones(labels.shape, bool), f.mpp / model_mpp))
     return out
 
@@ -118,9 +118,34 @@ def _read(path: Path, rgb: bool) -> np.ndarray:
     try:
         with Image.open(path) as im:
             arr = np.asarray(im.convert("RGB") if rgb else im)
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise GlandsegError(f"{path}: cannot read the image: {exc}") from exc
     return arr if rgb or arr.ndim == 2 else arr[..., 0]
+
+
+#: Formats that blur a mask's values at the glands' edges: a blurred instance mask cannot be read back.
+LOSSY_FORMATS = ("JPEG", "MPO", "WEBP")
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A mask file as one 2-D array: grey or palette values as they are, a colour-coded mask
+    (each gland its own colour, black background) as one id per colour. A lossy (JPEG) mask is
+    refused: its blurred edges would be read as extra glands."""
+    try:
+        with Image.open(path) as im:
+            fmt, arr = im.format, np.asarray(im)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise GlandsegError(f"{path}: cannot read the mask: {exc}") from exc
+    if fmt in LOSSY_FORMATS:
+        raise GlandsegError(f"{path}: a {fmt} mask (lossy: gland edges blur into "
+                            f"{np.unique(arr).size} values); save the masks as PNG or TIFF")
+    if arr.ndim == 3:
+        arr = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]
+        if arr.shape[2] == 1 or ((arr == arr[..., :1]).all()):
+            return arr[..., 0]
+        rgb = arr.astype(np.int64)
+        return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]  # one id per colour; black is 0
+    return arr
 
 
 # ----------------------------------------------------------------- reviewed regions of a store
@@ -240,10 +265,11 @@ def replay_sources(provenance: dict[str, Any], replay: Any = None, *, checkpoint
     ``$GLANDSEG_REPLAY_DATA=none``) turns replay off; a source that is not here is skipped with
     a warning (through ``warn``), as is replay as a whole when nothing is found."""
     if replay is not None:
-        return [_with_mpp(DataSource.parse(e), DEFAULT_DATA_MPP) for e in replay]
+        return [_given(_with_mpp(DataSource.parse(e), DEFAULT_DATA_MPP), "replay data") for e in replay]
     env = os.environ.get(REPLAY_ENV, "").strip()
     if env:
-        return [] if env.lower() == "none" else [parse_replay_entry(e) for e in env.split(os.pathsep) if e]
+        return [] if env.lower() == "none" else [_given(parse_replay_entry(e), f"${REPLAY_ENV}")
+                                                 for e in env.split(os.pathsep) if e]
     config = provenance.get("config") or {}
     data_mpp = float(config.get("data_mpp") or DEFAULT_DATA_MPP)
     sources, missing = [], []
@@ -310,6 +336,15 @@ def parse_replay_entry(entry: str) -> DataSource:
         return DataSource.parse({"path": path, "mpp": mpp, "weight": weight})
     except ValueError as exc:
         raise GlandsegError(f"{REPLAY_ENV}: {entry!r} is not PATH[@MPP[@WEIGHT]] ({exc})") from exc
+
+
+def _given(src: DataSource, origin: str) -> DataSource:
+    """A replay source the user named: it must be here (``GlandsegError`` naming it otherwise)."""
+    found = _find(src.path, None)
+    if found is None:
+        raise GlandsegError(f"{src.path}: {origin} must be a folder with images/ and masks/ (GlaS-style) or a "
+                            "training package (manifest.json); nothing like that is there")
+    return replace(src, path=found)
 
 
 def _find(path: Path, checkpoint: Path | None) -> Path | None:

@@ -11,6 +11,10 @@ from napari_glandseg.errors import GlandsegError
 #: Where replay data is when the base model's card does not say (``PATH[@MPP[@WEIGHT]]``
 #: entries separated by ``os.pathsep``, or ``none``).
 REPLAY_ENV = "GLANDSEG_REPLAY_DATA"
+#: The largest learning rate accepted (fine-tuning uses about 1e-4; far above 1 the optimizer overflows).
+MAX_LR = 1.0
+#: The largest crop edge (model px): a batch of 2048² crops already takes GiB.
+MAX_CROP_PX = 2048
 
 @dataclass(frozen=True)
 class CorrectionSettings:
@@ -39,5 +43,10 @@ class CorrectionSettings:
             raise GlandsegError(f"max_steps must be at least 1, got {self.max_steps}")
         if not 0 <= self.replay_ratio < 1 or not 0 < self.val_fraction <= 0.5:
             raise GlandsegError("replay_ratio must be in [0, 1) and val_fraction in (0, 0.5]")
-        if self.crop_px % 32 or self.crop_px < 64 or self.batch_size < 1 or not self.lr > 0:
-            raise GlandsegError("crop_px must be a multiple of 32 (>= 64), batch_size >= 1, lr > 0")
+        if self.crop_px % 32 or not 64 <= self.crop_px <= MAX_CROP_PX or self.batch_size < 1:
+            raise GlandsegError(f"crop_px must be a multiple of 32 in [64, {MAX_CROP_PX}] and batch_size >= 1, "
+                                f"got {self.crop_px} and {self.batch_size}")
+        if not 0 <= self.seed < 2**32:
+            raise GlandsegError(f"the seed must be in [0, 2**32), got {self.seed}")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
+            raise GlandsegError(f"the learning rate must be a number in (0, {MAX_LR:g}], got {self.lr}")
