@@ -86,3 +86,25 @@ def test_instance_ground_truth_with_one_gland_in_two_pieces_stays_one_gland():
     pred = gt.copy()
     assert evaluate_pair(pred, gt, gt_kind="instance")["n_true"] == 1
     assert evaluate_pair(pred, gt)["n_true"] == 2  # "auto" reads two values as a binary mask
+
+
+def test_colour_coded_masks_keep_every_gland_for_evaluate_and_training(shared_data, tmp_path):
+    """Glands coloured so that their red channels are equal stay apart (not read by red alone)."""
+    from napari_glandseg.labels.masks import read_mask
+    from napari_glandseg.train.data import to_instances as training_instances
+
+    inst = np.asarray(Image.open(shared_data / "glas" / "testA" / "instances" / "testA_1.png")).astype(np.int32)
+    n = int(inst.max())
+    colours = np.zeros((n + 1, 3), np.uint8)
+    colours[1:, 0] = 200  # the same red for every gland
+    colours[1:, 1] = np.arange(1, n + 1) * 5
+    colours[1:, 2] = 255 - np.arange(1, n + 1) * 3
+    path = tmp_path / "colour.png"
+    Image.fromarray(colours[inst]).save(path)
+    read = read_mask(path)
+    for labels in (to_instances(read), training_instances(read), to_instances(colours[inst])):
+        assert len(np.unique(labels)) - 1 == n
+        assert evaluate_pair(labels, inst, gt_kind="instance")["object_f1"] == 1.0
+    Image.fromarray(colours[inst]).save(tmp_path / "colour.jpg", quality=90)
+    with pytest.raises(ValueError, match="colour.jpg.*PNG"):
+        read_mask(tmp_path / "colour.jpg")

@@ -75,17 +75,6 @@ def _natural(p: Path) -> tuple:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name))
 
 
-def _read(path: Path, rgb: bool):
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB") if rgb else im)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise GlandsegError(f"{path}: cannot read the image: {exc}") from exc
-
-
 def evaluate_folder(images: Path, masks: Path, *, model: Any = None, mpp: float = GLAS_MPP,
                     device: str | None = None, batch_size: int | None = None, limit: int | None = None,
                     progress=None, mask_kind: str = "auto", tta: bool = False, precision: str = "auto",
@@ -96,6 +85,7 @@ def evaluate_folder(images: Path, masks: Path, *, model: Any = None, mpp: float 
     row's ``mask`` says it for that image.
     """
     from napari_glandseg.inference.region import get_predictor, segment_image
+    from napari_glandseg.labels.masks import read_image, read_mask
     from napari_glandseg.labels.metrics import evaluate_pair, mask_reading, to_instances
 
     pairs = find_pairs(images, masks, limit)
@@ -103,8 +93,8 @@ def evaluate_folder(images: Path, masks: Path, *, model: Any = None, mpp: float 
                               organ=organ)
     rows = []
     for i, (img_path, mask_path) in enumerate(pairs):
-        rgb, raw = _read(img_path, True), _read(mask_path, False)
-        reading = mask_reading(raw[..., 0] if raw.ndim == 3 else raw) if mask_kind == "auto" else mask_kind
+        rgb, raw = read_image(img_path), read_mask(mask_path)
+        reading = mask_reading(raw) if mask_kind == "auto" else mask_kind
         gt = to_instances(raw, reading)
         if gt.shape != rgb.shape[:2]:
             raise GlandsegError(f"{mask_path}: mask is {gt.shape}, image {img_path.name} is {rgb.shape[:2]}")

@@ -20,14 +20,14 @@ def mask_reading(mask: np.ndarray) -> str:
 
 
 def to_instances(mask: np.ndarray, kind: str = "auto") -> np.ndarray:
-    """Gland instances of a ground-truth mask (the first channel of a colour one).
+    """Gland instances of a ground-truth mask (a colour-coded one: one id per colour).
 
     ``kind`` "binary": foreground (> 0) as connected components; "instance": the values are
     gland ids; "auto": binary for two values or fewer (see :func:`mask_reading`), else instance.
     """
-    mask = np.asarray(mask)
-    if mask.ndim == 3:
-        mask = mask[..., 0]
+    from napari_glandseg.labels.masks import colour_ids
+
+    mask = colour_ids(np.asarray(mask))
     if kind not in MASK_KINDS:
         raise ValueError(f"mask kind must be one of {MASK_KINDS}, got {kind!r}")
     if kind == "auto":

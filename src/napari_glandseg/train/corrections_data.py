@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from napari_glandseg.errors import GlandsegError
+from napari_glandseg.labels.masks import colour_ids, read_image, read_mask
 from napari_glandseg.slide.resample import resize_rgb
 from napari_glandseg.train.corrections_settings import REPLAY_ENV
 from napari_glandseg.train.data import (
@@ -115,37 +116,8 @@ def _size(path: Path) -> tuple[int, int]:
 
 
 def _read(path: Path, rgb: bool) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB") if rgb else im)
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise GlandsegError(f"{path}: cannot read the image: {exc}") from exc
-    return arr if rgb or arr.ndim == 2 else arr[..., 0]
-
-
-#: Formats that blur a mask's values at the glands' edges: a blurred instance mask cannot be read back.
-LOSSY_FORMATS = ("JPEG", "MPO", "WEBP")
-
-
-def read_mask(path: Path) -> np.ndarray:
-    """A mask file as one 2-D array: grey or palette values as they are, a colour-coded mask
-    (each gland its own colour, black background) as one id per colour. A lossy (JPEG) mask is
-    refused: its blurred edges would be read as extra glands."""
-    try:
-        with Image.open(path) as im:
-            fmt, arr = im.format, np.asarray(im)
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise GlandsegError(f"{path}: cannot read the mask: {exc}") from exc
-    if fmt in LOSSY_FORMATS:
-        raise GlandsegError(f"{path}: a {fmt} mask (lossy: gland edges blur into "
-                            f"{np.unique(arr).size} values); save the masks as PNG or TIFF")
-    if arr.ndim == 3:
-        arr = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]
-        if arr.shape[2] == 1 or ((arr == arr[..., :1]).all()):
-            return arr[..., 0]
-        rgb = arr.astype(np.int64)
-        return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]  # one id per colour; black is 0
-    return arr
+    arr = read_image(path, rgb=rgb)
+    return arr if rgb else colour_ids(arr)
 
 
 # ----------------------------------------------------------------- reviewed regions of a store

@@ -15,6 +15,8 @@ from PIL import Image
 from scipy import ndimage as ndi
 from skimage.color import hed2rgb, rgb2hed
 
+from napari_glandseg.labels.masks import read_image, read_mask
+
 IGNORE = 255
 
 
@@ -118,8 +120,8 @@ def load_glas_folder(folder: Path, *, source_mpp: float, model_mpp: float, names
             mask_path = folder / "masks" / img_path.name
         if not mask_path.exists():
             raise FileNotFoundError(f"{mask_path}: mask for {img_path.name} is missing")
-        image = np.asarray(Image.open(img_path).convert("RGB"))
-        labels = to_instances(np.asarray(Image.open(mask_path)))
+        image = read_image(img_path)
+        labels = to_instances(read_mask(mask_path))
         if labels.shape != image.shape[:2]:
             raise ValueError(f"{mask_path}: mask shape {labels.shape} != image shape {image.shape[:2]}")
         valid = np.ones(labels.shape, bool)
@@ -171,12 +173,11 @@ def load_training_package(folder: Path, *, model_mpp: float) -> list[Sample]:
 
 
 def to_instances(mask: np.ndarray) -> np.ndarray:
-    """Binary (0/255 or 0/1) masks → connected components; instance masks pass through."""
-    if mask.ndim == 3:
-        mask = mask[..., 0]
-    if len(np.unique(mask)) <= 2:
-        return ndi.label(mask > 0)[0].astype(np.int32)
-    return mask.astype(np.int32)
+    """Binary (0/255 or 0/1) masks → connected components; instance (or colour-coded) masks pass
+    through as ids (``labels.metrics.to_instances`` with "auto")."""
+    from napari_glandseg.labels.metrics import to_instances as read_instances
+
+    return read_instances(mask, "auto")
 
 
 def make_targets(labels: np.ndarray, valid: np.ndarray, border_px: int = 2) -> np.ndarray:
