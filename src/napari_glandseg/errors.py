@@ -18,5 +18,18 @@ class SlideError(GlandsegError):
         super().__init__(f"{self.path}: {problem}")
 
 
+#: µm/px an image or model may have: 0.01 is beyond any microscope, 100 a thumbnail with no glands to see
+MPP_RANGE = (0.01, 100.0)
+
+
+def check_mpp(value: object, what: str) -> float:
+    """``value`` as a µm/px in ``MPP_RANGE``, else a ``GlandsegError`` naming ``what`` (an option, a file)."""
+    lo, hi = MPP_RANGE
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and lo <= float(value) <= hi
+    if not ok:
+        raise GlandsegError(f"{what} must be a µm/px in [{lo:g}, {hi:g}], got {value!r}")
+    return float(value)
+
+
 class Cancelled(RuntimeError):
     """A long computation stopped because its cancel signal was set."""

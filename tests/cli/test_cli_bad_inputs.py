@@ -34,15 +34,15 @@ def files(shared_data, tmp_path_factory):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["segment", "{cmu}", "--mpp", "inf"], "--mpp must be a finite positive number"),
-    (["segment", "{cmu}", "--mpp", "nan"], "--mpp must be a finite positive number"),
+    (["segment", "{cmu}", "--mpp", "inf"], "--mpp (the slides' µm per pixel) must be a µm/px in"),
+    (["segment", "{cmu}", "--mpp", "nan"], "--mpp (the slides' µm per pixel) must be a µm/px in"),
     (["segment", "{cmu}", "--chunk-px", "0"], "--chunk-px must be between 16 and 16384"),
     (["segment", "{cmu}", "--batch-size", "0"], "--batch-size must be at least 1"),
     (["segment", "{cmu}", "--region", "5000,5000,100,100"], "lies outside the slide (2220 × 2967 px"),
     (["segment", "{cmu}", "{files}/nothing.svs"], "nothing.svs: no such file"),
     (["segment", "{files}/crop.png"], "crop.png: the file does not say its µm/px; pass --mpp"),
     (["segment", "{files}/giant.tif"], "decodes 1e+12 px (3e+03 GB of RGB): the file stores no lower levels. Refused"),
-    (["evaluate", "--images", "{files}", "--masks", "{files}", "--mpp", "inf"], "--mpp must be a finite"),
+    (["evaluate", "--images", "{files}", "--masks", "{files}", "--mpp", "inf"], "--mpp (the images' µm per pixel) must be a µm/px in"),
 ])
 def test_bad_inputs_are_refused_before_the_model_loads(cmu_svs, files, tmp_path, capsys, argv, message):
     out = tmp_path / "out"

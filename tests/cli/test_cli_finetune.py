@@ -121,7 +121,7 @@ def test_replay_folders_given_by_option_or_environment(rings, tiny_checkpoint, t
     assert main([*args, "--no-replay", "--lr", "inf"]) == 2
     assert "learning rate" in _one_error(capsys)
     assert main([*[a if a != RINGS_MPP else "1e9" for a in args], "--no-replay"]) == 2
-    assert "--mpp must be the images' µm per pixel" in _one_error(capsys)
+    assert "--mpp (the images' µm per pixel) must be a µm/px in" in _one_error(capsys)
     package = tmp_path / "pkg"  # a package that names a file outside itself
     for sub in ("images", "masks", "valid"):
         (package / sub).mkdir(parents=True)

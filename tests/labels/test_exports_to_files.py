@@ -210,8 +210,8 @@ def test_a_package_reads_only_its_own_files(tmp_path):
 @pytest.mark.parametrize("manifest, message", [
     ({"regions": [{"name": "r", "image": "images/r.png", "mask": "masks/r.png"}]}, "valid of region r must be a file"),
     ({"regions": ["images/r.png"]}, "region 0 must be an object"),
-    ({"mpp": None}, "mpp must be"), ({"mpp": "abc"}, "mpp must be"), ({"mpp": float("nan")}, "mpp must be"),
-    ({"mpp": 1e5}, "mpp must be"), ({"mpp": 0}, "mpp must be"),
+    ({"mpp": None}, "must be a µm/px in"), ({"mpp": "abc"}, "must be a µm/px in"), ({"mpp": float("nan")}, "must be a µm/px in"),
+    ({"mpp": 1e5}, "must be a µm/px in"), ({"mpp": 0}, "must be a µm/px in"),
 ])
 def test_a_malformed_manifest_is_one_clear_error(tmp_path, manifest, message):
     pkg = _tiny_package(tmp_path / "pkg", **manifest)

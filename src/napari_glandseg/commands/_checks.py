@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from napari_glandseg.errors import GlandsegError
+from napari_glandseg.errors import GlandsegError, check_mpp
 
 #: The smallest and largest store chunk edge (model px) a run accepts.
 CHUNK_PX_RANGE = (16, 16384)
@@ -21,8 +21,8 @@ CHUNK_PX_RANGE = (16, 16384)
 
 def check_options(args: argparse.Namespace) -> None:
     """Numbers that must be finite and positive, chunk sizes in range: else ``GlandsegError``."""
-    if args.mpp is not None and not (math.isfinite(args.mpp) and args.mpp > 0):
-        raise GlandsegError(f"--mpp must be a finite positive number of µm per pixel, got {args.mpp}")
+    if args.mpp is not None:
+        check_mpp(args.mpp, "--mpp (the slides' µm per pixel)")
     lo, hi = CHUNK_PX_RANGE
     if args.chunk_px is not None and not lo <= args.chunk_px <= hi:
         raise GlandsegError(f"--chunk-px must be between {lo} and {hi} model px, got {args.chunk_px}")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_glandseg.commands._options import add_run_options
-from napari_glandseg.errors import GlandsegError
+from napari_glandseg.errors import GlandsegError, check_mpp
 from napari_glandseg.labels.metrics import MASK_KINDS
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
@@ -124,8 +124,9 @@ def _mean(values: list[float]) -> float | None:
 def run(args: argparse.Namespace) -> int:
     from napari_glandseg.commands.segment import progress_bar
 
-    if not (math.isfinite(args.mpp) and args.mpp > 0):
-        raise GlandsegError(f"--mpp must be a finite positive number of µm per pixel, got {args.mpp}")
+    check_mpp(args.mpp, "--mpp (the images' µm per pixel)")
+    if args.limit is not None and args.limit < 1:
+        raise GlandsegError(f"--limit must be at least 1 image, got {args.limit}")
     with progress_bar("evaluate", unit="image") as bar:
         result = evaluate_folder(
             args.images, args.masks, model=args.model, mpp=args.mpp, device=args.device,

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-from napari_glandseg.errors import GlandsegError
+from napari_glandseg.errors import GlandsegError, check_mpp
 
 #: GlaS images are 20× scans at about 0.62 µm/px (as ``glandseg evaluate`` assumes).
 GLAS_MPP = 0.62
-#: µm/px an image may have (0.01: beyond any microscope; 100: a thumbnail with no glands to see).
-MPP_RANGE = (0.01, 100.0)
 
 
 def register(subparsers: Any) -> None:
@@ -69,9 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise GlandsegError("give --images and --masks together")
     if args.images is None and not args.package:
         raise GlandsegError("nothing to train on: give --images DIR --masks DIR and/or --package PKG")
-    if not (math.isfinite(args.mpp) and MPP_RANGE[0] <= args.mpp <= MPP_RANGE[1]):
-        raise GlandsegError(f"--mpp must be the images' µm per pixel, in [{MPP_RANGE[0]}, {MPP_RANGE[1]}], "
-                            f"got {args.mpp}")
+    check_mpp(args.mpp, "--mpp (the images' µm per pixel)")
     if args.threads is not None and args.threads < 1:
         raise GlandsegError(f"--threads must be at least 1, got {args.threads}")
     settings = CorrectionSettings(

@@ -26,14 +26,13 @@ from typing import Any
 import numpy as np
 
 from napari_glandseg._atomic import atomic_path, open_regular, write_json_atomic
-from napari_glandseg.errors import GlandsegError
+from napari_glandseg.errors import GlandsegError, check_mpp
 from napari_glandseg.labels._objects import compact_labels
 from napari_glandseg.slide.placement import GridPlacement
 from napari_glandseg.slide.resample import resize_labels, resize_rgb, with_mpp
 
 PACKAGE_FORMAT = "glandseg-training-package"
 PACKAGE_VERSION = 1
-PACKAGE_MPP_RANGE = (0.01, 100.0)  # µm/px a package's tiles may have
 MAX_MANIFEST_BYTES = 64 << 20
 TIFF_TILE = 512
 MIN_TIFF_LEVEL = 512
@@ -200,9 +199,7 @@ def read_training_package(folder: str | os.PathLike) -> list[dict[str, Any]]:
     manifest_path = folder / "manifest.json"
     manifest = _read_manifest(manifest_path, folder)
     mpp = manifest.get("mpp")
-    lo, hi = PACKAGE_MPP_RANGE
-    if not (isinstance(mpp, int | float) and not isinstance(mpp, bool) and lo <= mpp <= hi):
-        raise GlandsegError(f"{manifest_path}: mpp must be the tiles' µm/px, a number in [{lo}, {hi}], got {mpp!r}")
+    check_mpp(mpp, f"{manifest_path}: mpp (the tiles' µm/px)")
     root = folder.resolve()
     items = []
     for i, entry in enumerate(manifest["regions"]):

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from napari_glandseg.errors import MPP_RANGE
+
 DEFAULT_POSTPROCESS: dict[str, Any] = {
     "gland_threshold": 0.5,  # P(gland) + P(border) above this is gland tissue
     "border_threshold": 0.5,  # P(border) above this separates touching glands
@@ -42,6 +44,9 @@ class ModelCard:
         from napari_glandseg.model import card_checks as check
 
         check.check_numbers(self.name, "mpp", [self.mpp], 1, positive=True)
+        lo, hi = MPP_RANGE
+        if not lo <= self.mpp <= hi:
+            raise ValueError(f"model card {self.name!r}: mpp must be a µm/px in [{lo:g}, {hi:g}], got {self.mpp!r}")
         if not check.is_integer(self.tile_px) or self.tile_px % 32 or not 0 < self.tile_px <= 4096:
             raise ValueError(f"model card {self.name!r}: tile_px must be a multiple of 32 in (0, 4096], "
                              f"got {self.tile_px!r}")
