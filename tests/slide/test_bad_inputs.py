@@ -147,7 +147,6 @@ def test_tile_table_that_does_not_match_the_declared_size(tmp_path, capsys):
 
 
 def test_giant_tiff_without_lower_levels_opens_at_once_and_reads_only_what_is_asked(tmp_path, mosaic):
-    import time
     import tracemalloc
 
     from napari_glandseg.slide.tissue import check_whole_slide_cost
@@ -155,13 +154,12 @@ def test_giant_tiff_without_lower_levels_opens_at_once_and_reads_only_what_is_as
     path = tmp_path / "giant.tif"
     write_flat_giant_tiff(path, mosaic[:1024, :1024])
     tracemalloc.start()
-    t0 = time.perf_counter()
     s = open_slide(path)
     info = s.info()
-    seconds, peak = time.perf_counter() - t0, tracemalloc.get_traced_memory()[1]
+    peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert info["shape"] == [1_000_000, 1_000_000] and len(info["levels"]) == 12
-    assert seconds < 10 and peak < 200 * 2**20  # was 78 s and 2 GB (dask rechunk graphs)
+    assert peak < 200 * 2**20  # was 2 GB (dask rechunk graphs); how long it takes is benchmarks/' business
     # small reads of any level touch only the top-left tile (all others are junk)
     np.testing.assert_array_equal(s.read_region(0, 0, 0, 64, 64), s.levels[0][:64, :64].compute())
     low = s.read_region(3, 0, 0, 32, 32)  # 256² level-0 px, averaged 8×

@@ -169,8 +169,9 @@ def test_unreviewed_pixels_do_not_change_loss_or_gradients(mini_glas):
 
 
 def test_training_package_unreviewed_pixels_are_ignored(mini_glas, tmp_path):
-    pytest.importorskip("napari_glandseg.labels.export", reason="labels.export (training packages) not there yet")
     from _package import export_half_reviewed_package, loss_and_grads
+
+    import napari_glandseg.labels.export  # noqa: F401 - an import error fails, never skips
 
     results = []
     for seed in (0, 1):

@@ -231,7 +231,7 @@ class SegmentWidget(Container):
 
     # ------------------------------------------------------------ segment view
     def visible_bbox(self, layer: Image | None = None) -> ViewBox:
-        """The level-0 bbox of ``layer`` on screen, clipped and capped (see _view_geometry)."""
+        """The level-0 bbox of ``layer`` on screen, clipped and capped (see slide.view_geometry)."""
         layer = layer or self.image_layer()
         if layer is None:
             raise ValueError("no slide: open a slide (File > Open) first")

@@ -72,7 +72,7 @@ def label_under_line(labels: np.ndarray, line: np.ndarray) -> int:
 
 
 def on_window(fn: Callable[[np.ndarray], np.ndarray], labels: np.ndarray, window) -> np.ndarray:
-    """Run an edit on a crop (a copy: edit functions may work in place)."""
+    """Run an edit on a crop; edit functions return new arrays and never write their input (tests check it)."""
     return fn(np.array(labels[window], copy=True))
 
 
