@@ -115,6 +115,7 @@ def test_finetune_writes_a_loadable_model_with_its_provenance(tiny, glas_pairs, 
     assert model.card.name == "ft" and result.steps == prov["steps"] == 2
     assert prov["fine_tuned_from"]["source"] == str(tiny) and len(prov["fine_tuned_from"]["sha256"]) == 64
     assert prov["held_back"]["before"] == result.before and prov["held_back"]["after"] == result.after
+    assert prov["compute"]["precision"] == "fp32" and prov["compute"]["device"] == "cpu"  # the suite fixes fp32
     assert prov["replay"]["images"] > 0 and result.replay_after is not None
     assert prov["data"][0]["path"] == str(mini_glas.resolve())  # a later fine-tune replays the same data
     assert {"object_f1", "pixel_dice", "object_dice"} <= set(result.after)

@@ -185,6 +185,7 @@ def finetune_on_corrections(
                        "images": len(replay_train), "check_before": replay_before, "check_after": replay_after},
             "steps": steps, "seconds": round(clock.elapsed(), 1), "stopped": stopped,
             "settings": dataclasses.asdict(s), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "compute": _compute(device, s.amp),
             "warnings": warnings, "worse_than_base": worse,
         })
         _finish(model, card, staging, out_dir)
@@ -220,6 +221,17 @@ def _worse(before: dict[str, float], after: dict[str, float], base: str, warning
                     "worse_than_base and not selected; keep the base model, or review more regions and try again")
     log.warning(warnings[-1])
     return True
+
+
+def _compute(device: torch.device, amp: bool) -> dict[str, Any]:
+    """How the fine-tune ran: device, the precision ``amp`` resolved to here, threads, CPU kind."""
+    from napari_glandseg.model.precision import cpu_description, precision_name, resolve_precision
+
+    out: dict[str, Any] = {"device": str(device),
+                           "precision": precision_name(resolve_precision(device, "auto" if amp else "fp32"))}
+    if device.type == "cpu":
+        out.update(threads=torch.get_num_threads(), cpu=cpu_description())
+    return out
 
 
 # ----------------------------------------------------------------- training
