@@ -114,6 +114,23 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
         raise
 
 
+def read_bounded(path: str | os.PathLike, max_bytes: int, what: str) -> bytes:
+    """A small plain file's bytes (``what`` it should be, for the errors): missing, unreadable,
+    not a plain file or larger than ``max_bytes`` are each a ``GlandsegError`` naming the file."""
+    try:
+        with open_regular(path) as f:  # a FIFO must not hang the caller
+            raw = f.read(max_bytes + 1)
+    except FileNotFoundError as exc:
+        raise GlandsegError(f"{path}: missing; expected {what}") from exc
+    except OSError as exc:
+        raise GlandsegError(f"{path}: cannot read {what} ({exc.strerror or exc})") from exc
+    except GlandsegError as exc:
+        raise GlandsegError(f"{exc}; expected {what}") from exc
+    if len(raw) > max_bytes:
+        raise GlandsegError(f"{path}: larger than {max_bytes >> 20} MB; not {what}")
+    return raw
+
+
 def json_default(obj: Any) -> Any:
     import numpy as np
 

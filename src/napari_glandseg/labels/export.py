@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_glandseg._atomic import atomic_path, open_regular, write_json_atomic
+from napari_glandseg._atomic import atomic_path, open_regular, read_bounded, write_json_atomic
 from napari_glandseg.errors import GlandsegError, check_mpp
 from napari_glandseg.labels._objects import compact_labels
 from napari_glandseg.slide.placement import GridPlacement
@@ -220,15 +220,7 @@ def read_training_package(folder: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _read_manifest(path: Path, folder: Path) -> dict[str, Any]:
-    try:
-        with open_regular(path) as f:
-            raw = f.read(MAX_MANIFEST_BYTES + 1)
-    except FileNotFoundError as exc:
-        raise GlandsegError(f"{path}: missing; {folder} is not a training package") from exc
-    except OSError as exc:
-        raise GlandsegError(f"{path}: cannot read it ({exc.strerror or exc})") from exc
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise GlandsegError(f"{path}: larger than {MAX_MANIFEST_BYTES >> 20} MB; not a training package manifest")
+    raw = read_bounded(path, MAX_MANIFEST_BYTES, f"a training package manifest ({folder} is not a package)")
     try:
         manifest = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep

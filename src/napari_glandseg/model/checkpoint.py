@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from napari_glandseg._atomic import atomic_path, open_regular, write_text_atomic
+from napari_glandseg._atomic import atomic_path, open_regular, read_bounded, write_text_atomic
 from napari_glandseg.errors import GlandsegError
 from napari_glandseg.model.card import ModelCard
 from napari_glandseg.model.network import DualSwinUNet
@@ -61,15 +61,7 @@ def read_card(path: str | Path) -> ModelCard:
     _, card_path = checkpoint_paths(path)
     if not card_path.exists():
         raise GlandsegError(f"{card_path}: model card not found (a checkpoint is NAME.safetensors + NAME.json)")
-    try:
-        with open_regular(card_path) as f:  # a FIFO must not hang a model lookup
-            raw = f.read(MAX_CARD_BYTES + 1)
-    except OSError as exc:
-        raise GlandsegError(f"{card_path}: cannot read the model card ({exc.strerror or exc})") from exc
-    except GlandsegError as exc:
-        raise GlandsegError(f"{exc}; a model card is a JSON file") from exc
-    if len(raw) > MAX_CARD_BYTES:
-        raise GlandsegError(f"{card_path}: larger than {MAX_CARD_BYTES >> 20} MB; not a model card")
+    raw = read_bounded(card_path, MAX_CARD_BYTES, "a model card (a JSON file)")
     try:
         return ModelCard.from_json(raw.decode("utf-8"))
     except RecursionError as exc:
