@@ -240,7 +240,7 @@ def _compute(device: torch.device, amp: bool) -> dict[str, Any]:
 def _train(model, data: list[Sample], s: CorrectionSettings, staging: Path, device: torch.device,
            budget_s: float, clock: _Clock, cancel: Any, describe: list) -> tuple[int, str]:
     """Run the shared training loop on ``data`` for ``budget_s`` seconds (or ``max_steps``)."""
-    from napari_glandseg.train.common import batch_stream, to_device
+    from napari_glandseg.train.common import batch_stream
     from napari_glandseg.train.data import CropDataset
     from napari_glandseg.train.finetune import FinetuneConfig, train_step
     from napari_glandseg.train.loop import LoopHooks, run_loop
@@ -253,7 +253,7 @@ def _train(model, data: list[Sample], s: CorrectionSettings, staging: Path, devi
         max_minutes=max(budget_s, 1.0) / 60, time_schedule=True, amp=s.amp, device=s.device,
         threads=s.threads, seed=s.seed,
     )
-    to_device(model, device).train()
+    model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     dataset = CropDataset(data, s.crop_px, length=10**9, seed=s.seed, border_px=cfg.border_px)
     stream = batch_stream(dataset, 0, s.batch_size)

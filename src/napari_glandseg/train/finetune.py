@@ -29,7 +29,6 @@ from napari_glandseg.train.common import (
     parse_config,
     save_resolved_config,
     start_run,
-    to_device,
     unwrap,
     validate,
 )
@@ -90,7 +89,7 @@ def main(argv: list[str] | None = None, hooks: LoopHooks | None = None) -> int:
     cfg = parse_config(FinetuneConfig, argv, __doc__)
     device, dist_info, out, log = start_run(cfg)
 
-    model = to_device(build_model(cfg), device)
+    model = build_model(cfg).to(device)
     card = model.card
     train, val = load_samples(cfg, card.mpp)
     dataset = CropDataset(train, cfg.crop_px, length=10**9, seed=cfg.seed, border_px=cfg.border_px,

@@ -29,7 +29,6 @@ from napari_glandseg.train.common import (
     parse_config,
     save_resolved_config,
     start_run,
-    to_device,
     unwrap,
 )
 from napari_glandseg.train.data import Sample, load_split
@@ -87,7 +86,7 @@ def validate_clicks(model, samples: list[Sample], max_glands: int = 300) -> dict
 def main(argv: list[str] | None = None, hooks: LoopHooks | None = None) -> int:
     cfg = parse_config(GuidedConfig, argv, __doc__)
     device, dist_info, out, log = start_run(cfg)
-    model = to_device(build_model(cfg.model, crop_px=cfg.crop_px, mpp=cfg.mpp, init=cfg.init), device)
+    model = build_model(cfg.model, crop_px=cfg.crop_px, mpp=cfg.mpp, init=cfg.init).to(device)
     if model.in_chans != 5:
         raise SystemExit(f"{cfg.model}: a guided model takes 5 input channels (RGB + 2 guidance maps), not {model.in_chans}")
     train, val = load_split(cfg.data, cfg.val_data, data_mpp=cfg.data_mpp, model_mpp=model.card.mpp,
