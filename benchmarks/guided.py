@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -94,10 +95,15 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="guided checkpoint (default: the bundled one)")
     parser.add_argument("--limit", type=int, default=60, help="images per set")
     parser.add_argument("--sets", nargs="*", default=list(SETS))
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the free cores, as the tool)")
     parser.add_argument("--modes", nargs="*", default=["click", "squiggle"])
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        os.environ["GLANDSEG_THREADS"] = str(args.threads)  # the click path sets its threads from this
+    from napari_glandseg.model.precision import cpu_description, resolve_precision
+
+    print(json.dumps({"cpu": cpu_description(), "threads": args.threads or "auto",
+                      "precision": str(resolve_precision(torch.device("cpu"), "auto"))}), flush=True)
     model = guided_model(args.model, "cpu")
     for name in args.sets:
         folder, mpp, note = SETS[name]
