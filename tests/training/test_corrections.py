@@ -212,3 +212,26 @@ def test_colour_masks_keep_every_gland_and_jpeg_masks_are_refused(shared_data, t
 def test_settings_out_of_range_are_one_clear_error(change, message):
     with pytest.raises(GlandsegError, match=message):
         dataclasses.replace(TINY, **change)
+
+
+def test_work_folders_of_dead_runs_are_removed_and_live_ones_kept(tiny, glas_pairs, tmp_path):
+    """A kill while saving leaves a hidden work folder; the next run beside it removes it."""
+    import os
+    import socket
+
+    host = "".join(c for c in socket.gethostname() if c.isalnum() or c == "-")[:40] or "host"
+    dead = tmp_path / f".ft.{host}.999999999.abcd.partial"  # no such process
+    live = tmp_path / f".ft.{host}.{os.getpid()}.efgh.partial"  # this very process
+    for d in (dead, live):
+        (d / "sub").mkdir(parents=True)
+        (d / "sub" / "big.bin").write_bytes(b"0" * 1000)
+    finetune_on_corrections(str(tiny), out_dir=tmp_path / "ft", folders=[glas_pairs], settings=TINY)
+    assert not dead.exists() and live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ft", live.name])
+
+
+def test_too_few_minutes_to_train_is_an_error_not_an_overrun(tiny, glas_pairs, tmp_path):
+    with pytest.raises(GlandsegError, match="leave no time to train.*give at least"):
+        finetune_on_corrections(str(tiny), out_dir=tmp_path / "ft", folders=[glas_pairs],
+                                settings=dataclasses.replace(TINY, minutes=0.01, max_steps=None))
+    assert list(tmp_path.iterdir()) == []

@@ -18,12 +18,14 @@ import copy
 import dataclasses
 import hashlib
 import logging
+import math
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +155,11 @@ def finetune_on_corrections(
         del val_boxes, check_boxes  # the after-scores predict again: one set of probabilities at a time
         calibrate_s = post_s * len(candidates(base_post)) if calibrate else 0.0
         budget_s = clock.left() - score_s - calibrate_s - 2.0
+        if budget_s < MIN_TRAIN_S:
+            need_min = (clock.elapsed() + score_s + calibrate_s + 2.0 + MIN_TRAIN_S) / 60
+            raise GlandsegError(f"{s.minutes:g} minutes leave no time to train: scoring the held-back corrections "
+                                f"alone takes {score_s:.0f} s twice; give at least {math.ceil(need_min * 10) / 10:g} "
+                                "minutes")
         steps, stopped = _train(model, data, s, staging, device, budget_s, clock, cancel, describe=[
             *sources, *(_describe_folders(f) for f in folders), *({"package": str(p)} for p in packages)])
         if stopped == "cancelled":
@@ -326,13 +333,36 @@ def _check_out_dir(out_dir: Path) -> None:
 
 
 def _staging(out_dir: Path) -> Path:
-    """A hidden work folder beside ``out_dir`` (same file system: the final rename is atomic)."""
+    """A hidden work folder beside ``out_dir`` (same file system: the final rename is atomic),
+    named with this host and process; work folders of this host's runs that died are removed."""
+    host = _host_tag()
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+        for old in out_dir.parent.glob(f".{glob_escape(out_dir.name)}.{host}.*.partial"):
+            pid = old.name[len(f".{out_dir.name}.{host}."):].split(".", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{host}.{os.getpid()}.", suffix=".partial",
+                                     dir=out_dir.parent))
     except OSError as exc:
         raise GlandsegError(f"{out_dir.parent}: cannot write there ({exc.strerror or exc}); "
                             "choose another output folder") from exc
+
+
+def _host_tag() -> str:
+    import socket
+
+    return "".join(c for c in socket.gethostname() if c.isalnum() or c == "-")[:40] or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True
 
 
 def _finish(model, card: ModelCard, staging: Path, out_dir: Path) -> None:
@@ -351,6 +381,9 @@ def _finish(model, card: ModelCard, staging: Path, out_dir: Path) -> None:
     if out_dir.exists():
         out_dir.rmdir()  # empty (checked): replaced by the finished folder
     os.replace(staging, out_dir)
+
+
+MIN_TRAIN_S = 10.0  # fewer seconds of training than this would save a model that has barely moved
 
 
 def _describe_folders(f: ImageFolders) -> dict[str, Any]:
