@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 
 class GlandsegError(ValueError):
@@ -29,6 +30,11 @@ def check_mpp(value: object, what: str) -> float:
     if not ok:
         raise GlandsegError(f"{what} must be a µm/px in [{lo:g}, {hi:g}], got {value!r}")
     return float(value)
+
+
+#: ``progress(done, total, message)``: how every long computation reports (the GUI shows a napari
+#: progress bar, the CLI a line); with a cancel signal (``threading.Event``) that raises ``Cancelled``.
+Progress = Callable[[int, int, str], None]
 
 
 class Cancelled(RuntimeError):

@@ -19,9 +19,9 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from napari_glandseg.errors import Cancelled
+from napari_glandseg.errors import Cancelled, Progress
 
-ProgressFn = Callable[[int, int, str], None]
+ProgressFn = Progress
 log = logging.getLogger(__name__)
 
 

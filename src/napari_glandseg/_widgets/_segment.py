@@ -28,6 +28,7 @@ from napari_glandseg._widgets._tools import features_table
 from napari_glandseg.labels import layer_meta as lm
 from napari_glandseg.labels.measure import measure_glands
 from napari_glandseg.model import DEFAULT_MODEL
+from napari_glandseg.model.device import DEVICE_CHOICES
 from napari_glandseg.model.precision import PRECISIONS
 from napari_glandseg.model.tta import with_tta
 from napari_glandseg.slide.view_geometry import (
@@ -40,7 +41,6 @@ from napari_glandseg.slide.view_geometry import (
 if TYPE_CHECKING:
     import napari
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
 #: the Organ box's entry for a card's own post-processing (both organs at once)
 ANY_ORGAN = "any (the model's default)"
 #: Refresh the whole-slide labels layer at most this often while chunks land (seconds).
@@ -88,7 +88,7 @@ class SegmentWidget(Container):
         self.organ = ComboBox(name="organ", label="Organ", choices=self._organ_choices,
                               tooltip="Post-processing tuned for this organ (prostate glands are large and "
                                       "branched, colon glands small and crowded); remembered per slide")
-        self.device = ComboBox(name="device", label="Device", choices=DEVICES, value="auto",
+        self.device = ComboBox(name="device", label="Device", choices=DEVICE_CHOICES, value="auto",
                                tooltip="auto = CUDA GPU, else Apple MPS, else CPU")
         self.precision = ComboBox(name="precision", label="Precision", choices=PRECISIONS, value="auto",
                                   tooltip="auto: bf16 only where the CPU runs it natively and it times faster, "

@@ -122,7 +122,7 @@ def _mean(values: list[float]) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_glandseg.commands.segment import progress_bar
+    from napari_glandseg.commands._progress import progress_bar
 
     check_mpp(args.mpp, "--mpp (the images' µm per pixel)")
     if args.limit is not None and args.limit < 1:

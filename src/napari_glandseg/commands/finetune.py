@@ -56,7 +56,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_glandseg.commands.segment import progress_bar
+    from napari_glandseg.commands._progress import progress_bar
     from napari_glandseg.model import DEFAULT_MODEL
     from napari_glandseg.train.corrections import finetune_on_corrections
     from napari_glandseg.train.corrections_data import ImageFolders, parse_replay_entry

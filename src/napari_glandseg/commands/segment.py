@@ -9,15 +9,13 @@ gigapixel label image is never held in memory.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from napari_glandseg.commands._options import add_run_options
+from napari_glandseg.commands._progress import progress_bar
 from napari_glandseg.errors import GlandsegError
 
 log = logging.getLogger(__name__)
@@ -49,39 +47,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--geojson", action=argparse.BooleanOptionalAction, default=True,
                         help="write glands.geojson (default yes)")
     parser.set_defaults(func=run)
-
-
-@contextlib.contextmanager
-def progress_bar(desc: str, unit: str = "chunk") -> Iterator[Any]:
-    """A ``progress(done, total, message)`` callback: a tqdm bar on a terminal, else a line
-    every few seconds (done/total, rate, ETA; ``inference.progress.ProgressLog``)."""
-    if not sys.stdout.isatty():
-        from napari_glandseg.inference.progress import ProgressLog
-
-        yield ProgressLog(desc)
-        return
-    from tqdm import tqdm
-
-    bar = tqdm(desc=desc, unit=unit, dynamic_ncols=True)
-
-    chunks = []
-
-    def update(done: int, total: int, message: str) -> None:
-        if message == "tiles" and chunks:  # a whole-slide run: the model's tiles inside the chunk bar
-            bar.set_postfix_str(f"tiles {done}/{total}")
-            return
-        if message == "chunks":
-            chunks.append(done)
-        if bar.total != total:
-            bar.reset(total=total)
-        bar.set_postfix_str(message, refresh=False)
-        bar.n = done
-        bar.refresh()
-
-    try:
-        yield update
-    finally:
-        bar.close()
 
 
 def parse_region(text: str) -> tuple[int, int, int, int]:

@@ -8,14 +8,13 @@ at its edge are segmented with their surroundings, then cropped back to the box.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from napari_glandseg.errors import GlandsegError
+from napari_glandseg.errors import GlandsegError, Progress
 from napari_glandseg.inference.postprocess import probabilities_to_instances
 from napari_glandseg.inference.predictor import Predictor
 from napari_glandseg.inference.refine import refine_to_grid, refined_scale
@@ -24,8 +23,6 @@ from napari_glandseg.labels._objects import compact_labels
 from napari_glandseg.slide.on_tissue import drop_off_tissue, glass_is_background, set_background
 from napari_glandseg.slide.placement import GridPlacement
 from napari_glandseg.slide.resample import resize_labels, resize_rgb, with_mpp
-
-Progress = Callable[[int, int, str], None]
 
 #: Relative µm/px difference below which an image is used as is (no resampling).
 MPP_TOLERANCE = 0.01
@@ -187,7 +184,7 @@ def segment_region(
     labels = labels[m : m + out_h, m : m + out_w]
     if tissue_only:
         labels = drop_off_tissue(labels, slide, (y0, x0), f)
-    labels = relabel_consecutive(labels)
+    labels = compact_labels(labels)[0]  # ids 1..n (int32) in their order
     fine = refined_scale(f, display_downsample, (bh, bw))
     if fine is not None:
         grid = GridPlacement.for_box((y0, x0, bh, bw), fine)
@@ -218,7 +215,3 @@ def off_slide_is_background(probs: np.ndarray, shape0: tuple[int, int], origin0:
     xs = origin0[1] + (np.arange(w) + 0.5) * scale
     set_background(probs, ~(((ys >= 0) & (ys < shape0[0]))[:, None] & ((xs >= 0) & (xs < shape0[1]))[None, :]))
 
-
-def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
-    """Renumber the ids present to 1..n (int32), keeping their order."""
-    return compact_labels(labels)[0]

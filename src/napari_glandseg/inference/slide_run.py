@@ -29,7 +29,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ import numpy as np
 
 from napari_glandseg._atomic import write_json_atomic
 from napari_glandseg._lock import locked
-from napari_glandseg.errors import Cancelled, GlandsegError
+from napari_glandseg.errors import Cancelled, GlandsegError, Progress
 from napari_glandseg.inference.chunks import (
     RUN_DIR,
     RunPlan,
@@ -63,7 +63,6 @@ from napari_glandseg.slide.placement import GridPlacement
 from napari_glandseg.slide.resample import with_mpp
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int, str], None]
 
 #: Store chunk edge (model px): large chunks keep the margin overhead small (about 13 % at 2048).
 DEFAULT_CHUNK_PX = 2048

@@ -15,6 +15,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from napari_glandseg.errors import Progress
+
 #: Smallest window weight: small enough not to matter where tiles overlap, > 0 so that pixels
 #: covered only by a tile's edge (the image border) still get a value.
 MIN_WEIGHT = 1e-3
@@ -172,7 +174,7 @@ def predict_tiled(
     tile_px: int,
     overlap_px: int,
     batch_size: int,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: Progress | None = None,
     cancel=None,
 ) -> np.ndarray:
     """Blended C×H×W probabilities of an H×W×3 uint8 image, tile batches through ``predict``.

@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from glob import escape as glob_escape
 from pathlib import Path
@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from napari_glandseg.errors import Cancelled, GlandsegError
+from napari_glandseg.errors import Cancelled, GlandsegError, Progress
 from napari_glandseg.model.card import ModelCard
 from napari_glandseg.model.user_models import CARD_NAME, WEIGHTS_NAME
 from napari_glandseg.train.corrections_data import (
@@ -56,7 +56,6 @@ from napari_glandseg.train.corrections_settings import CorrectionSettings
 from napari_glandseg.train.data import Sample
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int, str], None]
 #: Progress is reported in thousandths of the whole run.
 TOTAL = 1000
 
