@@ -36,12 +36,9 @@ def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[
             inner.mkdir()
         yield inner
         if is_dir and target.exists():
-            old = target.with_name(f".{target.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
+            old = tmp / "old"  # inside our own temporary folder: never a name someone else uses
             os.replace(target, old)
             os.replace(inner, target)
-            shutil.rmtree(old, ignore_errors=True)
         else:
             os.chmod(inner, 0o644)  # tempfile-style 0600 would hide exports from other users
             os.replace(inner, target)

@@ -39,7 +39,7 @@ class FolderLocked(GlandsegError):
 
 def lock_file(folder: str | os.PathLike) -> Path:
     """Where the lock of ``folder`` lives: a hidden file beside it."""
-    folder = Path(os.path.abspath(folder))
+    folder = Path(os.path.realpath(folder))  # one store reached by two paths (a symlink) has one lock
     return folder.with_name(f".{folder.name}{SUFFIX}")
 
 

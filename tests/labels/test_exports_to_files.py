@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -170,6 +171,49 @@ def test_exports_never_delete_what_they_did_not_write(glas, tmp_path):
     with pytest.raises(GlandsegError, match="glandseg_reviews"):
         write_ome_zarr_labels(store.path, _blobs(), 0.5)
     assert len(LabelStore.open(store.path, read_only=True).reviewed_regions()) == 1
+
+
+def test_exports_keep_user_things_hidden_in_look_alike_places(glas, tmp_path):
+    """Folders named like region PNGs, a file where a package folder goes, a sibling named like our
+    old copy, an OME-Zarr that is not our label export, a user file among the zarr levels: all kept."""
+    import zarr
+
+    image_path, labels = glas
+    slide = open_slide(image_path, mpp=0.62)
+    regions = [{"bounds": [0, 0, 64, 64]}]
+    pkg = export_training_package(tmp_path / "pkg", slide, labels, regions, mpp=1.24)
+    (pkg / "images" / "region_9999.png").mkdir()
+    (pkg / "images" / "region_9999.png" / "thesis.docx").write_text("mine")
+    with pytest.raises(GlandsegError, match="region_9999.png"):
+        export_training_package(pkg, slide, labels, regions, mpp=1.24)
+    pkg2 = export_training_package(tmp_path / "pkg2", slide, labels, regions, mpp=1.24)
+    shutil.rmtree(pkg2 / "valid")
+    (pkg2 / "valid").write_text("mine")
+    with pytest.raises(GlandsegError, match="valid"):
+        export_training_package(pkg2, slide, labels, regions, mpp=1.24)
+    (tmp_path / ".pkg3.old").mkdir()
+    (tmp_path / ".pkg3.old" / "keep.txt").write_text("mine")
+    pkg3 = export_training_package(tmp_path / "pkg3", slide, labels, regions, mpp=1.24)
+    export_training_package(pkg3, slide, labels, regions, mpp=1.24)  # replacing an export of ours
+    assert (tmp_path / ".pkg3.old" / "keep.txt").read_text() == "mine"
+    image = zarr.open_group(tmp_path / "image.ome.zarr", mode="w")
+    image.attrs["ome"] = {"multiscales": [{"datasets": [{"path": "0"}]}]}  # an OME-Zarr image, not ours
+    image.create_array("0", shape=(4, 4), dtype="uint8")
+    with pytest.raises(GlandsegError, match="image.ome.zarr: not empty"):
+        write_ome_zarr_labels(tmp_path / "image.ome.zarr", _blobs(), 0.5)
+    ours = write_ome_zarr_labels(tmp_path / "z.ome.zarr", _blobs(), 0.5)
+    (ours / "0" / "mine.csv").write_text("mine")
+    with pytest.raises(GlandsegError, match="mine.csv"):
+        write_ome_zarr_labels(ours, _blobs(), 0.5)
+    assert (ours / "0" / "mine.csv").read_text() == "mine"
+
+
+def test_one_store_reached_by_two_paths_has_one_lock(tmp_path):
+    from napari_glandseg._lock import lock_file
+
+    store = LabelStore.create(tmp_path / "s.zarr", (64, 64), mpp=0.5)
+    (tmp_path / "alias.zarr").symlink_to(store.path)
+    assert lock_file(tmp_path / "alias.zarr") == lock_file(store.path)
 
 
 def _tiny_package(folder, **manifest):

@@ -268,9 +268,13 @@ def _check_replaceable(target: Path, foreign: Any, what: str) -> None:
                             "choose a new folder or empty this one")
 
 
-def _unknown(folder: Path, names: Any, prefix: str = "") -> list[str]:
-    """Entries of ``folder`` that are links or whose names ``names`` does not accept."""
-    return [prefix + p.name for p in sorted(folder.iterdir()) if p.is_symlink() or not names(p.name)]
+def _unknown(folder: Path, names: Any, prefix: str = "", *, files: bool | None = None) -> list[str]:
+    """Entries of ``folder`` that are links, whose names ``names`` does not accept, or (``files``
+    True / False) that are not plain files / folders."""
+    def wrong_kind(p: Path) -> bool:
+        return files is not None and not (p.is_file() if files else p.is_dir())
+
+    return [prefix + p.name for p in sorted(folder.iterdir()) if p.is_symlink() or not names(p.name) or wrong_kind(p)]
 
 
 def _json_of(path: Path) -> Any:
@@ -288,8 +292,11 @@ def _foreign_in_package(folder: Path) -> list[str]:
     subs = ("images", "masks", "valid")
     found = _unknown(folder, lambda n: n == "manifest.json" or n in subs)
     for sub in subs:
-        if (folder / sub).is_dir() and not (folder / sub).is_symlink():
-            found += _unknown(folder / sub, lambda n: n.startswith("region_") and n.endswith(".png"), f"{sub}/")
+        path = folder / sub
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            found.append(sub)  # a file where the folder should be is the user's
+        elif path.is_dir():
+            found += _unknown(path, lambda n: n.startswith("region_") and n.endswith(".png"), f"{sub}/", files=True)
     return found
 
 
@@ -297,9 +304,19 @@ def _foreign_in_label_export(folder: Path) -> list[str]:
     """What an earlier OME-Zarr label export would not hold: a zarr group with levels only (a
     store's review journal is not ours to delete)."""
     meta = _json_of(folder / "zarr.json")
-    if not (isinstance(meta, dict) and isinstance(meta.get("attributes"), dict) and "ome" in meta["attributes"]):
+    attrs = meta.get("attributes") if isinstance(meta, dict) else None
+    if not (isinstance(attrs, dict) and "ome" in attrs and "glandseg" in attrs):  # ours, not any OME-Zarr
         return _unknown(folder, lambda n: False)
-    return _unknown(folder, lambda n: n == "zarr.json" or n.isdigit())
+    found = _unknown(folder, lambda n: n == "zarr.json" or n.isdigit())
+    for level in (p for p in folder.iterdir() if p.name.isdigit() and p.is_dir() and not p.is_symlink()):
+        found += [str(p.relative_to(folder)) for p in level.rglob("*")
+                  if p.is_symlink() or not _zarr_array_part(p.relative_to(level).parts)]
+    return found
+
+
+def _zarr_array_part(parts: tuple[str, ...]) -> bool:
+    """Whether a path inside a level array is what zarr writes: its zarr.json, c/ and chunk keys."""
+    return parts == ("zarr.json",) or (parts[0] == "c" and all(p.isdigit() for p in parts[1:]))
 
 
 # -- masks -----------------------------------------------------------------------------------------
