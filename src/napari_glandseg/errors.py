@@ -26,7 +26,10 @@ MPP_RANGE = (0.01, 100.0)
 def check_mpp(value: object, what: str) -> float:
     """``value`` as a µm/px in ``MPP_RANGE``, else a ``GlandsegError`` naming ``what`` (an option, a file)."""
     lo, hi = MPP_RANGE
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and lo <= float(value) <= hi
+    try:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and lo <= float(value) <= hi
+    except OverflowError:  # an integer of hundreds of digits
+        ok = False
     if not ok:
         raise GlandsegError(f"{what} must be a µm/px in [{lo:g}, {hi:g}], got {value!r}")
     return float(value)

@@ -84,4 +84,7 @@ def test_the_window_is_bounded_for_any_squiggle_and_any_mpp(glas, tiny_guided):
     with pytest.raises(ValueError, match="the squiggle spans .* µm; one gland's window holds at most"):
         segment_gland(glas, [(0, 0), (h // 2, w // 2), (h - 1, w - 1)], mpp=0.62, model=tiny_guided)
     with pytest.raises(ValueError, match="too fine for the model"):
-        segment_gland(glas, [(10, 10)], mpp=1e-6, model=tiny_guided)
+        segment_gland(glas, [(10, 10)], mpp=0.02, model=tiny_guided)
+    for absurd in (1e-6, 1e9, 200.0):  # 200 µm/px made a 1-pixel "gland" silently
+        with pytest.raises(ValueError, match="must be a µm/px in"):
+            segment_gland(glas, [(10, 10)], mpp=absurd, model=tiny_guided)

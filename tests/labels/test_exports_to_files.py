@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 
 import numpy as np
@@ -270,4 +271,30 @@ def test_a_manifest_that_is_not_an_object_or_nested_too_deep_is_one_clear_error(
         read_training_package(pkg)
     (pkg / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(GlandsegError, match="manifest.json: not valid JSON"):
+        read_training_package(pkg)
+
+
+def test_a_package_refuses_hard_links_links_out_and_nul_bytes(tmp_path):
+    outside = tmp_path / "secret.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(outside)
+    pkg = _tiny_package(tmp_path / "hard")
+    (pkg / "images" / "r.png").unlink()
+    os.link(outside, pkg / "images" / "r.png")
+    with pytest.raises(GlandsegError, match="hard link"):
+        read_training_package(pkg)
+    pkg = _tiny_package(tmp_path / "linked")
+    (tmp_path / "elsewhere.json").write_text((pkg / "manifest.json").read_text())
+    (pkg / "manifest.json").unlink()
+    (pkg / "manifest.json").symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(GlandsegError, match="link out of the package"):
+        read_training_package(pkg)
+    pkg = _tiny_package(tmp_path / "nul")
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    manifest["regions"][0]["image"] = "images/a\x00b.png"
+    (pkg / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(GlandsegError, match="must be a file name"):
+        read_training_package(pkg)
+    manifest["regions"][0]["image"] = "images/r.png"
+    (pkg / "manifest.json").write_text(json.dumps(manifest).replace('"mpp": 1.24', '"mpp": ' + "9" * 400))
+    with pytest.raises(GlandsegError, match="must be a µm/px"):
         read_training_package(pkg)

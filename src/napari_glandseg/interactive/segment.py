@@ -178,8 +178,9 @@ def segment_gland(rgb: np.ndarray, include: Sequence[Point], exclude: Sequence[P
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"rgb: expected an H×W×3 uint8 image, got {rgb.shape} {rgb.dtype}")
-    if not (np.isfinite(mpp) and mpp > 0):
-        raise ValueError(f"mpp must be a positive number of µm per pixel, got {mpp}")
+    from napari_glandseg.errors import check_mpp
+
+    mpp = check_mpp(mpp, "mpp (the image's µm per pixel)")
     net = guided_model(model, device)
     px_per_model = net.card.mpp / mpp
     found = segment_window(net, _image_reader(rgb, px_per_model), include, exclude, px_per_model)

@@ -220,6 +220,8 @@ def read_training_package(folder: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _read_manifest(path: Path, folder: Path) -> dict[str, Any]:
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise GlandsegError(f"{path}: a link out of the package; a package's manifest is its own file")
     raw = read_bounded(path, MAX_MANIFEST_BYTES, f"a training package manifest ({folder} is not a package)")
     try:
         manifest = json.loads(raw.decode("utf-8"))
@@ -237,16 +239,20 @@ def _read_tile(root: Path, manifest_path: Path, entry: dict[str, Any], key: str,
 
     rel = entry.get(key)
     what = f"the {key} of region {entry.get('name', i)!s:.100}"
-    if not isinstance(rel, str) or not rel:
+    if not isinstance(rel, str) or not rel or "\0" in rel:
         raise GlandsegError(f"{manifest_path}: {what} must be a file name in the package, got {rel!r:.100}")
     path = (root / rel).resolve()
     if not path.is_relative_to(root):
         raise GlandsegError(f"{manifest_path}: {what} ({rel!r:.200}) lies outside the package; "
                             "a package names only its own files")
     try:
-        with open_regular(path) as f, Image.open(f) as img:
+        with open_regular(path) as f:
+            if os.fstat(f.fileno()).st_nlink > 1:  # a hard link may be another copy of any file
+                raise GlandsegError(f"{path}: a hard link; a package holds its own copies of its tiles")
+            img = Image.open(f)
+            img.load()
             return np.asarray(img.convert("RGB") if key == "image" else img)
-    except (OSError, Image.DecompressionBombError, GlandsegError) as exc:
+    except (OSError, Image.DecompressionBombError, GlandsegError, ValueError) as exc:
         raise GlandsegError(f"{path}: cannot read {what} ({exc})") from exc
 
 

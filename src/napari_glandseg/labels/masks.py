@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from napari_glandseg._atomic import open_regular
 from napari_glandseg.errors import GlandsegError
 
 #: Formats that blur a mask's values at the glands' edges: a blurred instance mask cannot be read back.
@@ -35,9 +36,9 @@ def read_image(path: str | os.PathLike, *, rgb: bool = True) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with open_regular(path) as f, Image.open(f) as im:  # a FIFO must not hang the caller
             return np.asarray(im.convert("RGB") if rgb else im)
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
         raise GlandsegError(f"{path}: cannot read the image: {exc}") from exc
 
 
@@ -46,9 +47,9 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with open_regular(path) as f, Image.open(f) as im:
             fmt, arr = im.format, np.asarray(im)
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
         raise GlandsegError(f"{path}: cannot read the mask: {exc}") from exc
     if fmt in LOSSY_FORMATS:
         raise GlandsegError(f"{path}: a {fmt} mask (lossy: gland edges blur into "

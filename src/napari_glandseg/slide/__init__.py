@@ -39,6 +39,8 @@ def open_slide(
         raise SlideError(p, f"mpp must be a finite positive number of µm per pixel, not {mpp!r}")
     if not p.exists():
         raise SlideError(p, "no such file or directory")
+    if not (p.is_file() or p.is_dir()):  # a FIFO or device would block every reader for ever
+        raise SlideError(p, "not a regular file or folder (a FIFO, socket or device)")
     openers = {
         "tifffile": tiff.open_tiff,
         "zarr": ngff.open_zarr,

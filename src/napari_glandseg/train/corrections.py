@@ -20,6 +20,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -337,9 +338,10 @@ def _staging(out_dir: Path) -> Path:
     host = _host_tag()
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
+        ours = re.compile(rf"\.{re.escape(out_dir.name)}\.{re.escape(host)}\.(\d+)\.[a-z0-9_]+\.partial")
         for old in out_dir.parent.glob(f".{glob_escape(out_dir.name)}.{host}.*.partial"):
-            pid = old.name[len(f".{out_dir.name}.{host}."):].split(".", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            match = ours.fullmatch(old.name)  # exactly this --out's work folder, not another's
+            if match and not _alive(int(match.group(1))):
                 shutil.rmtree(old, ignore_errors=True)
         return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{host}.{os.getpid()}.", suffix=".partial",
                                      dir=out_dir.parent))

@@ -5,6 +5,7 @@ gland border) derived from instance labels. Pixels nobody reviewed carry IGNORE.
 from __future__ import annotations
 
 import csv
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +63,8 @@ class DataSource:
             src = cls(Path(entry))
         if src.mpp is not None and not float(src.mpp) > 0:
             raise ValueError(f"data entry {entry}: mpp must be > 0")
-        if not src.weight > 0:
-            raise ValueError(f"data entry {entry}: weight must be > 0")
+        if not (math.isfinite(src.weight) and src.weight > 0):
+            raise ValueError(f"data entry {entry}: weight must be a finite number > 0")
         return src
 
 
