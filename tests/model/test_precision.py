@@ -85,6 +85,8 @@ def test_pick_faster_keeps_the_faster(monkeypatch):
     assert best is None and seconds == {"bf16": 3.0, "fp32": 0.5}
     cost[torch.bfloat16] = 0.2
     assert pick_faster(run, (torch.bfloat16, None))[0] is torch.bfloat16
+    cost[torch.bfloat16] = 0.53  # within 10 % of the fastest: the first (preferred) one stays
+    assert pick_faster(run, (torch.bfloat16, None))[0] is torch.bfloat16
 
 
 def test_free_cores_count_other_processes_not_this_one():

@@ -90,8 +90,10 @@ def precision_name(dtype: torch.dtype | None) -> str:
 
 
 def pick_faster(run: Callable[[torch.dtype | None], object], candidates: tuple[torch.dtype | None, ...],
-                repeats: int = 1) -> tuple[torch.dtype | None, dict[str, float]]:
-    """Time ``run(dtype)`` for each candidate (after one warm-up call each) and return the fastest,
+                repeats: int = 1, margin: float = 1.1) -> tuple[torch.dtype | None, dict[str, float]]:
+    """Time ``run(dtype)`` for each candidate (after one warm-up call each) and return the first
+    candidate unless another is more than ``margin`` times faster (so that two near-equal
+    timings on a busy machine do not flip the choice, and with it the results, run to run),
     with the seconds each took."""
     seconds = {}
     for dtype in candidates:
@@ -100,8 +102,11 @@ def pick_faster(run: Callable[[torch.dtype | None], object], candidates: tuple[t
         for _ in range(repeats):
             run(dtype)
         seconds[precision_name(dtype)] = (time.perf_counter() - t0) / repeats
-    best = min(candidates, key=lambda d: seconds[precision_name(d)])
-    return best, seconds
+    fastest = min(candidates, key=lambda d: seconds[precision_name(d)])
+    first = candidates[0]
+    if seconds[precision_name(first)] <= margin * seconds[precision_name(fastest)]:
+        return first, seconds
+    return fastest, seconds
 
 
 def allowed_cores() -> list[int]:
