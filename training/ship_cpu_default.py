@@ -1,0 +1,85 @@
+"""Compare a continued default (a ``finetune.py`` run started from the shipped model) with the
+shipped one on the validation images of each organ, and ship it only if it is better on both.
+
+Each model gets its own per-organ post-processing (``tune_postprocess``: the best setting on each
+organ's validation images), so the comparison is model against model, each at its best. The
+winner is written as fp16 safetensors + card beside the bundled weights, with how it was made.
+
+    python training/ship_cpu_default.py /work/runs/default_cpu/best \\
+        --config training/configs/default_cpu.yaml [--dry-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tune_postprocess import GRID, best_by_source, tune, validation_pairs  # noqa: E402
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "napari_glandseg" / "model" / "weights"
+
+
+def organ_scores(checkpoint: Path, pairs) -> tuple[dict, dict]:
+    """(best balanced result, {organ: best result on that organ}) over the tuning grid."""
+    best, results = tune(checkpoint, pairs)
+    return best, best_by_source(results)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", type=Path, help="STEM of the run's best checkpoint (STEM.safetensors + .json)")
+    ap.add_argument("--config", type=Path, required=True)
+    ap.add_argument("--name", default="glandseg_small")
+    ap.add_argument("--dry-run", action="store_true")
+    args = ap.parse_args(argv)
+
+    from napari_glandseg.model import save_checkpoint
+    from napari_glandseg.model.checkpoint import load_checkpoint
+
+    pairs = validation_pairs(args.config)
+    shipped = WEIGHTS / f"{args.name}.safetensors"
+    new_best, new_organs = organ_scores(args.checkpoint.with_suffix(".safetensors"), pairs)
+    old_best, old_organs = organ_scores(shipped, pairs)
+    better = {o: (new_organs[o]["object_f1"], new_organs[o]["pixel_dice"]) > (old_organs[o]["object_f1"],
+                                                                                old_organs[o]["pixel_dice"])
+              for o in new_organs}
+    report = {"validation_images": len(pairs), "new": new_organs, "shipped": old_organs,
+              "new_balanced": new_best, "shipped_balanced": old_best, "better_by_organ": better}
+    print(json.dumps(report, indent=1, default=str))
+    if args.dry_run or not all(better.values()):
+        print("not shipped" + ("" if args.dry_run else ": not better on every organ's validation images"))
+        return 0
+    model = load_checkpoint(args.checkpoint.with_suffix(".safetensors"))
+    old = load_checkpoint(shipped).card.provenance
+    run_dir = args.checkpoint.parent
+    prov = dict(model.card.provenance)  # the run's command, config, data, best validation
+    prov.update({
+        "license": old.get("license"),
+        "data_description": old.get("data_description"),
+        "continued_from": {k: old.get(k) for k in ("script", "device", "minutes", "steps", "test") if k in old},
+        "how": "training/finetune.py --config training/configs/default_cpu.yaml (continued from the shipped "
+               "glandseg_small of 2026-11-26), then training/ship_cpu_default.py",
+        "device": "2 CPU cores (Intel Xeon, AVX512-BF16), 1 torch thread, bf16 autocast, beside other work",
+        "postprocess_profiles": {"by_organ": new_organs, "replaced": {"by_organ": old_organs}},
+        "weights": "fp16 (loaded as fp32)",
+    })
+    card = dataclasses.replace(
+        model.card, name=args.name, postprocess=new_best["params"], organ=None,
+        profiles={o: {k: r["params"][k] for k in GRID} | {"fill_holes": r["params"]["fill_holes"]}
+                  for o, r in new_organs.items() if "/" not in o},
+        provenance=prov)
+    save_checkpoint(model, WEIGHTS / args.name, card=card, half=True)
+    log = run_dir / "log.jsonl"
+    if log.exists():
+        shutil.copy(log, WEIGHTS / f"{args.name}.training_log.jsonl")
+    print(f"shipped {WEIGHTS / args.name}.safetensors")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
