@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         "postprocess_profiles": {"by_organ": new_organs, "replaced": {"by_organ": old_organs}},
         "weights": "fp16 (loaded as fp32)",
     })
+    # the run folder is a machine path: the card says RUN instead (tests/model/test_shipped_files.py)
+    prov = json.loads(json.dumps(prov, default=str).replace(str(run_dir.resolve()), "RUN").replace(str(run_dir), "RUN"))
     card = dataclasses.replace(
         model.card, name=args.name, postprocess=new_best["params"], organ=None,
         profiles={o: {k: r["params"][k] for k in GRID} | {"fill_holes": r["params"]["fill_holes"]}
