@@ -229,14 +229,21 @@ def _is_stale(info: dict[str, Any]) -> bool:
     if pid == os.getpid():
         with_token = {h["token"] for h in _held.values()}
         return info.get("token") not in with_token
+    if not pid_alive(pid):
+        return True
+    start = info.get("start")
+    return start is not None and _start_time(pid) not in (None, start)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
+        return False
     except PermissionError:
-        pass  # alive, another user's
-    start = info.get("start")
-    return start is not None and _start_time(pid) not in (None, start)
+        return True  # alive, another user's
+    return True
 
 
 def _start_time(pid: int) -> int | None:

@@ -37,7 +37,7 @@ def _in_fresh_python(env: dict[str, str]) -> dict:
 def test_an_avx2_only_cpu_gets_fp32_by_default():
     """ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA make any CPU look like one without AVX-512."""
     r = _in_fresh_python({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"})
-    assert r["cap"] == "AVX2" and r["native"] is False and r["auto"] == "None"
+    assert not r["cap"].startswith("AVX512") and r["native"] is False and r["auto"] == "None"
 
 
 @pytest.fixture(autouse=True)
@@ -114,4 +114,4 @@ def test_predictor_says_what_it_chose():
     else:
         assert info["precision"] == "fp32" and "precision_timing_s" not in info
     assert np.isfinite(out_auto).all() and np.allclose(out_auto.sum(1), 1, atol=1e-3)
-    assert (out_auto.argmax(1) == out.argmax(1)).mean() > 0.99  # bf16 or not, the same classes
+    assert np.abs(out_auto - out).mean() < 0.01  # bf16 or not, the same probabilities (0.0007 here)

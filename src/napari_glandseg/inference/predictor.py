@@ -9,7 +9,6 @@ out-of-memory error halves the batch and retries instead of failing the run.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import numpy as np
@@ -28,8 +27,6 @@ from napari_glandseg.model.precision import (
 
 log = logging.getLogger(__name__)
 
-#: seconds between re-counts of the free cores during a long CPU run (other work comes and goes)
-THREADS_RECHECK_S = 60.0
 #: precision chosen by timing, per (model, tile shape, threads): one timing per process
 _TIMED: dict[tuple, tuple[torch.dtype | None, dict[str, float]]] = {}
 
@@ -79,9 +76,8 @@ class Predictor:
             self.amp_dtype = resolve_precision(self.device, self.precision)
         except ValueError as exc:
             raise GlandsegError(str(exc)) from None
-        self._threads_fixed = threads
+        self._threads_asked = threads
         self.threads = apply_cpu_threads(threads, helpers=1) if self.device.type == "cpu" else None
-        self._threads_checked = time.monotonic()
         # auto on a CPU with native bf16: both are timed on the first batch, the faster kept
         self._timing_pending = (self.precision == "auto" and self.device.type == "cpu" and self.amp_dtype is not None
                                 and not fixed_by_environment())
@@ -134,7 +130,8 @@ class Predictor:
             raise GlandsegError(f"tile sides must be multiples of 32, got {h}×{w}")
         if out is None:
             out = self._output_buffer(n, h, w)
-        self._recheck_threads()
+        if self.threads is not None:  # other work comes and goes during a long run
+            self.threads = apply_cpu_threads(self._threads_asked, helpers=1)
         if self._timing_pending and n:
             dtype = self.amp_dtype
             try:
@@ -160,13 +157,6 @@ class Predictor:
             start = stop
         return out
 
-    def _recheck_threads(self) -> None:
-        if self.threads is None or self._threads_fixed is not None:
-            return
-        if time.monotonic() - self._threads_checked > THREADS_RECHECK_S:
-            self.threads = apply_cpu_threads(None, helpers=1)
-            self._threads_checked = time.monotonic()
-
     def _time_precisions(self, tiles: np.ndarray) -> None:
         """Keep the faster of bf16 and fp32 on this batch (once per model, shape and threads)."""
         self._timing_pending = False
@@ -178,9 +168,9 @@ class Predictor:
                 self.amp_dtype = dtype
                 self._run(tiles, scratch)
 
+            calls, n_tiles = self.calls, self.tiles
             _TIMED[key] = pick_faster(run, (torch.bfloat16, None))
-            self.calls -= 4  # the timing runs are not the caller's
-            self.tiles -= 4 * tiles.shape[0]
+            self.calls, self.tiles = calls, n_tiles  # the timing runs are not the caller's
         self.amp_dtype, self.timing = _TIMED[key]
         log.info("precision %s (timed: %s)", precision_name(self.amp_dtype), self.timing)
 

@@ -62,14 +62,14 @@ def window_probability(model, rgb: np.ndarray, include: Sequence[Point] | np.nda
 
     ``precision`` auto: bf16 only where the CPU runs it natively (emulated bf16 made a click
     take 18 s instead of 2 on a CPU with AVX2 alone)."""
-    from napari_glandseg.model.precision import keep_cpu_threads_current, resolve_precision
+    from napari_glandseg.model.precision import apply_cpu_threads, resolve_precision
 
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an H×W×3 uint8 window, got {rgb.shape} {rgb.dtype}")
     device = next(model.parameters()).device
     dtype = resolve_precision(device, precision)
     if device.type == "cpu":
-        keep_cpu_threads_current()
+        apply_cpu_threads()
     maps = torch.from_numpy(guidance_maps(rgb.shape[:2], include, exclude))[None].to(device)
     x = torch.cat([model.normalize(torch.from_numpy(np.array(rgb))[None].to(device)), maps], 1)
     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):

@@ -285,8 +285,8 @@ def _unknown(folder: Path, names: Any, prefix: str = "", *, files: bool | None =
 
 def _json_of(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return json.loads(read_bounded(path, MAX_MANIFEST_BYTES, "a JSON file"))
+    except (GlandsegError, ValueError, RecursionError):
         return None
 
 

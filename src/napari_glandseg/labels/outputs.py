@@ -64,10 +64,11 @@ def write_tables(store: Any, out_dir: Path, *, factor: float, mpp: float, geojso
     """
     from napari_glandseg.labels.export import write_measurements_csv
     from napari_glandseg.labels.tables import BLOCK_PX, TableSpec, table_records, write_feature_texts
+    from napari_glandseg.model.precision import allowed_cores
 
     if workers is None:
         h, w = (int(s) for s in store.levels[0].shape)
-        workers = _cores() if h * w > BLOCK_PX * BLOCK_PX else 1
+        workers = len(allowed_cores()) if h * w > BLOCK_PX * BLOCK_PX else 1
     spec = TableSpec(float(factor), float(mpp), geojson, None if slide_shape is None else tuple(slide_shape))
     records = table_records(store, spec, workers)
     rows = sorted((r[1] for r in records), key=lambda row: row["label"])
@@ -75,10 +76,3 @@ def write_tables(store: Any, out_dir: Path, *, factor: float, mpp: float, geojso
     if geojson:
         write_feature_texts(out_dir / "glands.geojson", [r[2] for r in records])
     return len(rows)
-
-
-def _cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)

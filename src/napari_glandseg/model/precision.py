@@ -132,6 +132,20 @@ def free_cores(sample_s: float = 0.2) -> int:
     return free_of(busy, cores, own)
 
 
+#: how long a count of the free cores is trusted: other work comes and goes, but a 0.2-s count
+#: on every call would cost a click or a short Segment view more than it saves
+FREE_CORES_MAX_AGE_S = 60.0
+_FREE_CORES: list = [float("-inf"), 1]  # (when counted, count)
+
+
+def free_cores_now() -> int:
+    """:func:`free_cores`, counted again only when the last count is older than ``FREE_CORES_MAX_AGE_S``."""
+    if time.monotonic() - _FREE_CORES[0] > FREE_CORES_MAX_AGE_S:
+        _FREE_CORES[1] = free_cores()
+        _FREE_CORES[0] = time.monotonic()
+    return _FREE_CORES[1]
+
+
 def free_of(busy_percent: list[float], cores: list[int], own_cores: float) -> int:
     """Free cores among ``cores`` given each CPU's busy percent and this process's own use."""
     others = sum(busy_percent[c] for c in cores if c < len(busy_percent)) / 100.0 - own_cores
@@ -156,25 +170,14 @@ def cpu_threads(requested: int | None = None, helpers: int = 0) -> int:
         if requested < 1:
             raise ValueError(f"threads must be >= 1, got {requested}")
         return int(requested)
-    free = free_cores()
+    free = free_cores_now()
     return max(1, free - helpers if free - helpers >= 2 else free)
 
 
 def apply_cpu_threads(requested: int | None = None, helpers: int = 0) -> int:
-    """Set torch's intra-op threads with :func:`cpu_threads`; returns the count."""
+    """Set torch's intra-op threads with :func:`cpu_threads`; returns the count. Cheap enough to
+    call before every batch or click: the free cores are counted at most once a minute."""
     n = cpu_threads(requested, helpers)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
-
-
-_LAST_APPLIED = [float("-inf")]
-
-
-def keep_cpu_threads_current(max_age_s: float = 60.0) -> int:
-    """:func:`apply_cpu_threads` at most every ``max_age_s`` seconds (for short calls such as a
-    click, which cannot pay a 0.2-s count of the free cores each time)."""
-    if time.monotonic() - _LAST_APPLIED[0] > max_age_s:
-        _LAST_APPLIED[0] = time.monotonic()
-        return apply_cpu_threads()
-    return torch.get_num_threads()

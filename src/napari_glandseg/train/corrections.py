@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from napari_glandseg._lock import pid_alive
 from napari_glandseg.errors import Cancelled, GlandsegError, Progress
 from napari_glandseg.model.card import ModelCard
 from napari_glandseg.model.user_models import CARD_NAME, WEIGHTS_NAME
@@ -341,7 +342,7 @@ def _staging(out_dir: Path) -> Path:
         ours = re.compile(rf"\.{re.escape(out_dir.name)}\.{re.escape(host)}\.(\d+)\.[a-z0-9_]+\.partial")
         for old in out_dir.parent.glob(f".{glob_escape(out_dir.name)}.{host}.*.partial"):
             match = ours.fullmatch(old.name)  # exactly this --out's work folder, not another's
-            if match and not _alive(int(match.group(1))):
+            if match and not pid_alive(int(match.group(1))):
                 shutil.rmtree(old, ignore_errors=True)
         return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{host}.{os.getpid()}.", suffix=".partial",
                                      dir=out_dir.parent))
@@ -354,16 +355,6 @@ def _host_tag() -> str:
     import socket
 
     return "".join(c for c in socket.gethostname() if c.isalnum() or c == "-")[:40] or "host"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # it exists, owned by someone else
-        return True
-    return True
 
 
 def _finish(model, card: ModelCard, staging: Path, out_dir: Path) -> None:
