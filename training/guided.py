@@ -1,6 +1,6 @@
 """Command line for `napari_glandseg.train.guided` (the guided click-to-segment model).
 
-    python training/guided.py --config training/configs/guided_small.yaml
+    python training/guided.py --config training/configs/guided_cpu.yaml --out /work/runs/guided_cpu
 """
 
 import sys

@@ -47,3 +47,15 @@ def test_engine_trains_and_resumes(mini_glas, tmp_path):
     assert guided.main([*args[:-4], "--steps", "3", "--save-every", "1", "--warmup-steps", "1"]) == 0
     log = [json.loads(line) for line in (tmp_path / "g" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [1, 2, 3], "the second run resumed at step 2"
+
+
+def test_second_click_crops_carry_a_wrong_previous_result_and_a_click_on_its_error(mini_glas):
+    samples = load_glas_folder(mini_glas, source_mpp=0.62, model_mpp=1.24)
+    ds = GuidedCropDataset(samples, 128, length=30, seed=2, channels=3, second_click=1.0)
+    for i in range(8):
+        _, maps, target = ds[i]
+        assert maps.shape == (3, 128, 128)
+        t, previous = target.numpy() == 1, maps[2].numpy() > 0
+        marks = (maps[0].numpy() > 0) | (maps[1].numpy() > 0)
+        assert previous.any() and (previous != t).any(), "the previous result is there, and wrong"
+        assert (marks & (previous != t)).any(), "a corrective click lands on its error"

@@ -1,8 +1,10 @@
 """Guidance maps for the guided gland model: what the user's clicks and squiggles look like to it.
 
 Channel 0 marks the gland to outline (inclusion: a click, or a squiggle — consecutive points
-joined by lines), channel 1 marks "not this" (exclusion clicks). Each mark is a disk of
-``radius_px`` at the model's µm/px; training and inference draw them with this one function.
+joined by lines), channel 1 marks "not this" (exclusion clicks). Models with a third guidance
+channel also see the previous result for this gland (all zero on a first click): a corrective
+click then refines that mask instead of starting over. Each mark is a disk of ``radius_px`` at
+the model's µm/px; training and inference draw them with this one function.
 """
 
 from __future__ import annotations
@@ -49,9 +51,20 @@ def draw_marks(shape: tuple[int, int], points: Sequence[Point], *, joined: bool,
 
 
 def guidance_maps(shape: tuple[int, int], include: Sequence[Point], exclude: Sequence[Point] = (),
-                  radius_px: float = GUIDE_RADIUS_PX) -> np.ndarray:
-    """2×H×W float32: inclusion (squiggle through ``include``) and exclusion (disks at ``exclude``)."""
-    maps = np.zeros((2, *shape), np.float32)
+                  radius_px: float = GUIDE_RADIUS_PX, *, clicks: Sequence[Point] = (),
+                  previous: np.ndarray | None = None, channels: int = 2) -> np.ndarray:
+    """``channels``×H×W float32: inclusion (squiggle through ``include``, and a disk at each of
+    ``clicks``: corrective "this too" clicks, not joined), exclusion (disks at ``exclude``) and,
+    with 3 channels, the previous mask of this gland (``previous``, H×W)."""
+    if channels not in (2, 3):
+        raise ValueError(f"a guided model takes 2 or 3 guidance channels, not {channels}")
+    maps = np.zeros((channels, *shape), np.float32)
     maps[0] = draw_marks(shape, include, joined=True, radius_px=radius_px)
+    if len(clicks):
+        maps[0] = np.maximum(maps[0], draw_marks(shape, clicks, joined=False, radius_px=radius_px))
     maps[1] = draw_marks(shape, exclude, joined=False, radius_px=radius_px)
+    if previous is not None and channels == 3:
+        if previous.shape != tuple(shape):
+            raise ValueError(f"previous mask: expected shape {tuple(shape)}, got {previous.shape}")
+        maps[2] = previous > 0
     return maps

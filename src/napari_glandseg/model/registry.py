@@ -52,11 +52,12 @@ def glandseg_colon() -> dict[str, Any]:
 
 @register_preset
 def glandseg_guided() -> dict[str, Any]:
-    """Click-to-segment: glandseg_small's architecture on RGB + inclusion + exclusion maps,
-    predicting the one gland the guidance points at (background / gland)."""
+    """Click-to-segment: glandseg_small's architecture on RGB + inclusion + exclusion maps + the
+    previous result (refining clicks), predicting the one gland the guidance points at
+    (background / gland)."""
     small = glandseg_small()
     return {
-        "arch_args": {**small["arch_args"], "in_chans": 5, "num_classes": 2},
+        "arch_args": {**small["arch_args"], "in_chans": 6, "num_classes": 2},
         "card": {**small["card"], "tile_px": 384, "overlap_px": 0, "classes": ("background", "gland")},
     }
 

@@ -212,9 +212,24 @@ def build_model(model: str, *, crop_px: int, mpp: float | None = None, init: str
         weights = load_file(str(checkpoint_paths(init)[0]))
         own = net.state_dict()
         fitting = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
-        load_weights(net, fitting, source=init, strict=False)
-        print(f"init: {len(fitting)}/{len(own)} tensors from {init}", file=sys.stderr)
+        adapted = {k: fit_tensor(own[k], v) for k, v in weights.items() if k in own and k not in fitting}
+        adapted = {k: v for k, v in adapted.items() if v is not None}
+        load_weights(net, {**fitting, **adapted}, source=init, strict=False)
+        print(f"init: {len(fitting)}/{len(own)} tensors from {init}, {len(adapted)} adapted "
+              f"({', '.join(sorted(adapted)) or 'none'})", file=sys.stderr)
     return net
+
+
+def fit_tensor(own: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor | None:
+    """``theirs`` fitted to ``own``'s shape where only the first two dims differ (more or fewer
+    input channels or classes): the shared part copied, the rest zero — so added guidance
+    channels start ignored and a 3-class head keeps its first classes. None when it cannot fit."""
+    if own.ndim != theirs.ndim or own.shape[2:] != theirs.shape[2:]:
+        return None
+    out = torch.zeros_like(own)
+    common = tuple(slice(0, min(a, b)) for a, b in zip(own.shape, theirs.shape, strict=True))
+    out[common] = theirs[common].to(own.dtype)
+    return out
 
 
 def batch_stream(dataset, start_step: int, batch: int, rank: int = 0, world: int = 1, workers: int = 0):

@@ -3,7 +3,7 @@ of the one gland pointed at. Simulated guidance (train/guided_data.py) on GlaS-s
 validation clicks once per held-out gland (at its distance-transform maximum) and keeps the
 checkpoint with the best mean per-gland Dice.
 
-    python training/guided.py --config training/configs/guided_small.yaml
+    python training/guided.py --config training/configs/guided_cpu.yaml --out /work/runs/guided_cpu
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from napari_glandseg.interactive.segment import _image_reader, paste, segment_window
+from napari_glandseg.interactive.segment import _image_reader, guide_channels, paste, segment_window
 from napari_glandseg.labels.metrics import pixel_dice
 from napari_glandseg.train.common import (
     autocast,
@@ -32,7 +32,7 @@ from napari_glandseg.train.common import (
     unwrap,
 )
 from napari_glandseg.train.data import Sample, load_split
-from napari_glandseg.train.guided_data import MIN_GLAND_PX, GuidedCropDataset
+from napari_glandseg.train.guided_data import MIN_GLAND_PX, GuidedCropDataset, corrective_click
 from napari_glandseg.train.loop import LoopHooks, SupervisedSettings, run_loop
 from napari_glandseg.train.losses import segmentation_loss
 
@@ -43,6 +43,7 @@ class GuidedConfig(SupervisedSettings):
     model: str = "glandseg_guided"
     crop_px: int = 384
     val_max_glands: int = 300  # clicks per validation (a few minutes on a CPU)
+    second_click: float = 0.5  # share of crops that are corrective clicks on a previous result (3 guidance maps)
 
 
 def train_step(model, optimizer, images, maps, targets, cfg: GuidedConfig, device: torch.device):
@@ -65,33 +66,56 @@ def click_point(mask: np.ndarray) -> tuple[int, int]:
 
 @torch.no_grad()
 def validate_clicks(model, samples: list[Sample], max_glands: int = 300) -> dict[str, float]:
-    """One click per gland → mean per-gland Dice and the share of glands found (Dice ≥ 0.5)."""
+    """One click per gland → mean per-gland Dice and the share of glands found (Dice ≥ 0.5); for
+    a model that refines (a previous-mask channel), also the Dice after one corrective click."""
     net = unwrap(model)
     was_training = net.training
     net.eval()
-    scores = []
+    first, second = [], []
     for s in samples:
+        read = _image_reader(s.image, 1.0)
         for gid in range(1, int(s.labels.max()) + 1):
             truth = s.labels == gid
-            if truth.sum() < MIN_GLAND_PX or len(scores) >= max_glands:
+            if truth.sum() < MIN_GLAND_PX or len(first) >= max_glands:
                 continue
-            found = segment_window(net, _image_reader(s.image, 1.0), [click_point(truth)], [], 1.0)
-            scores.append(pixel_dice(paste(found, truth.shape), truth))
+            found = segment_window(net, read, [click_point(truth)], [], 1.0)
+            mask = paste(found, truth.shape)
+            first.append(pixel_dice(mask, truth))
+            if guide_channels(net) == 3:
+                second.append(pixel_dice(refine_once(net, read, found, mask, truth), truth))
     net.train(was_training)
-    scores = np.asarray(scores, float)
-    return {"gland_dice": float(scores.mean()) if len(scores) else 0.0,
-            "found": float((scores >= 0.5).mean()) if len(scores) else 0.0, "glands": float(len(scores))}
+    scores = {"gland_dice": _mean(first), "found": _mean(np.asarray(first) >= 0.5), "glands": float(len(first))}
+    if second:
+        scores["gland_dice_2"] = _mean(second)
+    return scores
+
+
+def refine_once(net, read, found, mask: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """The result after the simulated user's corrective click on ``found`` (pasted as ``mask``)."""
+    click = corrective_click(mask, truth)
+    if click is None:
+        return mask
+    point, inside = click
+    found = segment_window(net, read, [], [] if inside else [point], 1.0, clicks=[point] if inside else [],
+                           previous=found)
+    return paste(found, truth.shape)
+
+
+def _mean(values) -> float:
+    return float(np.mean(values)) if len(values) else 0.0
 
 
 def main(argv: list[str] | None = None, hooks: LoopHooks | None = None) -> int:
     cfg = parse_config(GuidedConfig, argv, __doc__)
     device, dist_info, out, log = start_run(cfg)
     model = build_model(cfg.model, crop_px=cfg.crop_px, mpp=cfg.mpp, init=cfg.init).to(device)
-    if model.in_chans != 5:
-        raise SystemExit(f"{cfg.model}: a guided model takes 5 input channels (RGB + 2 guidance maps), not {model.in_chans}")
+    if model.in_chans not in (5, 6):
+        raise SystemExit(f"{cfg.model}: a guided model takes 5 or 6 input channels (RGB + 2 guidance maps "
+                         f"[+ the previous mask]), not {model.in_chans}")
     train, val = load_split(cfg.data, cfg.val_data, data_mpp=cfg.data_mpp, model_mpp=model.card.mpp,
                             val_fraction=cfg.val_fraction, seed=cfg.seed)
-    dataset = GuidedCropDataset(train, cfg.crop_px, length=10**9, seed=cfg.seed)
+    dataset = GuidedCropDataset(train, cfg.crop_px, length=10**9, seed=cfg.seed, channels=guide_channels(model),
+                                second_click=cfg.second_click)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, extra = load_state(out, model, optimizer)
     freeze_unused(model)
