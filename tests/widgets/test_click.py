@@ -195,3 +195,34 @@ def test_refused_on_a_layer_without_slide(make_napari_viewer, model):
     widget = CorrectWidget(viewer, guided_model=model)
     assert widget.click.toggle(layer) is False and layer.mode == "pan_zoom"
     assert not widget.click.checkbox.isChecked()
+
+
+def test_a_shift_click_on_a_gland_refines_it_in_one_undo_step(setup, qtbot):
+    viewer, image, layer, widget = setup
+    widget.click.toggle(layer)
+    before = layer.data.copy()
+    cut = (1050 * STEP, 420 * STEP)  # inside gland 2: "not this"
+    mouse(viewer, qtbot, [world(image, cut)], modifiers=("Shift",))
+    assert widget.click.exclude == [], "on a gland, Shift-click refines it now (not a mark for later)"
+    wait(qtbot, widget)
+    assert "refined" in widget.click.status.text() and layer.data[grid_px(cut)] == 0
+    assert set(np.unique(layer.data)) == {0, 1, 2}, "the same gland, no new label"
+    np.testing.assert_array_equal(layer.data == 1, before == 1)
+    layer.undo()
+    np.testing.assert_array_equal(layer.data, before)
+
+
+def test_a_ctrl_click_adds_a_missed_part_to_the_gland_next_to_it(setup, qtbot):
+    viewer, image, layer, widget = setup
+    widget.click.toggle(layer)
+    missed = (1120 * STEP, 450 * STEP)  # just below gland 2, on background
+    assert layer.data[grid_px(missed)] == 0
+    mouse(viewer, qtbot, [world(image, missed)], modifiers=("Control",))
+    wait(qtbot, widget)
+    assert layer.data[grid_px(missed)] == 2 and "refined" in widget.click.status.text()
+    assert layer.data.max() == 2
+    layer.undo()
+    assert layer.data[grid_px(missed)] == 0
+    far = (1500.0, 1100.0)  # no gland within reach: refused with a reason, nothing runs
+    mouse(viewer, qtbot, [world(image, far)], modifiers=("Control",))
+    assert not widget.click.busy and "no gland within" in widget.click.status.text()

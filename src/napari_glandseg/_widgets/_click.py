@@ -1,8 +1,10 @@
 """Click gland: click (or drag a squiggle) on a gland layer and the guided model outlines it.
 
 A click on background adds the gland found there as a new label; a click on a gland redraws it
-(label kept); Shift- or Alt-click marks "not this" points, used by the next click and dropped
-when its result arrives. Each click reads only a window of the slide around it at the model's
+(label kept). A second click fixes the first: Shift- or Alt-click on a gland's wrong part cuts
+it off ("not this"), Ctrl-click on a part a gland missed adds it to the nearest gland ("this too"); both
+refine that same gland from its current outline (label kept). Shift- or Alt-click on background
+marks "not this" points, used by the next click and dropped when its result arrives. Each click reads only a window of the slide around it at the model's
 µm/px (``segment_gland_on_slide``) in a background thread, so it works at any zoom on a whole
 slide; clicks made while one runs wait in a queue. Each result is one ``data_setitem`` (one
 napari undo step) and goes into the label store with the next Commit, like every other edit.
@@ -28,7 +30,7 @@ from qtpy.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
 from napari_glandseg._widgets._slides import SlideRef
 from napari_glandseg._widgets._tools import apply_new_labels
 from napari_glandseg.interactive import GlandWindow, segment_gland_on_slide
-from napari_glandseg.interactive.edit import place_gland
+from napari_glandseg.interactive.edit import gland_under, gland_window, nearest_gland, place_gland
 from napari_glandseg.labels import layer_meta as lm
 from napari_glandseg.slide.placement import GridPlacement
 
@@ -38,9 +40,11 @@ if TYPE_CHECKING:
 MODE = "pick"  # napari Labels mode while clicking: no pan on drag, no Alt zoom box
 MARKS_LAYER = "click guidance"
 EXCLUDE_MODIFIERS = ("Shift", "Alt")
+INCLUDE_MODIFIERS = ("Control", "Meta")  # Ctrl (Cmd on a Mac): "this too" for the gland next to it
+REACH_UM = 150.0  # a Ctrl-click this far from a gland still adds to it
 SQUIGGLE_STEP_PX = 6  # canvas pixels between recorded squiggle points
 MAX_QUEUED = 8
-HELP = "click gland: click or drag on a gland; Shift/Alt-click: not this; Ctrl+Z: undo"
+HELP = "click gland: click or drag on a gland; Shift/Alt-click: not this; Ctrl-click: this too; Ctrl+Z: undo"
 
 
 @dataclass
@@ -53,6 +57,9 @@ class ClickRequest:
     slide: SlideRef
     grid: GridPlacement
     started: float = field(default_factory=time.perf_counter)
+    clicks: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # "this too" (grid px)
+    previous: GlandWindow | None = None  # refining: the gland's outline now (level-0 px)
+    label: int | None = None  # refining: the gland redrawn
 
 
 def layer_grid(layer: Labels) -> tuple[GridPlacement, SlideRef] | None:
@@ -69,7 +76,8 @@ def layer_grid(layer: Labels) -> tuple[GridPlacement, SlideRef] | None:
 def run_request(req: ClickRequest, model: Any) -> GlandWindow:
     """The guided model on the window around the request (worker thread; no Qt)."""
     return segment_gland_on_slide(req.slide.open(), req.grid.to_level0(req.include),
-                                  req.grid.to_level0(req.exclude), model=model)
+                                  req.grid.to_level0(req.exclude), model=model,
+                                  clicks=req.grid.to_level0(req.clicks), previous=req.previous)
 
 
 class ClickGland(QWidget):
@@ -96,7 +104,8 @@ class ClickGland(QWidget):
         self.checkbox = QCheckBox("Click gland")
         self.checkbox.setToolTip(
             f"Click inside a missed gland to add it, inside a gland to redraw it (its label kept); drag for a "
-            f"squiggle. Shift- or Alt-click marks 'not this' points for the next click. Ctrl+Z undoes. [{key}]")
+            f"squiggle. To fix a result: Shift- or Alt-click its wrong part ('not this'), Ctrl-click a part it "
+            f"missed ('this too'). Shift-click on background marks 'not this' for the next click. Ctrl+Z undoes. [{key}]")
         self.status = QLabel("")
         self.status.setWordWrap(True)
         lay = QVBoxLayout(self)
@@ -182,7 +191,11 @@ class ClickGland(QWidget):
         if event.type != "mouse_press" or event.button in (2, 3) or layer.mode != MODE:
             return
         if any(m in event.modifiers for m in EXCLUDE_MODIFIERS):
-            self.add_exclusion(event.position)
+            if not self.refine(event.position, inside=False):
+                self.add_exclusion(event.position)
+            return
+        if any(m in event.modifiers for m in INCLUDE_MODIFIERS):
+            self.refine(event.position, inside=True)
             return
         points, last = [event.position], np.asarray(event.pos, float)
         yield
@@ -206,6 +219,31 @@ class ClickGland(QWidget):
         self._show_marks()
         self._say(f"{len(self.exclude)} 'not this' point(s) for the next click")
 
+    def refine(self, world_point: Any, *, inside: bool) -> bool:
+        """Fix a gland with one click (world coordinates): ``inside`` True, "this too" for the
+        gland under or nearest the point; False, "not this" for the gland under the point. False when there is no
+        such gland (then a "not this" click is kept for the next click)."""
+        layer = self.layer
+        placed = None if layer is None else layer_grid(layer)
+        if layer is None or placed is None:
+            return False
+        grid, ref = placed
+        point = self._to_grid([world_point])
+        if inside:  # the gland next to the missed part
+            reach = REACH_UM / (grid.scale * ref.mpp) if ref.mpp else REACH_UM
+            label = nearest_gland(layer.data, point[0], reach)
+        else:
+            label = gland_under(layer.data, point)
+        previous = gland_window(layer.data, label, grid) if label > 0 else None
+        if previous is None:
+            if inside:
+                self._say(f"Ctrl-click adds a missed part to the gland next to it: no gland within {REACH_UM:.0f} µm")
+            return False
+        none = np.zeros((0, 2))
+        self._enqueue(ClickRequest(layer, none, none if inside else point, ref, grid,
+                                   clicks=point if inside else none, previous=previous, label=label))
+        return True
+
     def segment(self, world_points: Any) -> bool:
         """Outline the gland at these world points (one: a click, several: a squiggle).
 
@@ -216,11 +254,14 @@ class ClickGland(QWidget):
         if layer is None or placed is None:
             self._say("click gland is off")
             return False
+        grid, ref = placed
+        return self._enqueue(ClickRequest(layer, self._to_grid(world_points), np.array(self.exclude, float).reshape(-1, 2),
+                                          ref, grid))
+
+    def _enqueue(self, req: ClickRequest) -> bool:
         if len(self._queue) >= MAX_QUEUED:
             self._say(f"busy: {len(self._queue)} clicks are waiting; this one is ignored")
             return False
-        grid, ref = placed
-        req = ClickRequest(layer, self._to_grid(world_points), np.array(self.exclude, float).reshape(-1, 2), ref, grid)
         self._queue.append(req)
         self._show_marks()
         if self._running is not None:
@@ -259,7 +300,7 @@ class ClickGland(QWidget):
             self._say("click gland: the layer changed or was closed; result dropped")
             return
         try:
-            edit = place_gland(layer.data, found, req.grid, req.include, req.exclude)
+            edit = place_gland(layer.data, found, req.grid, req.include, req.exclude, label=req.label)
             if edit is None:
                 self._say("no gland found there (try a squiggle, or fewer 'not this' points)")
                 return
@@ -272,7 +313,7 @@ class ClickGland(QWidget):
         if layer is self.layer:
             self.exclude = [p for p in self.exclude if p not in used]
         self.last_latency_s = time.perf_counter() - req.started
-        verb = "added" if edit.added else "redrawn"
+        verb = "added" if edit.added else "refined" if req.label is not None else "redrawn"
         self._say(f"gland {edit.label} {verb} in {self.last_latency_s:.2f} s (Ctrl+Z undoes)")
         if self._on_edit is not None:
             self._on_edit(layer)
@@ -287,7 +328,8 @@ class ClickGland(QWidget):
         layer = self.layer
         if layer is None:
             return
-        pending = [r.include for r in ([self._running] if self._running else []) + list(self._queue) if r.layer is layer]
+        pending = [p for r in ([self._running] if self._running else []) + list(self._queue) if r.layer is layer
+                   for p in (r.include, r.clicks)]
         inc = np.concatenate(pending) if pending else np.zeros((0, 2))
         pts = np.concatenate([np.array(self.exclude, float).reshape(-1, 2), inc])
         colors = ["red"] * len(self.exclude) + ["lime"] * len(inc)

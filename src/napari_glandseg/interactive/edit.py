@@ -95,6 +95,20 @@ def gland_under(labels: np.ndarray, points: Sequence[Sequence[float]] | np.ndarr
     return max(0, int(vals[np.argmax(counts)]))
 
 
+def nearest_gland(labels: np.ndarray, point: Sequence[float], radius_px: float) -> int:
+    """The gland under the (y, x) grid point, else the nearest one within ``radius_px`` (0: none)."""
+    y, x = (int(np.floor(v + 0.5)) for v in point)
+    r = int(np.ceil(radius_px))
+    y0, x0 = max(0, y - r), max(0, x - r)
+    crop = np.asarray(labels[y0:y + r + 1, x0:x + r + 1])
+    ys, xs = np.nonzero(crop)
+    if ys.size == 0:
+        return 0
+    d2 = (ys + y0 - y) ** 2 + (xs + x0 - x) ** 2
+    i = int(np.argmin(d2))
+    return int(crop[ys[i], xs[i]]) if d2[i] <= radius_px**2 else 0
+
+
 def merge_gland(labels: np.ndarray, mask: np.ndarray, label: int) -> np.ndarray:
     """A copy of ``labels`` where gland ``label`` is ``mask`` (other glands untouched)."""
     if mask.shape != labels.shape:
@@ -108,10 +122,11 @@ def merge_gland(labels: np.ndarray, mask: np.ndarray, label: int) -> np.ndarray:
 
 
 def place_gland(labels: np.ndarray, found: GlandWindow, grid: GridPlacement, include: Sequence[Sequence[float]] | np.ndarray,
-                exclude: Sequence[Sequence[float]] | np.ndarray = ()) -> GlandEdit | None:
+                exclude: Sequence[Sequence[float]] | np.ndarray = (), *, label: int | None = None) -> GlandEdit | None:
     """The edit that puts ``found`` on ``labels`` (include/exclude: the guidance in grid (y, x)).
 
-    A click mostly on gland ``k`` redraws ``k``; on background it adds ``labels.max() + 1``.
+    A click mostly on gland ``k`` redraws ``k``; on background it adds ``labels.max() + 1``;
+    ``label`` given (a refining click): that gland is redrawn wherever the click was.
     None when nothing would be drawn (no gland found, or only on other glands' pixels).
     """
     if tuple(labels.shape) != tuple(grid.shape):
@@ -120,7 +135,7 @@ def place_gland(labels: np.ndarray, found: GlandWindow, grid: GridPlacement, inc
     if located is None:
         return None
     win, mask = located
-    label = gland_under(labels, include)
+    label = gland_under(labels, include) if label is None else int(label)
     added = label == 0
     if added:
         label = int(labels.max()) + 1 if labels.size else 1
@@ -140,3 +155,16 @@ def place_gland(labels: np.ndarray, found: GlandWindow, grid: GridPlacement, inc
     if not (full & ((crop == 0) | (crop == label))).any():
         return None
     return GlandEdit(win, merge_gland(crop, full, label), label, added)
+
+
+def gland_window(labels: np.ndarray, label: int, grid: GridPlacement) -> GlandWindow | None:
+    """Gland ``label`` of a labels grid as a ``GlandWindow`` in level-0 pixels (a refining
+    click's previous result); None when the label is not on the grid."""
+    box = gland_bbox(labels, label)
+    if box is None:
+        return None
+    mask = np.asarray(labels[box]) == label
+    s = grid.scale
+    # grid pixel i covers level-0 [t + i*s + 0.5 - s/2, … + s) (pixel-centre convention, see above)
+    origin = tuple(float(t + b.start * s + 0.5 - s / 2) for t, b in zip(grid.translate, box, strict=True))
+    return GlandWindow(mask, mask.astype(np.float32), origin, float(s))

@@ -95,15 +95,16 @@ def window_probability(model, rgb: np.ndarray, include: Sequence[Point] | np.nda
 
 def select_gland(prob: np.ndarray, include: Sequence[Point], exclude: Sequence[Point] = (), threshold: float = 0.5,
                  *, clicks: Sequence[Point] = (), previous: np.ndarray | None = None) -> np.ndarray:
-    """The thresholded component(s) under the inclusion marks (and, refining, those mostly
-    inside the previous mask), holes filled, exclusion marks cut out."""
+    """The thresholded component(s) under the inclusion marks (and, refining, those that are
+    mostly the previous gland: more than half of the component or of that gland), holes filled,
+    exclusion marks cut out."""
     maps = guidance_maps(prob.shape, include, exclude, clicks=clicks) > 0
     components, n = ndi.label(prob > threshold)
     keep = np.zeros(n + 1, bool)
     keep[np.unique(components[maps[0]])] = True
     if previous is not None and previous.any():
         inside = np.bincount(components[previous], minlength=n + 1)
-        keep |= inside > 0.5 * np.bincount(components.ravel(), minlength=n + 1)
+        keep |= inside > 0.5 * np.minimum(np.bincount(components.ravel(), minlength=n + 1), previous.sum())
     keep[0] = False
     mask = ndi.binary_fill_holes(keep[components])
     return mask & ~maps[1]
