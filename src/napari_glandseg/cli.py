@@ -12,7 +12,7 @@ from napari_glandseg import __version__
 from napari_glandseg.errors import Cancelled, GlandsegError
 
 #: Sub-command modules; each exposes ``register(subparsers)`` and sets ``func`` on its parser.
-COMMANDS = ("info", "segment", "evaluate", "finetune")
+COMMANDS = ("info", "segment", "evaluate", "finetune", "propose")
 
 
 def build_parser() -> argparse.ArgumentParser:
