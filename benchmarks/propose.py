@@ -1,0 +1,89 @@
+"""Gland proposals with no labels (``glandseg propose``), measured the way MSSG measures.
+
+Prints one JSON line per data set: mIoU (mean of the gland IoU and the background IoU, each over
+all pixels of the set pooled, as MSSG / PiCIE evaluate; ``miou_per_image`` is the mean of the
+per-image values), pixel Dice, object F1 and object Dice (``napari_glandseg.labels.metrics``,
+against the official instance masks where the set has them) and seconds per image (one torch
+thread). MSSG reports mIoU 62.72 % on GlaS (SGSCN 52.61 %, PiCIE 48.77 %) after training a
+network on its proposals (MSG); these are the proposals alone. The cue's thresholds were chosen
+on GlaS train images only; run this on testA and RINGS, never to tune.
+
+    GLANDSEG_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/propose.py --limit 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATA = Path(__file__).resolve().parent.parent / ".." / "shared" / "data"
+#: (name, images, pooled-mIoU masks, instance masks or None, µm/px)
+SETS = {
+    "glas_testA": ("glas/testA/images", "glas/testA/masks", "glas/testA/instances", 0.62),
+    "rings_glands": ("rings/glands/images", "rings/glands/masks", None, 2.72),
+}
+
+
+def measure(name: str, limit: int | None, iterations: int | None) -> dict:
+    from napari_glandseg.labels.masks import read_image, read_mask
+    from napari_glandseg.labels.metrics import evaluate_pair
+    from napari_glandseg.unsupervised import ClusterConfig, ProposalConfig, propose_glands
+
+    images, masks, instances, mpp = SETS[name]
+    cfg = ProposalConfig() if iterations is None else ProposalConfig(cluster=ClusterConfig(iterations=iterations))
+    files = sorted((DATA / images).glob("*.png"), key=lambda p: [int(t) if t.isdigit() else t for t in
+                                                                  p.stem.replace("_", " ").split()])
+    files = files[:limit] if limit else files
+    inter, union = np.zeros(2), np.zeros(2)
+    rows = []
+    for path in files:
+        rgb = read_image(path)
+        truth = read_mask(DATA / masks / path.name) > 0
+        gt = read_mask(DATA / instances / path.name) if instances else truth.astype(np.uint8)
+        props = propose_glands(rgb, mpp, cfg, threads=1)
+        found = props.labels > 0
+        i = np.array([(~found & ~truth).sum(), (found & truth).sum()])
+        u = np.array([(~found | ~truth).sum(), (found | truth).sum()])
+        inter += i
+        union += u
+        scores = evaluate_pair(props.labels, gt, gt_kind="instance" if instances else "binary")
+        rows.append({"miou": float(np.mean(i / np.maximum(u, 1))), "seconds": props.info["seconds"], **scores})
+    iou = inter / np.maximum(union, 1)
+
+    def mean(key: str) -> float:
+        return float(np.nanmean([r[key] for r in rows]))
+
+    return {
+        "benchmark": "propose", "set": name, "images": len(rows), "mpp": mpp, "work_mpp": cfg.work_mpp,
+        "iterations": cfg.cluster.iterations, "threads": torch.get_num_threads(),
+        "miou": float(iou.mean()), "iou_gland": float(iou[1]), "iou_background": float(iou[0]),
+        "miou_per_image": mean("miou"), "pixel_dice": mean("pixel_dice"), "object_f1": mean("object_f1"),
+        "object_dice": mean("object_dice"), "seconds_per_image": mean("seconds"),
+        "reported_glas_miou": {"MSSG": 0.6272, "SGSCN": 0.5261, "PiCIE": 0.4877},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sets", nargs="+", choices=sorted(SETS), default=sorted(SETS))
+    parser.add_argument("--limit", type=int, default=None, help="only the first N images of each set")
+    parser.add_argument("--iterations", type=int, default=None, help="clustering steps (default: the product's)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    if not DATA.is_dir():
+        print(f"no data at {DATA.resolve()}", file=sys.stderr)
+        return 1
+    for name in args.sets:
+        print(json.dumps(measure(name, args.limit, args.iterations)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
