@@ -27,11 +27,13 @@ import sys
 import time
 from pathlib import Path
 
+from napari_glandseg.labels.folders import GLAS_MPP
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / ".." / "shared" / "data"
 #: (images, masks, µm/px): GlaS images are one tile each at the model's µm/px, so the batch size
 #: changes nothing there; the RINGS tiles are 16 tiles each.
-CHECKS = {"glas_testA": (DATA / "glas" / "testA", 0.62), "rings_tiles": (DATA / "rings" / "glands", 2.72)}
+CHECKS = {"glas_testA": (DATA / "glas" / "testA", GLAS_MPP), "rings_tiles": (DATA / "rings" / "glands", 2.72)}
 
 
 def timed_rate(pred, tiles, n_tiles: int) -> float:

@@ -27,11 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_glandseg.labels.folders import GLAS_MPP
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / ".." / "shared" / "data"
 RINGS = DATA / "rings" / "glands"
 GLAS_TEST = DATA / "glas" / "testA"
-RINGS_MPP, GLAS_MPP = 2.72, 0.62
+RINGS_MPP = 2.72
 KEYS = ("object_f1", "pixel_dice", "object_dice")
 
 

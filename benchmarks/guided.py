@@ -22,10 +22,12 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
+from napari_glandseg.labels.folders import GLAS_MPP
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / ".." / "shared" / "data"
 SETS = {  # name: (folder, µm/px, note)
-    "glas_testA": (DATA / "glas" / "testA", 0.62, "never used in training or choices"),
+    "glas_testA": (DATA / "glas" / "testA", GLAS_MPP, "never used in training or choices"),
     "rings_glands": (DATA / "rings" / "glands", 2.72, "3 of the 4 tiles were training tiles of the shipped model"),
 }
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from napari_glandseg.labels.folders import GLAS_MPP
+
 ROOT = Path(__file__).resolve().parent.parent
 GLAS = ROOT / ".." / "shared" / "data" / "glas" / "train"
 
@@ -32,7 +34,7 @@ def crop_cost_s(crop_px: int, n: int = 20) -> float | None:
         return None
     from napari_glandseg.train.data import CropDataset, load_glas_folder
 
-    samples = load_glas_folder(GLAS, source_mpp=0.62, model_mpp=1.24, names=[f"train_{i}" for i in range(1, 11)])
+    samples = load_glas_folder(GLAS, source_mpp=GLAS_MPP, model_mpp=1.24, names=[f"train_{i}" for i in range(1, 11)])
     ds = CropDataset(samples, crop_px, 10**6, seed=0, pad_background=True)
     ds[0]
     t0 = time.perf_counter()

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_glandseg.labels.folders import GLAS_MPP
+
 
 def by_grade(rows: list[dict[str, Any]], folder: Path) -> dict[str, dict[str, float]]:
     """Mean metrics of the benign and of the malignant images (GlaS Grade.csv), {} without one."""
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="NAME.safetensors / NAME.json, or a preset name (bundled weights)")
     parser.add_argument("folder", type=Path, help="GlaS-style folder: images/*.png + masks/*.png")
-    parser.add_argument("--mpp", type=float, default=0.62, help="µm/px of the images (GlaS: 0.62)")
+    parser.add_argument("--mpp", type=float, default=GLAS_MPP, help=f"µm/px of the images (default {GLAS_MPP}, GlaS)")
     parser.add_argument("--json", dest="json_out", help="write the results as JSON to this file ('-': stdout)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from napari_glandseg.labels.folders import GLAS_MPP
+
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "src" / "napari_glandseg" / "model" / "weights"
 GLAS_TERMS = (
     "GlaS (Gland Segmentation in Colon Histology Images Challenge, MICCAI 2015; Sirinukunwattana et "
@@ -24,7 +26,7 @@ GLAS_TERMS = (
 )
 
 
-def ship(checkpoint: Path, test: Path, *, name: str, out_dir: Path = WEIGHTS_DIR, test_mpp: float = 0.62) -> dict:
+def ship(checkpoint: Path, test: Path, *, name: str, out_dir: Path = WEIGHTS_DIR, test_mpp: float = GLAS_MPP) -> dict:
     from napari_glandseg._atomic import write_text_atomic
     from napari_glandseg.commands.evaluate import evaluate_folder
     from napari_glandseg.model import save_checkpoint
@@ -55,7 +57,7 @@ def model_card(card, result: dict) -> str:
     cfg = p.get("config", {})
     rows = [("pixel Dice", "pixel_dice"), ("pixel IoU", "pixel_iou"), ("object F1 (mean over images)", "object_f1"),
             ("object F1 (pooled, GlaS style)", "object_f1_pooled"), ("object Dice", "object_dice"),
-            ("object Hausdorff (px at 0.62 µm/px)", "object_hausdorff")]
+            (f"object Hausdorff (px at {test.get('mpp', GLAS_MPP)} µm/px)", "object_hausdorff")]
     table = "\n".join(
         f"| {label} | {_fmt(val.get(key))} | {_fmt(test.get(key))} |" for label, key in rows
     )

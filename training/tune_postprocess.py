@@ -33,6 +33,7 @@ def validation_pairs(config: Path) -> list[tuple[Path, Path, float, str]]:
     """(image, mask, µm/px, source) of the images the training config held out for validation."""
     import yaml
 
+    from napari_glandseg.labels.folders import GLAS_MPP, glas_pairs
     from napari_glandseg.train.data import DataSource, split_names
 
     cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
@@ -40,22 +41,19 @@ def validation_pairs(config: Path) -> list[tuple[Path, Path, float, str]]:
     for src in map(DataSource.parse, cfg["data"]):
         if src.glass:
             continue
-        names = sorted(p.stem for p in (src.path / "images").glob("*.png"))
-        _, val = split_names(names, float(cfg.get("val_fraction", 0.15)), int(cfg.get("seed", 0)))
-        mpp = float(src.mpp or cfg.get("data_mpp", 0.62))
-        masks = src.path / "instances" if (src.path / "instances").is_dir() else src.path / "masks"
-        pairs += [(src.path / "images" / f"{n}.png", masks / f"{n}.png", mpp, src.organ or str(src.path))
-                  for n in val]
+        folder = glas_pairs(src.path)  # as training read it: the official instances/ where there are
+        _, val = split_names([p.name for p in folder], float(cfg.get("val_fraction", 0.15)), int(cfg.get("seed", 0)))
+        mpp = float(src.mpp or cfg.get("data_mpp", GLAS_MPP))
+        pairs += [(p.image, p.mask, mpp, src.organ or str(src.path)) for p in folder if p.name in val]
     return pairs
 
 
 def tune(checkpoint: Path, pairs: list[tuple[Path, Path, float, str]], *,
          grid: dict[str, tuple] = GRID) -> tuple[dict, list[dict]]:
     """Every grid setting scored on the validation images; folders (organs) weigh equally."""
-    from PIL import Image
-
     from napari_glandseg.inference.postprocess import probabilities_to_instances
     from napari_glandseg.inference.region import get_predictor, probabilities
+    from napari_glandseg.labels.folders import ImageMask
     from napari_glandseg.labels.metrics import evaluate_pair, to_instances
     from napari_glandseg.model.checkpoint import load_checkpoint
     from napari_glandseg.slide.resample import resize_labels, resize_rgb
@@ -64,8 +62,8 @@ def tune(checkpoint: Path, pairs: list[tuple[Path, Path, float, str]], *,
     card = predictor.card
     cached = []
     for img_path, mask_path, mpp, source in pairs:
-        rgb = np.asarray(Image.open(img_path).convert("RGB"))
-        gt = to_instances(np.asarray(Image.open(mask_path)), "instance" if mask_path.parent.name == "instances" else "auto")
+        rgb, mask = ImageMask(Path(img_path), Path(mask_path)).read()
+        gt = to_instances(mask, "instance" if Path(mask_path).parent.name == "instances" else "auto")
         f = mpp / card.mpp
         small = resize_rgb(rgb, max(1, round(rgb.shape[0] * f)), max(1, round(rgb.shape[1] * f)))
         cached.append((probabilities(small, predictor), gt, source))

@@ -11,19 +11,17 @@ from typing import Any
 
 from napari_glandseg.commands._options import add_run_options
 from napari_glandseg.errors import GlandsegError, check_mpp
+from napari_glandseg.labels.folders import GLAS_MPP
 from napari_glandseg.labels.metrics import MASK_KINDS
 
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
 METRICS = ("pixel_dice", "pixel_iou", "object_f1", "object_dice", "object_hausdorff")
-#: GlaS images are 20× scans at about 0.62 µm/px.
-GLAS_MPP = 0.62
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="segment images and score them against ground-truth masks",
-        description="Segment each image in --images and compare with the mask of the same name in "
-        "--masks (binary masks become connected components; instance masks are used as they are; "
+        description="Segment each image in --images and compare with the mask of the same name (or "
+        "NAME_anno) in --masks (binary masks become connected components; instance masks are used as they are; "
         "--mask-kind says which, by default masks with two values are binary). The output says "
         "how each mask was read.",
     )
@@ -44,37 +42,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def find_pairs(images: Path, masks: Path, limit: int | None = None) -> list[tuple[Path, Path]]:
-    """(image, mask) pairs by file name (a mask may also be NAME_anno.*)."""
-    for folder, what in ((images, "--images"), (masks, "--masks")):
-        if not folder.is_dir():
-            raise GlandsegError(f"{folder}: {what} is not a folder")
-    by_stem: dict[str, Path] = {}
-    for m in sorted(masks.iterdir()):
-        if m.suffix.lower() in IMAGE_SUFFIXES:
-            by_stem[m.stem] = m
-            if m.stem.endswith("_anno"):
-                by_stem.setdefault(m.stem[: -len("_anno")], m)
-    files = sorted((p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural)
-    if not files:
-        raise GlandsegError(f"{images}: no images ({', '.join(IMAGE_SUFFIXES)})")
-    pairs, missing = [], []
-    for f in files:
-        if f.stem in by_stem:
-            pairs.append((f, by_stem[f.stem]))
-        else:
-            missing.append(f.name)
-    if missing:
-        raise GlandsegError(f"{masks}: no mask for {len(missing)} image(s), e.g. {missing[:3]}")
-    return pairs[:limit] if limit else pairs
-
-
-def _natural(p: Path) -> tuple:
-    import re
-
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name))
-
-
 def evaluate_folder(images: Path, masks: Path, *, model: Any = None, mpp: float = GLAS_MPP,
                     device: str | None = None, batch_size: int | None = None, limit: int | None = None,
                     progress=None, mask_kind: str = "auto", tta: bool = False, precision: str = "auto",
@@ -85,26 +52,24 @@ def evaluate_folder(images: Path, masks: Path, *, model: Any = None, mpp: float 
     row's ``mask`` says it for that image.
     """
     from napari_glandseg.inference.region import get_predictor, segment_image
-    from napari_glandseg.labels.masks import read_image, read_mask
+    from napari_glandseg.labels.folders import checked_pairs
     from napari_glandseg.labels.metrics import evaluate_pair, mask_reading, to_instances
 
-    pairs = find_pairs(images, masks, limit)
+    pairs = checked_pairs(images, masks, limit=limit)  # every named file checked before the model loads
     predictor = get_predictor(model, device, batch_size, tta=tta, precision=precision, threads=threads,
                               organ=organ)
     rows = []
-    for i, (img_path, mask_path) in enumerate(pairs):
-        rgb, raw = read_image(img_path), read_mask(mask_path)
+    for i, pair in enumerate(pairs):
+        rgb, raw = pair.read()
         reading = mask_reading(raw) if mask_kind == "auto" else mask_kind
         gt = to_instances(raw, reading)
-        if gt.shape != rgb.shape[:2]:
-            raise GlandsegError(f"{mask_path}: mask is {gt.shape}, image {img_path.name} is {rgb.shape[:2]}")
         t0 = time.perf_counter()
         pred = segment_image(rgb, mpp=mpp, predictor=predictor)
-        row = {"image": img_path.name, **evaluate_pair(pred, gt, gt_kind="instance"), "mask": reading,
+        row = {"image": pair.image.name, **evaluate_pair(pred, gt, gt_kind="instance"), "mask": reading,
                "seconds": time.perf_counter() - t0}
         rows.append(row)
         if progress is not None:
-            progress(i + 1, len(pairs), img_path.name)
+            progress(i + 1, len(pairs), pair.image.name)
     overall = {k: _mean([r[k] for r in rows]) for k in METRICS}
     # GlaS-style F1 over the whole set: true positives, predictions and glands pooled
     n_obj = sum(r["n_pred"] + r["n_true"] for r in rows)

@@ -18,27 +18,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from napari_glandseg.errors import GlandsegError
-from napari_glandseg.labels.masks import colour_ids, read_image, read_mask
+from napari_glandseg.labels.folders import GLAS_MPP, ImageMask, checked_pairs
 from napari_glandseg.slide.resample import resize_rgb
 from napari_glandseg.train.corrections_settings import REPLAY_ENV
 from napari_glandseg.train.data import (
     DataSource,
     Sample,
+    glas_folder_names,
     load_glas_folder,
     load_training_package,
+    pair_sample,
     rescale_sample,
     split_names,
-    to_instances,
 )
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 #: µm/px of replay folders that say nothing (GlaS, like training/finetune.py's data_mpp).
-DEFAULT_DATA_MPP = 0.62
+DEFAULT_DATA_MPP = GLAS_MPP
 #: With this many images or more, whole images are held back; fewer are split in strips.
 WHOLE_IMAGES_FROM = 6
 #: The thinnest held-back strip (model px) worth scoring.
@@ -57,46 +56,17 @@ class ImageFolders:
 # ----------------------------------------------------------------- the user's images
 
 
-def pair_files(images: Path, masks: Path) -> list[tuple[Path, Path]]:
-    """(image, mask) pairs by file stem; any image without a mask or mask without an image is an error."""
-    for folder, what in ((images, "images"), (masks, "masks")):
-        if not Path(folder).is_dir():
-            raise GlandsegError(f"{folder}: the {what} folder does not exist")
-    imgs = {p.stem: p for p in sorted(Path(images).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    msks = {p.stem: p for p in sorted(Path(masks).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    if not imgs:
-        raise GlandsegError(f"{images}: no images ({', '.join(IMAGE_SUFFIXES)})")
-    lonely_images, lonely_masks = sorted(set(imgs) - set(msks)), sorted(set(msks) - set(imgs))
-    if lonely_images or lonely_masks:
-        parts = [f"{len(lonely_images)} image(s) without a mask in {masks}: {lonely_images[:3]}"] if lonely_images else []
-        parts += [f"{len(lonely_masks)} mask(s) without an image in {images}: {lonely_masks[:3]}"] if lonely_masks else []
-        raise GlandsegError("image and mask names do not match: " + "; ".join(parts))
-    return [(imgs[k], msks[k]) for k in sorted(imgs)]
-
-
-def check_folders(f: ImageFolders) -> list[tuple[Path, Path]]:
-    """Pairs of ``f`` after checking names, µm/px, sizes and that no mask is empty."""
+def check_folders(f: ImageFolders) -> list[ImageMask]:
+    """Pairs of ``f`` after checking µm/px, names, sizes and that no mask is empty (a correction
+    nobody drew): ``labels.folders`` reads them as ``glandseg evaluate`` and training do."""
     if not (np.isfinite(f.mpp) and f.mpp > 0):
         raise GlandsegError(f"the images' µm/px must be a finite positive number, got {f.mpp}")
-    pairs = pair_files(f.images, f.masks)
-    for img, msk in pairs:
-        size_i, mask = _size(img), read_mask(msk)
-        if (mask.shape[1], mask.shape[0]) != size_i:
-            raise GlandsegError(f"{msk}: the mask is {mask.shape[1]}×{mask.shape[0]} px but {img.name} is "
-                                f"{size_i[0]}×{size_i[1]} (W×H); masks must match their images")
-        if not mask.any():
-            raise GlandsegError(f"{msk}: the mask is empty (no gland pixels); draw the glands, or leave "
-                                "the image out")
-    return pairs
+    return checked_pairs(f.images, f.masks, allow_empty=False)
 
 
-def load_folders(f: ImageFolders, model_mpp: float, pairs: list[tuple[Path, Path]] | None = None) -> list[Sample]:
+def load_folders(f: ImageFolders, model_mpp: float, pairs: list[ImageMask] | None = None) -> list[Sample]:
     """The checked pairs of ``f`` as samples at ``model_mpp`` (every pixel reviewed)."""
-    out = []
-    for img, msk in pairs if pairs is not None else check_folders(f):
-        labels = to_instances(read_mask(msk))
-        out.append(rescale_sample(img.stem, _read(img, rgb=True), labels, np.ones(labels.shape, bool), f.mpp / model_mpp))
-    return out
+    return [pair_sample(pair, f.mpp / model_mpp) for pair in (pairs if pairs is not None else check_folders(f))]
 
 
 def load_package(path: Path, model_mpp: float) -> list[Sample]:
@@ -105,19 +75,6 @@ def load_package(path: Path, model_mpp: float) -> list[Sample]:
     if not samples:
         raise GlandsegError(f"{path}: the training package has no reviewed regions")
     return samples
-
-
-def _size(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, UnidentifiedImageError) as exc:
-        raise GlandsegError(f"{path}: cannot read the image: {exc}") from exc
-
-
-def _read(path: Path, rgb: bool) -> np.ndarray:
-    arr = read_image(path, rgb=rgb)
-    return arr if rgb else colour_ids(arr)
 
 
 # ----------------------------------------------------------------- reviewed regions of a store
@@ -277,8 +234,7 @@ def load_replay(sources: Sequence[DataSource], *, model_mpp: float, val_fraction
                 s.weight = src.weight
                 train.append(s)
             continue
-        names = sorted(p.stem for p in (src.path / "images").glob("*.png"))
-        tr, va = split_names(names, val_fraction, seed)
+        tr, va = split_names(glas_folder_names(src.path), val_fraction, seed)
         train += load_glas_folder(src.path, source_mpp=src.mpp, model_mpp=model_mpp, names=tr, weight=src.weight)
         if va and check_images:
             check += load_glas_folder(src.path, source_mpp=src.mpp, model_mpp=model_mpp, names=va[:check_images])

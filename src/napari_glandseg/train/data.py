@@ -16,7 +16,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 from skimage.color import hed2rgb, rgb2hed
 
-from napari_glandseg.labels.masks import read_image, read_mask
+from napari_glandseg.labels.folders import ImageMask, glas_pairs
 
 IGNORE = 255
 
@@ -104,32 +104,28 @@ def read_grades(csv_path: Path) -> dict[str, int]:
 
 def load_glas_folder(folder: Path, *, source_mpp: float, model_mpp: float, names: list[str] | None = None,
                      weight: float = 1.0) -> list[Sample]:
-    """``folder/images/*.png`` + the instance annotation ``folder/instances/*.png`` where the folder
-    has one (GlaS's official glands), else ``folder/masks/*.png`` (binary → connected components)."""
+    """The images of a GlaS-style folder with their masks (the official ``instances/`` where the
+    folder has them, else ``masks/``: see ``labels.folders``), at the model's µm/px; ``names``
+    picks images by name. Grades come from a ``Grade.csv`` beside or above the folder."""
     folder = Path(folder)
-    images = sorted((folder / "images").glob("*.png"))
-    if not images:
-        raise FileNotFoundError(f"{folder}: no images/*.png (a GlaS-style folder has images/ and masks/)")
     grades_csv = next((p for p in (folder / "Grade.csv", folder.parent / "Grade.csv") if p.exists()), None)
     grades = read_grades(grades_csv) if grades_csv else {}
-    samples = []
-    for img_path in images:
-        if names is not None and img_path.stem not in names:
-            continue
-        mask_path = folder / "instances" / img_path.name
-        if not mask_path.exists():
-            mask_path = folder / "masks" / img_path.name
-        if not mask_path.exists():
-            raise FileNotFoundError(f"{mask_path}: mask for {img_path.name} is missing")
-        image = read_image(img_path)
-        labels = to_instances(read_mask(mask_path))
-        if labels.shape != image.shape[:2]:
-            raise ValueError(f"{mask_path}: mask shape {labels.shape} != image shape {image.shape[:2]}")
-        valid = np.ones(labels.shape, bool)
-        sample = rescale_sample(img_path.stem, image, labels, valid, source_mpp / model_mpp, grades.get(img_path.stem, -1))
-        sample.weight = weight
-        samples.append(sample)
-    return samples
+    return [pair_sample(pair, source_mpp / model_mpp, grades.get(pair.name, -1), weight)
+            for pair in glas_pairs(folder) if names is None or pair.name in names]
+
+
+def glas_folder_names(folder: Path) -> list[str]:
+    """The image names of a GlaS-style folder (what ``load_glas_folder``'s ``names`` picks from)."""
+    return [pair.name for pair in glas_pairs(folder)]
+
+
+def pair_sample(pair: ImageMask, scale: float, tumor: int = -1, weight: float = 1.0) -> Sample:
+    """An image and its mask (every pixel reviewed) resampled by ``scale`` (source ÷ model µm/px)."""
+    image, mask = pair.read()
+    labels = to_instances(mask)
+    sample = rescale_sample(pair.name, image, labels, np.ones(labels.shape, bool), scale, tumor)
+    sample.weight = weight
+    return sample
 
 
 def load_split(data: list, val_data: list, *, data_mpp: float, model_mpp: float, val_fraction: float,
@@ -150,7 +146,7 @@ def load_split(data: list, val_data: list, *, data_mpp: float, model_mpp: float,
                 sample.weight = src.weight
                 train.append(sample)
             continue
-        names = sorted(p.stem for p in (src.path / "images").glob("*.png"))
+        names = glas_folder_names(src.path)
         tr, va = (names, []) if val_data else split_names(names, val_fraction, seed)
         train += load_glas_folder(src.path, source_mpp=mpp, model_mpp=model_mpp, names=tr, weight=src.weight)
         if va:

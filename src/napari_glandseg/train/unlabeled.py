@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from scipy import ndimage as ndi
 
+from napari_glandseg.labels.folders import image_files
+from napari_glandseg.labels.masks import read_image
 from napari_glandseg.train.data import _resize, hed_jitter
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 @dataclass
@@ -40,16 +39,14 @@ class SlideTiles:
 
 
 def load_image_folder(folder: Path, *, source_mpp: float, model_mpp: float) -> list[np.ndarray]:
-    """Every image of ``folder/images`` (or of ``folder``), RGB uint8 at the model's µm/px."""
+    """Every image of ``folder/images`` (or of ``folder``), RGB uint8 at the model's µm/px (the
+    files ``labels.folders`` calls images; masks are not read)."""
     folder = Path(folder)
     root = folder / "images" if (folder / "images").is_dir() else folder
-    paths = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise FileNotFoundError(f"{folder}: no images (expected images/*.png or image files)")
     scale = source_mpp / model_mpp
     out = []
-    for p in paths:
-        img = np.asarray(Image.open(p).convert("RGB"))
+    for p in image_files(root):
+        img = read_image(p)
         shape = (max(1, round(img.shape[0] * scale)), max(1, round(img.shape[1] * scale)))
         out.append(_resize(img, shape, nearest=False))
     return out
