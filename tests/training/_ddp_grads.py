@@ -15,6 +15,7 @@ import torch
 from napari_glandseg.train import finetune
 from napari_glandseg.train.common import freeze_unused, parse_config, start_run
 from napari_glandseg.train.data import CropDataset
+from napari_glandseg.train.loop import batch_at
 
 
 def gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -29,7 +30,7 @@ def main(argv: list[str]) -> int:
     dataset = CropDataset(train, cfg.crop_px, length=10**9, seed=cfg.seed, border_px=cfg.border_px)
     freeze_unused(model)
     ddp = torch.nn.parallel.DistributedDataParallel(model)
-    batch = finetune.batch_at(dataset, 0, cfg.batch_size, info.rank, info.world)
+    batch = batch_at(dataset, 0, cfg.batch_size, info.rank, info.world)
     with ddp.no_sync():  # this rank's own gradients
         finetune.step_loss(ddp, *batch, cfg, device)[0].backward()
     local = gradients(model)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from napari_glandseg.train import finetune
 from napari_glandseg.train.data import IGNORE, CropDataset, Sample, to_instances
+from napari_glandseg.train.loop import batch_at
 from napari_glandseg.train.losses import segmentation_loss, tumor_loss
 
 
@@ -36,7 +37,7 @@ def loss_and_grads(samples: list[Sample], crop_px: int = 128, batch: int = 3) ->
     cfg = finetune.FinetuneConfig(data=["-"], model="glandseg_tiny", crop_px=crop_px, amp=False)
     torch.manual_seed(0)
     model = finetune.build_model(cfg)
-    images, targets, tumor = finetune.batch_at(CropDataset(samples, crop_px, length=100, seed=0), 0, batch, 0, 1)
+    images, targets, tumor = batch_at(CropDataset(samples, crop_px, length=100, seed=0), 0, batch, 0, 1)
     out = model(model.normalize(images), return_all=True)
     loss, _ = segmentation_loss(out, targets, dice_weight=cfg.dice_weight, deep_weights=tuple(cfg.deep_weights))
     loss = loss + cfg.tumor_weight * tumor_loss(out, tumor)

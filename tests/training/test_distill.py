@@ -13,6 +13,7 @@ from _train_helpers import max_abs_diff, weights
 
 from napari_glandseg.train import distill, pretrain
 from napari_glandseg.train.data import CropDataset
+from napari_glandseg.train.loop import LoopHooks, batch_at
 
 TINY_DISTILL = ["--crop-px", "64", "--batch-size", "2", "--amp", "false", "--device", "cpu", "--threads", "1",
                 "--log-every", "1", "--save-every", "1", "--val-fraction", "0.25"]
@@ -59,7 +60,7 @@ def test_loss_decreases_on_a_fixed_batch(mini_glas, teacher_ckpt):
     net, student, teacher, centers = distill.build(cfg)
     train, _ = distill.load_graded(cfg, net.card.mpp)
     assert {s.tumor for s in train} == {0, 1}
-    images, tumor = distill.batch_at(distill.GradedCrops(CropDataset(train, 64, length=100, seed=0)), 0, 4, 0, 1)
+    images, tumor = batch_at(distill.GradedCrops(CropDataset(train, 64, length=100, seed=0)), 0, 4, 0, 1)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr)
     losses = [distill.train_step(student, net, teacher, opt, images, tumor, centers, cfg, torch.device("cpu"))[0]
               for _ in range(10)]
@@ -75,3 +76,19 @@ def test_resume_gives_the_same_next_step(mini_glas, teacher_ckpt, tmp_path):
     distill.main(_args(mini_glas, teacher_ckpt, resumed, *extra))
     for name in ("last.safetensors", "distilled.safetensors", "distilled_heads.safetensors"):
         assert max_abs_diff(weights(straight / name), weights(resumed / name)) < 1e-6, name
+
+
+def test_a_cancel_hook_stops_a_resumable_run(mini_glas, teacher_ckpt, tmp_path):
+    """Progress and cancel reach distillation through the shared loop; the run resumes exactly."""
+    straight, cancelled = tmp_path / "straight", tmp_path / "cancelled"
+    extra = ("--steps", "3", "--teacher-momentum", "0.9")
+    distill.main(_args(mini_glas, teacher_ckpt, straight, *extra))
+    seen = []
+    hooks = LoopHooks(progress=lambda step, total, record: seen.append(step), cancelled=lambda: seen == [1])
+    assert distill.main(_args(mini_glas, teacher_ckpt, cancelled, *extra), hooks=hooks) == 0
+    assert seen == [1]
+    end = [json.loads(line) for line in (cancelled / "log.jsonl").read_text().splitlines()][-1]
+    assert end["stopped"] == "cancelled" and end["step"] == 1
+    distill.main(_args(mini_glas, teacher_ckpt, cancelled, *extra))
+    for name in ("last.safetensors", "distilled.safetensors", "distilled_heads.safetensors"):
+        assert max_abs_diff(weights(straight / name), weights(cancelled / name)) < 1e-6, name

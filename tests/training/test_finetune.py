@@ -18,6 +18,7 @@ from _train_helpers import TINY, max_abs_diff, weights
 from napari_glandseg.train import finetune
 from napari_glandseg.train.common import freeze_unused
 from napari_glandseg.train.data import CropDataset
+from napari_glandseg.train.loop import batch_at
 
 
 def _args(data: Path, out: Path, *extra: str) -> list[str]:
@@ -42,7 +43,7 @@ def test_loss_decreases_on_a_fixed_batch(mini_glas):
     model = finetune.build_model(cfg)
     train, _ = finetune.load_samples(cfg, model.card.mpp)
     dataset = CropDataset(train, 64, length=100, seed=0)
-    images, targets, tumor = finetune.batch_at(dataset, 0, 4, 0, 1)
+    images, targets, tumor = batch_at(dataset, 0, 4, 0, 1)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     losses = [finetune.train_step(model, opt, images, targets, tumor, cfg, torch.device("cpu"))[0]
               for _ in range(8)]
@@ -122,7 +123,7 @@ def test_torchrun_two_processes_equal_one_process_on_the_global_batch(mini_glas,
                                   val_fraction=0.0, device="cpu")
     train, _ = finetune.load_samples(cfg, finetune.build_model(cfg).card.mpp)
     dataset = CropDataset(train, cfg.crop_px, length=10**9, seed=cfg.seed, border_px=cfg.border_px)
-    whole = finetune.batch_at(dataset, 0, 4, 0, 1)
+    whole = batch_at(dataset, 0, 4, 0, 1)
     halves = [tuple(t[2 * r : 2 * r + 2] for t in whole) for r in range(2)]
     for r, rank in enumerate(ranks):  # each rank trained on its half of the global batch
         assert torch.equal(rank["images"], halves[r][0])

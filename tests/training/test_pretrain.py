@@ -14,6 +14,7 @@ from _train_helpers import TINY, max_abs_diff, weights
 from napari_glandseg.model import create_model
 from napari_glandseg.train import pretrain
 from napari_glandseg.train.common import build_model
+from napari_glandseg.train.loop import LoopHooks, batch_at
 from napari_glandseg.train.smit import SMITStudent, TokenEncoder, random_mask
 
 SMALL_HEADS = ["--out-dim", "64", "--head-hidden", "32", "--head-bottleneck", "16", "--mask-px", "16"]
@@ -56,7 +57,7 @@ def test_loss_decreases_on_a_fixed_batch(mini_glas):
     from napari_glandseg.train.unlabeled import TwoViewDataset, load_image_folder
 
     dataset = TwoViewDataset(load_image_folder(mini_glas, source_mpp=0.62, model_mpp=1.24), [], 64)
-    batch = pretrain.batch_at(pretrain.MaskedViews(dataset, cfg), 0, cfg, 0, 1)
+    batch = batch_at(pretrain.MaskedViews(dataset, cfg), 0, cfg.batch_size)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr)
     losses = [pretrain.train_step(student, net, teacher, opt, batch, centers, cfg, s, torch.device("cpu"))[0]
               for s in range(10)]
@@ -72,6 +73,23 @@ def test_resume_gives_the_same_next_step(mini_glas, tmp_path):
     pretrain.main(_args(mini_glas, resumed, "--steps", "3"))
     for name in ("last.safetensors", "pretrained.safetensors", "pretrained_heads.safetensors"):
         assert max_abs_diff(weights(straight / name), weights(resumed / name)) < 1e-6, name
+
+
+def test_a_cancel_hook_stops_a_resumable_run(mini_glas, tmp_path):
+    """The shared loop's hooks reach pretraining: progress every step, a cancel saves the state,
+    and the resumed run ends where an uncancelled one does."""
+    straight, cancelled = tmp_path / "straight", tmp_path / "cancelled"
+    pretrain.main(_args(mini_glas, straight, "--steps", "3"))
+    seen = []
+    hooks = LoopHooks(progress=lambda step, total, record: seen.append((step, total, record["loss"])),
+                      cancelled=lambda: len(seen) >= 2)
+    assert pretrain.main(_args(mini_glas, cancelled, "--steps", "3"), hooks=hooks) == 0
+    assert [(s, t) for s, t, _ in seen] == [(1, 3), (2, 3)] and all(math.isfinite(v) for *_, v in seen)
+    end = [json.loads(line) for line in (cancelled / "log.jsonl").read_text().splitlines()][-1]
+    assert end["event"] == "end" and end["stopped"] == "cancelled" and end["step"] == 2
+    pretrain.main(_args(mini_glas, cancelled, "--steps", "3"))
+    for name in ("last.safetensors", "pretrained.safetensors", "pretrained_heads.safetensors"):
+        assert max_abs_diff(weights(straight / name), weights(cancelled / name)) < 1e-6, name
 
 
 def test_finetune_init_takes_the_pretrained_encoders(mini_glas, tmp_path):

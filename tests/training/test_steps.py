@@ -1,13 +1,16 @@
-"""Update safety and grade labels shared by the training loops."""
+"""Update safety, grade labels and the settings shared by the training loops."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from napari_glandseg.train.common import optimizer_step
 from napari_glandseg.train.data import CropDataset, Sample
-from napari_glandseg.train.distill import TUMOUR_FROM_MASK, GradedCrops
+from napari_glandseg.train.distill import TUMOUR_FROM_MASK, DistillConfig, GradedCrops
+from napari_glandseg.train.finetune import FinetuneConfig
+from napari_glandseg.train.pretrain import PretrainConfig
 
 
 def test_a_non_finite_loss_skips_the_update():
@@ -29,3 +32,15 @@ def test_tumour_masks_grade_each_crop():
     crops = GradedCrops(CropDataset([sample], 32, length=200, seed=0, augment=False))
     grades = {int(crops[i][1]) for i in range(200)}
     assert grades == {-1, 0, 1}, "all-tumour crops are 1, tumour-free ones 0, mixed ones unknown"
+
+
+@pytest.mark.parametrize("config, needs", [
+    (FinetuneConfig, {"data": ["x"]}), (PretrainConfig, {"data": ["x"]}), (DistillConfig, {"data": ["x"], "teacher": "t"}),
+])
+def test_every_training_config_checks_the_loop_settings_alike(config, needs):
+    """crop_px, batch_size and steps are the shared loop's, checked once for every script."""
+    config(**needs, crop_px=64)
+    for bad, says in (({"crop_px": 48}, "crop_px must be a multiple of 32"), ({"batch_size": 0}, "must be >= 1"),
+                      ({"steps": 0}, "must be >= 1")):
+        with pytest.raises(ValueError, match=says):
+            config(**needs, **bad)

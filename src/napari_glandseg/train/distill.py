@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,44 +24,36 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from napari_glandseg.labels.folders import GLAS_MPP
 from napari_glandseg.train.common import (
-    RunSettings,
     autocast,
     batch_stream,
     build_model,
     cleanup_distributed,
-    cosine_lr,
-    freeze_unused,
-    load_state,
     optimizer_step,
     parse_config,
-    read_state_tensors,
     save_resolved_config,
-    save_state,
-    scheduled_step,
     start_run,
     unwrap,
 )
 from napari_glandseg.train.data import IGNORE, CropDataset, DataSource, Sample, load_glas_folder, split_names
+from napari_glandseg.train.loop import LoopHooks, LoopSettings, resume_and_wrap, run_loop
 from napari_glandseg.train.pretrain import aux_tensors, export, restore_aux
 from napari_glandseg.train.smit import SMITStudent, distribution_ce, ema_update, make_teacher, update_center
 
 
 @dataclass(frozen=True)
-class DistillConfig(RunSettings):
+class DistillConfig(LoopSettings):
     data: list[str] = field(default_factory=list)  # GlaS-style folders with grades
     tumour_masks: list = field(default_factory=list)  # folders whose masks mark tumour regions ({path, mpp, weight})
     teacher: str = ""  # pretrained checkpoint: the teacher, and the student's starting point
     heads: str | None = None  # projection heads (default: TEACHER_heads.safetensors if present)
     out: str = "runs/distill"
-    data_mpp: float = 0.62
+    data_mpp: float = GLAS_MPP
     mpp: float | None = None
     val_fraction: float = 0.15  # held-out images for tumor accuracy
-    crop_px: int = 256
-    batch_size: int = 8  # per process
     steps: int = 1000
     lr: float = 2e-4
-    weight_decay: float = 0.05
     warmup_steps: int = 50
     lambda_distill: float = 1.0
     teacher_momentum: float = 1.0  # 1: frozen teacher; < 1: EMA of the student
@@ -76,8 +67,7 @@ class DistillConfig(RunSettings):
     def __post_init__(self):
         if not self.data or not self.teacher:
             raise ValueError("data (GlaS-style folders) and teacher (a pretrained checkpoint) are required")
-        if self.crop_px % 32:
-            raise ValueError(f"crop_px must be a multiple of 32, got {self.crop_px}")
+        super().__post_init__()
         if not 0 < self.teacher_momentum <= 1:
             raise ValueError("teacher_momentum must be in (0, 1]")
 
@@ -152,12 +142,6 @@ class GradedCrops(torch.utils.data.Dataset):
         return image, grade
 
 
-def batch_at(dataset: GradedCrops, step: int, batch: int, rank: int, world: int):
-    start = (step * world + rank) * batch
-    items = [dataset[i] for i in range(start, start + batch)]
-    return torch.stack([it[0] for it in items]), torch.tensor([it[1] for it in items], dtype=torch.long)
-
-
 def train_step(model, net, teacher, optimizer, images, tumor, centers, cfg: DistillConfig, device):
     x = net.normalize(images.to(device))
     with autocast(device, cfg.amp):
@@ -193,7 +177,7 @@ def tumor_accuracy(net, samples: list[Sample], device: torch.device) -> float:
     return float(np.mean(right)) if right else float("nan")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, hooks: LoopHooks | None = None) -> int:
     cfg = parse_config(DistillConfig, argv, __doc__)
     device, dist_info, out, log = start_run(cfg)
 
@@ -203,41 +187,27 @@ def main(argv: list[str] | None = None) -> int:
     train, val = load_graded(cfg, net.card.mpp)
     dataset = GradedCrops(CropDataset(train, cfg.crop_px, length=10**9, seed=cfg.seed))
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, _ = load_state(out, net, optimizer)
-    if step:
-        restore_aux({k: v.to(device) for k, v in read_state_tensors(out).items()}, student, teacher, centers)
-    freeze_unused(net)
-    model = torch.nn.parallel.DistributedDataParallel(student) if dist_info.world > 1 else student
+    model, step, _ = resume_and_wrap(
+        out, net, optimizer, dist_info.world, trained=student,
+        restore=lambda tensors: restore_aux({k: v.to(device) for k, v in tensors.items()}, student, teacher, centers))
     if dist_info.is_main:
         save_resolved_config(cfg, out)
         log(event="start", step=step, train_images=len(train), val_images=len(val), world=dist_info.world)
-    t_start, loss, acc = time.time(), float("nan"), float("nan")
     stream = batch_stream(dataset, step, cfg.batch_size, dist_info.rank, dist_info.world, cfg.workers)
-    model.train()
-    while step < cfg.steps:
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(scheduled_step(step, cfg, t_start), cfg.steps, cfg.lr, cfg.warmup_steps)
-        images, tumor = next(stream)
-        loss, parts = train_step(model, net, teacher, optimizer, images, tumor, centers, cfg, device)
-        step += 1
-        if step % cfg.log_every == 0:
-            log(step=step, loss=round(loss, 4), lr=optimizer.param_groups[0]["lr"],
-                **{k: round(v, 4) for k, v in parts.items()})
-        done = step >= cfg.steps
-        out_of_time = cfg.max_minutes is not None and (time.time() - t_start) / 60 > cfg.max_minutes
-        out_of_time = out_of_time or (cfg.stop_at is not None and step >= cfg.stop_at)
-        if dist_info.is_main and (step % cfg.save_every == 0 or done or out_of_time):
-            save_state(out, net, optimizer, step, {"loss": loss}, tensors=aux_tensors(student, teacher, centers))
-        if out_of_time:
-            break
+    result = run_loop(
+        cfg, model, optimizer, stream,
+        lambda images, tumor: train_step(model, net, teacher, optimizer, images, tumor, centers, cfg, device),
+        step=step, best={}, out=out, log=log, is_main=dist_info.is_main, world=dist_info.world, hooks=hooks,
+        net=net, state_tensors=lambda: aux_tensors(student, teacher, centers),
+    )
     if dist_info.is_main:
         acc = tumor_accuracy(net, val, device)
         provenance = {"script": "training/distill.py (tumor-guided self-distillation)", "teacher": cfg.teacher,
-                      "data": cfg.data, "steps": step, "final_loss": loss, "val_tumor_accuracy": acc,
+                      "data": cfg.data, "steps": result.step, "final_loss": result.loss, "val_tumor_accuracy": acc,
                       "command": " ".join(sys.argv), "config": dataclasses.asdict(cfg)}
         # The student is exported: its encoders and tumor head learned the grades.
         path = export(out, "distilled", net, student, centers, provenance)
-        log(event="end", step=step, val_tumor_accuracy=acc, checkpoint=str(path))
+        log(event="end", step=result.step, stopped=result.stopped, val_tumor_accuracy=acc, checkpoint=str(path))
     cleanup_distributed()
     return 0
 

@@ -23,8 +23,6 @@ from napari_glandseg.train.common import (
     autocast,
     batch_stream,
     cleanup_distributed,
-    freeze_unused,
-    load_state,
     optimizer_step,
     parse_config,
     save_resolved_config,
@@ -33,7 +31,7 @@ from napari_glandseg.train.common import (
     validate,
 )
 from napari_glandseg.train.data import CropDataset, Sample, load_split
-from napari_glandseg.train.loop import LoopHooks, SupervisedSettings, run_loop
+from napari_glandseg.train.loop import LoopHooks, SupervisedSettings, resume_and_wrap, run_loop
 from napari_glandseg.train.losses import segmentation_loss, tumor_loss
 
 
@@ -53,16 +51,6 @@ def load_samples(cfg: FinetuneConfig, model_mpp: float) -> tuple[list[Sample], l
 
 def build_model(cfg: FinetuneConfig):
     return _common.build_model(cfg.model, crop_px=cfg.crop_px, mpp=cfg.mpp, init=cfg.init)
-
-
-def batch_at(dataset: CropDataset, step: int, batch: int, rank: int, world: int):
-    """The crops of ``step`` for ``rank``: a pure function of the step, so resume is exact."""
-    start = (step * world + rank) * batch
-    items = [dataset[i] for i in range(start, start + batch)]
-    images = torch.stack([it[0] for it in items])
-    targets = torch.stack([it[1] for it in items])
-    tumor = torch.tensor([it[2] for it in items], dtype=torch.long)
-    return images, targets, tumor
 
 
 def step_loss(model, images, targets, tumor, cfg: FinetuneConfig, device: torch.device):
@@ -95,11 +83,8 @@ def main(argv: list[str] | None = None, hooks: LoopHooks | None = None) -> int:
     dataset = CropDataset(train, cfg.crop_px, length=10**9, seed=cfg.seed, border_px=cfg.border_px,
                           pad_background=cfg.pad_background)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, extra = load_state(out, model, optimizer)
+    model, step, extra = resume_and_wrap(out, model, optimizer, dist_info.world)
     best = extra.get("best", {"object_f1": -1.0})
-    freeze_unused(model)  # after the optimizer: its parameter list (resume format) is unchanged
-    if dist_info.world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model)
     if dist_info.is_main:
         save_resolved_config(cfg, out)
         log(event="start", step=step, train_images=len(train), val_images=len(val), mpp=card.mpp,
@@ -112,9 +97,8 @@ def main(argv: list[str] | None = None, hooks: LoopHooks | None = None) -> int:
         validate_fn=(lambda m: validate(m, val, device, cfg.amp)) if val else None,
         provenance={"data": cfg.data}, hooks=hooks,
     )
-    step, best = result.step, result.best
     if dist_info.is_main:
-        log(event="end", step=step, best=json.dumps(best))
+        log(event="end", step=result.step, stopped=result.stopped, best=json.dumps(result.best))
     cleanup_distributed()
     return 0
 

@@ -1,6 +1,8 @@
-"""The supervised training loop that fine-tuning and the guided model share: learning-rate
-schedule, logging, validation with best-checkpoint keeping, resume state, a time budget, and
-hooks for progress and cancel (the plugin's one-click fine-tune)."""
+"""The one training loop: fine-tuning, the guided model, SMIT pretraining and tumor-guided
+distillation plug their objective (one step on one batch) into it. It owns the learning-rate
+schedule, the step log, validation with best-checkpoint keeping, resume state (exact: batches
+are pure functions of the step), the time budget, ``stop_at``, and hooks for progress and
+cancel (the plugin's one-click fine-tune)."""
 
 from __future__ import annotations
 
@@ -14,29 +16,54 @@ from typing import Any
 
 import torch
 
+from napari_glandseg.labels.folders import GLAS_MPP
 from napari_glandseg.model import save_checkpoint
-from napari_glandseg.train.common import Logger, RunSettings, cosine_lr, save_state, scheduled_step, unwrap
+from napari_glandseg.train.common import (
+    Logger,
+    RunSettings,
+    batch_stream,
+    cosine_lr,
+    freeze_unused,
+    load_state,
+    read_state_tensors,
+    save_state,
+    scheduled_step,
+    unwrap,
+)
 from napari_glandseg.train.data import DataSource
 
 
-@dataclass(frozen=True)
-class SupervisedSettings(RunSettings):
-    """What every supervised run (fine-tuning, the guided model) is set with."""
+@dataclass(frozen=True, kw_only=True)
+class LoopSettings(RunSettings):
+    """What the loop itself is set with (each script's config sets its own defaults)."""
 
-    data: list = field(default_factory=list)  # GlaS-style folders / training packages, or {path, mpp, weight}
     out: str = "runs/train"
-    model: str = "glandseg_small"  # preset name (fresh) or checkpoint path
-    init: str | None = None  # checkpoint whose matching weights start the run (e.g. pretrained encoders)
-    data_mpp: float = 0.62  # µm/px of GlaS-style folders (GlaS: ~0.62)
-    mpp: float | None = None  # train at this µm/px (default: the model card's)
-    val_fraction: float = 0.15
-    val_data: list = field(default_factory=list)  # explicit validation folders instead of a split
     crop_px: int = 256
     batch_size: int = 8  # per process
     steps: int = 3000
     lr: float = 5e-4
     weight_decay: float = 0.05
     warmup_steps: int = 100
+
+    def __post_init__(self):
+        # the network takes multiples of 32 (its patch-4 path has strides 4 to 32)
+        if self.crop_px % 32:
+            raise ValueError(f"crop_px must be a multiple of 32, got {self.crop_px}")
+        if self.batch_size < 1 or self.steps < 1:
+            raise ValueError("batch_size and steps must be >= 1")
+
+
+@dataclass(frozen=True)
+class SupervisedSettings(LoopSettings):
+    """What every supervised run (fine-tuning, the guided model) is set with."""
+
+    data: list = field(default_factory=list)  # GlaS-style folders / training packages, or {path, mpp, weight}
+    model: str = "glandseg_small"  # preset name (fresh) or checkpoint path
+    init: str | None = None  # checkpoint whose matching weights start the run (e.g. pretrained encoders)
+    data_mpp: float = GLAS_MPP  # µm/px of GlaS-style folders
+    mpp: float | None = None  # train at this µm/px (default: the model card's)
+    val_fraction: float = 0.15
+    val_data: list = field(default_factory=list)  # explicit validation folders instead of a split
     dice_weight: float = 1.0
     deep_weights: list[float] = field(default_factory=lambda: [0.2, 0.1, 0.05])
     val_every: int = 250
@@ -46,10 +73,7 @@ class SupervisedSettings(RunSettings):
             raise ValueError("data: give at least one GlaS-style folder or training package")
         for entry in self.data:
             DataSource.parse(entry)
-        if self.crop_px % 32:
-            raise ValueError(f"crop_px must be a multiple of 32, got {self.crop_px}")
-        if self.batch_size < 1 or self.steps < 1:
-            raise ValueError("batch_size and steps must be >= 1")
+        super().__post_init__()
 
 
 @dataclass
@@ -66,6 +90,7 @@ class LoopResult:
     step: int
     best: dict[str, Any]
     stopped: str  # "done", "time", "stop_at" or "cancelled"
+    loss: float = float("nan")  # of the last step run (nan: none ran)
 
 
 def run_loop(
@@ -73,13 +98,20 @@ def run_loop(
     step: int, best: dict[str, Any], out: Path, log: Logger, is_main: bool = True, world: int = 1,
     validate_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None, metric: str = "object_f1",
     provenance: dict[str, Any] | None = None, hooks: LoopHooks | None = None,
+    net: torch.nn.Module | None = None, state_tensors: Callable[[], dict[str, torch.Tensor]] | None = None,
 ) -> LoopResult:
-    """Train from ``step`` to ``cfg.steps`` (or the time budget / cancel), keeping ``out/best``
-    on ``validate_fn``'s ``metric`` and ``out/last`` + resume state every ``cfg.save_every``."""
+    """Train from ``step`` to ``cfg.steps`` (or the time budget / ``stop_at`` / cancel): each step
+    calls ``step_fn(*next(stream))`` → (loss, parts). Keeps ``out/best`` on ``validate_fn``'s
+    ``metric`` and ``out/last`` + resume state every ``cfg.save_every``.
+
+    ``model`` is what trains (DDP-wrapped or not); ``net`` the network saved as the checkpoint
+    (default: ``model`` unwrapped; pretraining trains a student around it); ``state_tensors()``
+    gives further resume state saved with the step (an EMA teacher, heads, centers).
+    """
     hooks = hooks or LoopHooks()
-    card = unwrap(model).card
+    net = net if net is not None else unwrap(model)
     t_start, tiles_done, t_window = time.time(), 0, time.time()
-    stopped = "done"
+    stopped, loss = "done", float("nan")
     model.train()
     while step < cfg.steps:
         for group in optimizer.param_groups:
@@ -108,9 +140,30 @@ def run_loop(
                 best = {**metrics, "step": step}
                 prov = {"command": " ".join(sys.argv), "validation": best, "config": dataclasses.asdict(cfg),
                         **(provenance or {})}
-                save_checkpoint(unwrap(model), out / "best", card=card.replace(provenance=prov))
+                save_checkpoint(net, out / "best", card=net.card.replace(provenance=prov))
         if is_main and (step % cfg.save_every == 0 or last):
-            save_state(out, model, optimizer, step, {"best": best})
+            save_state(out, net, optimizer, step, {"best": best, "loss": loss},
+                       tensors=state_tensors() if state_tensors else None)
         if stopped != "done":
             break
-    return LoopResult(step, best, stopped)
+    return LoopResult(step, best, stopped, loss)
+
+
+def resume_and_wrap(out: Path, net: torch.nn.Module, optimizer, world: int, *, trained: torch.nn.Module | None = None,
+                    restore: Callable[[dict[str, torch.Tensor]], None] | None = None) -> tuple[torch.nn.Module, int, dict]:
+    """(module to train, step, extra): ``net`` and the optimizer resumed from ``out`` (``restore``
+    takes the further state tensors ``run_loop`` saved), parameters the forward never uses frozen
+    (after the optimizer: its parameter list, the resume format, is unchanged), and ``trained``
+    (default ``net``) wrapped for DDP when ``world`` > 1."""
+    step, extra = load_state(out, net, optimizer)
+    if step and restore is not None:
+        restore(read_state_tensors(out))
+    freeze_unused(net)
+    trained = trained if trained is not None else net
+    return (torch.nn.parallel.DistributedDataParallel(trained) if world > 1 else trained), step, extra
+
+
+def batch_at(dataset, step: int, batch: int, rank: int = 0, world: int = 1) -> tuple:
+    """The batch ``batch_stream`` gives ``rank`` at ``step`` (collated the same way): what a test
+    or a DDP check compares with a run."""
+    return tuple(next(batch_stream(dataset, step, batch, rank, world)))

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,24 +24,19 @@ import torch
 from safetensors.torch import save_file
 
 from napari_glandseg._atomic import atomic_path
+from napari_glandseg.labels.folders import GLAS_MPP
 from napari_glandseg.model import save_checkpoint
 from napari_glandseg.train.common import (
-    RunSettings,
     batch_stream,
     build_model,
     cleanup_distributed,
-    cosine_lr,
-    freeze_unused,
-    load_state,
     optimizer_step,
     parse_config,
-    read_state_tensors,
     save_resolved_config,
-    save_state,
-    scheduled_step,
     start_run,
     unwrap,
 )
+from napari_glandseg.train.loop import LoopHooks, LoopSettings, resume_and_wrap, run_loop
 from napari_glandseg.train.smit import (
     SMITStudent,
     ema_momentum,
@@ -55,20 +50,16 @@ from napari_glandseg.train.unlabeled import TwoViewDataset, load_unlabeled
 
 
 @dataclass(frozen=True)
-class PretrainConfig(RunSettings):
+class PretrainConfig(LoopSettings):
     data: list[str] = field(default_factory=list)  # image folders (GlaS-style or plain) and/or slides
     out: str = "runs/pretrain"
     model: str = "glandseg_small"  # preset name (fresh) or checkpoint path
     init: str | None = None  # checkpoint whose matching weights start the run
-    data_mpp: float = 0.62  # µm/px of the images in folders (GlaS: ~0.62)
+    data_mpp: float = GLAS_MPP  # µm/px of the images in folders
     slide_mpp: float | None = None  # override for slides without µm/px
     mpp: float | None = None  # train at this µm/px (default: the model card's)
-    crop_px: int = 256
     batch_size: int = 8  # per process; each sample is two views
     steps: int = 2000
-    lr: float = 5e-4
-    weight_decay: float = 0.05
-    warmup_steps: int = 100
     mask_ratio: float = 0.6
     mask_px: int = 32  # masking block side in px (a multiple of 4; 32 = one deep token)
     out_dim: int = 1024  # prototypes of the projection heads
@@ -85,14 +76,11 @@ class PretrainConfig(RunSettings):
     def __post_init__(self):
         if not self.data:
             raise ValueError("data: give at least one image folder or slide")
-        if self.crop_px % 32:
-            raise ValueError(f"crop_px must be a multiple of 32, got {self.crop_px}")
+        super().__post_init__()
         if self.mask_px % 4 or self.crop_px % self.mask_px:
             raise ValueError(f"mask_px must be a multiple of 4 dividing crop_px, got {self.mask_px}")
         if not 0 < self.mask_ratio < 1:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
-        if self.batch_size < 1 or self.steps < 1:
-            raise ValueError("batch_size and steps must be >= 1")
 
 
 def build(cfg: PretrainConfig):
@@ -118,13 +106,6 @@ class MaskedViews(torch.utils.data.Dataset):
         v1, v2 = self.views[i]
         m = random_mask(2, cfg.crop_px, cfg.crop_px, cfg.mask_px, cfg.mask_ratio, np.random.default_rng([cfg.seed, 7919, i]))
         return v1, v2, m[0], m[1]
-
-
-def batch_at(dataset: MaskedViews, step: int, cfg: PretrainConfig, rank: int, world: int):
-    """Views and masks of ``step`` for ``rank``: pure functions of the global sample index."""
-    start = (step * world + rank) * cfg.batch_size
-    items = [dataset[i] for i in range(start, start + cfg.batch_size)]
-    return tuple(torch.stack([it[k] for it in items]) for k in range(4))
 
 
 def train_step(model, net, teacher, optimizer, batch, centers, cfg: PretrainConfig, step: int, device):
@@ -175,7 +156,7 @@ def export(out: Path, stem: str, net, source, centers, provenance: dict) -> Path
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, hooks: LoopHooks | None = None) -> int:
     cfg = parse_config(PretrainConfig, argv, __doc__)
     device, dist_info, out, log = start_run(cfg)
 
@@ -187,47 +168,28 @@ def main(argv: list[str] | None = None) -> int:
                                     max_tiles_per_slide=cfg.max_tiles_per_slide)
     dataset = MaskedViews(TwoViewDataset(images, slides, cfg.crop_px, seed=cfg.seed), cfg)
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, _ = load_state(out, net, optimizer)
-    if step:
-        restore_aux({k: v.to(device) for k, v in read_state_tensors(out).items()}, student, teacher, centers)
-    freeze_unused(net)
-    model = student
-    if dist_info.world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(student)
+    model, step, _ = resume_and_wrap(
+        out, net, optimizer, dist_info.world, trained=student,
+        restore=lambda tensors: restore_aux({k: v.to(device) for k, v in tensors.items()}, student, teacher, centers))
     if dist_info.is_main:
         save_resolved_config(cfg, out)
         log(event="start", step=step, images=len(images), slide_tiles=sum(len(s.boxes) for s in slides),
             mpp=net.card.mpp, world=dist_info.world,
             params_m=round(sum(p.numel() for p in student.parameters()) / 1e6, 2))
-    t_start, tiles_done, t_window = time.time(), 0, time.time()
-    stream = batch_stream(dataset, step, cfg.batch_size, dist_info.rank, dist_info.world, cfg.workers)
-    model.train()
-    loss = float("nan")
-    while step < cfg.steps:
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(scheduled_step(step, cfg, t_start), cfg.steps, cfg.lr, cfg.warmup_steps)
-        batch = next(stream)
-        loss, parts = train_step(model, net, teacher, optimizer, batch, centers, cfg, step, device)
-        step += 1
-        tiles_done += cfg.batch_size * dist_info.world
-        if step % cfg.log_every == 0:
-            now = time.time()
-            log(step=step, loss=round(loss, 4), lr=optimizer.param_groups[0]["lr"],
-                tiles_per_s=round(tiles_done / (now - t_window), 2), **{k: round(v, 4) for k, v in parts.items()})
-            tiles_done, t_window = 0, now
-        done = step >= cfg.steps
-        out_of_time = cfg.max_minutes is not None and (time.time() - t_start) / 60 > cfg.max_minutes
-        out_of_time = out_of_time or (cfg.stop_at is not None and step >= cfg.stop_at)
-        if dist_info.is_main and (step % cfg.save_every == 0 or done or out_of_time):
-            save_state(out, net, optimizer, step, {"loss": loss},
-                       tensors=aux_tensors(student, teacher, centers))
-        if out_of_time:
-            break
+    # each batch comes with its step: the teacher's EMA momentum follows the step
+    stream = zip(itertools.count(step), batch_stream(dataset, step, cfg.batch_size, dist_info.rank, dist_info.world,
+                                                     cfg.workers))
+    result = run_loop(
+        cfg, model, optimizer, stream,
+        lambda i, batch: train_step(model, net, teacher, optimizer, batch, centers, cfg, i, device),
+        step=step, best={}, out=out, log=log, is_main=dist_info.is_main, world=dist_info.world, hooks=hooks,
+        net=net, state_tensors=lambda: aux_tensors(student, teacher, centers),
+    )
     if dist_info.is_main:
-        provenance = {"script": "training/pretrain.py (SMIT)", "data": cfg.data, "steps": step,
-                      "final_loss": loss, "command": " ".join(sys.argv), "config": dataclasses.asdict(cfg)}
+        provenance = {"script": "training/pretrain.py (SMIT)", "data": cfg.data, "steps": result.step,
+                      "final_loss": result.loss, "command": " ".join(sys.argv), "config": dataclasses.asdict(cfg)}
         path = export(out, "pretrained", net, teacher, centers, provenance)
-        log(event="end", step=step, checkpoint=str(path))
+        log(event="end", step=result.step, stopped=result.stopped, checkpoint=str(path))
     cleanup_distributed()
     return 0
 
