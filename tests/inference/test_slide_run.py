@@ -47,6 +47,13 @@ def test_glands_across_chunk_borders_are_whole_and_unique(disc_slide, tmp_path):
         inside = np.unique(lab[cc == i])
         assert len(inside) == 1 and inside[0] > 0, f"disc {i} has labels {inside}"
     assert ((lab > 0) == dark).mean() > 0.999
+    # every gland's confidence and box are kept beside the labels, whole across chunk borders
+    kept = store.read_confidence()
+    assert set(kept) == set(ids.tolist())
+    for gid, (conf, y0, x0, y1, x1) in kept.items():
+        ys, xs = np.nonzero(lab == gid)
+        assert (y0, x0, y1, x1) == (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
+        assert 0.5 < conf <= 1.0, "a crisp threshold model is sure of its discs"
     # only chunks with tissue ran the model (the glass on the right and bottom did not)
     assert stats["chunks"] == 6 * 7
     assert 0 < stats["chunks_with_tissue"] < stats["chunks"]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from napari_glandseg.errors import GlandsegError
+from napari_glandseg.inference.confidence import gland_confidence
 from napari_glandseg.inference.postprocess import probabilities_to_instances_keep_edges
 from napari_glandseg.inference.stitch import LOCAL_MAX, ChunkGeom, to_global, write_seam
 from napari_glandseg.inference.tile_jobs import (
@@ -94,7 +95,7 @@ def finish_chunk(slide: Any, card: Any, plan: RunPlan, geom: ChunkGeom, store: A
     """Post-process a chunk's probabilities, write its seam file, then its labels (+ done log)."""
     local = chunk_instances(slide, card, geom, probs, plan.factor, plan.postprocess)
     m = geom.margin
-    areas = write_seam(Path(plan.seam_dir), geom, local)
+    areas = write_seam(Path(plan.seam_dir), geom, local, gland_confidence(local, probs))
     core = to_global(local[m : m + geom.h, m : m + geom.w], geom.index)
     store.write_chunk(geom.cy, geom.cx, core)
     return {"cy": geom.cy, "cx": geom.cx, "tissue": True, "objects": len(areas),

@@ -54,6 +54,7 @@ from napari_glandseg.inference.stitch import (
     build_lut,
     chunk_grid,
     chunk_luts,
+    final_confidence,
 )
 from napari_glandseg.inference.tile_jobs import ChunkWork, plan_work, tissue_tiles
 from napari_glandseg.inference.tiling import SlideTiles
@@ -197,6 +198,7 @@ def stitch_store(store: Any, geoms: list[ChunkGeom], seam_dir: Path, card: Any,
     """Merge glands across chunk borders and drop small ones; returns chunks rewritten."""
     min_area_px = float(card.postprocess.get("min_area_um2", 0.0)) / (card.mpp * card.mpp)
     lut = build_lut(geoms, seam_dir, min_area_px)
+    store.write_confidence(final_confidence(geoms, seam_dir, lut))
     tables = chunk_luts(lut)
     by_index = {g.index: g for g in geoms}
     # a chunk holds its own ids before the stitch and final ids after it: the table handles both

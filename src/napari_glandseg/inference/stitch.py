@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from napari_glandseg._atomic import atomic_path
 
@@ -107,14 +108,22 @@ def seam_path(seam_dir: Path, geom: ChunkGeom) -> Path:
     return Path(seam_dir) / f"{geom.cy}_{geom.cx}.npz"
 
 
-def write_seam(seam_dir: Path, geom: ChunkGeom, local: np.ndarray) -> dict[int, int]:
-    """Save the chunk's border bands and core areas (atomically); returns {local id: core px}."""
+def write_seam(seam_dir: Path, geom: ChunkGeom, local: np.ndarray,
+               confidence: dict[int, float] | None = None) -> dict[int, int]:
+    """Save the chunk's border bands, core areas and glands' confidence (atomically); returns
+    {local id: core px}."""
     m = geom.margin
     core = local[m : m + geom.h, m : m + geom.w]
     counts = np.bincount(core.ravel())
     ids = np.nonzero(counts)[0]
     ids = ids[ids > 0]
     arrays = {side: np.ascontiguousarray(a.astype(np.uint16)) for side, a in strips(local, geom).items()}
+    if confidence is not None:
+        arrays["confidence"] = np.array([confidence.get(i, np.nan) for i in ids.tolist()], np.float32)
+        found = ndimage.find_objects(core)
+        arrays["boxes"] = np.array([[geom.y0 + found[i - 1][0].start, geom.x0 + found[i - 1][1].start,
+                                     geom.y0 + found[i - 1][0].stop, geom.x0 + found[i - 1][1].stop]
+                                    for i in ids.tolist()], np.int64).reshape(-1, 4)
     target = seam_path(seam_dir, geom)
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
@@ -249,3 +258,31 @@ def apply_chunk_lut(data: np.ndarray, index: int, table: np.ndarray) -> np.ndarr
     mine = (data >> ID_BITS) == index
     out[mine] = table[data[mine] & LOCAL_MAX]
     return out
+
+
+def final_confidence(geoms: list[ChunkGeom], seam_dir: Path, lut: dict[int, int]) -> dict[int, list[float]]:
+    """{final gland id: [confidence, y0, x0, y1, x1]} (its box in store px) from the chunks' seam
+    files and the stitch's table (chunks written before confidences were kept have none: their
+    glands are left out)."""
+    from napari_glandseg.inference.confidence import merge_pieces
+
+    pieces: dict[int, list[tuple[float, int]]] = {}
+    boxes: dict[int, np.ndarray] = {}
+    for g in geoms:
+        p = seam_path(seam_dir, g)
+        if not p.exists():
+            continue
+        with np.load(p) as z:
+            if "confidence" not in z.files:
+                continue
+            base = g.index << ID_BITS
+            for i, c, conf, box in zip(z["ids"].tolist(), z["counts"].tolist(), z["confidence"].tolist(),
+                                       z["boxes"], strict=True):
+                final = lut.get(base + i, base + i)
+                if not final or not np.isfinite(conf):
+                    continue
+                pieces.setdefault(final, []).append((conf, c))
+                old = boxes.get(final)
+                boxes[final] = box if old is None else np.concatenate([np.minimum(old[:2], box[:2]),
+                                                                       np.maximum(old[2:], box[2:])])
+    return {gid: [conf, *(int(v) for v in boxes[gid])] for gid, conf in merge_pieces(pieces).items()}

@@ -171,6 +171,32 @@ class LabelStore:
     def __repr__(self) -> str:
         return f"LabelStore({str(self.path)!r}, shape={self.shape}, levels={len(self.levels)}, mpp={self.mpp})"
 
+    # -- glands' confidence ----------------------------------------------------------------------
+
+    CONFIDENCE_FILE = "glands.json"
+
+    def write_confidence(self, glands: dict[int, list[float]]) -> None:
+        """Keep {gland id: [confidence, y0, x0, y1, x1]} (box in level-0 store px) beside the
+        labels (atomically): what "Next uncertain" and the tables read, not the labels."""
+        from napari_glandseg._atomic import write_json_atomic
+
+        self._writable()
+        write_json_atomic(self.path / self.CONFIDENCE_FILE,
+                          {"glands": {str(k): v for k, v in sorted(glands.items())}}, indent=None)
+
+    def read_confidence(self) -> dict[int, list[float]]:
+        """What ``write_confidence`` kept ({} for a store without it)."""
+        from napari_glandseg._atomic import read_bounded
+
+        path = self.path / self.CONFIDENCE_FILE
+        if not path.exists():
+            return {}
+        try:
+            data = json.loads(read_bounded(path, 512 * 2**20, "a gland confidence file"))
+            return {int(k): [float(x) for x in v] for k, v in data["glands"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise GlandsegError(f"{path}: not a gland confidence file ({type(exc).__name__}: {exc})") from exc
+
     # -- reading -------------------------------------------------------------------------------
 
     def read_region(self, y: int, x: int, h: int, w: int, level: int = 0) -> np.ndarray:
