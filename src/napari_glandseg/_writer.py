@@ -69,12 +69,28 @@ def _need_mpp(place: Placement, path: str) -> float:
     return place.mpp
 
 
-def measurement_rows(labels: np.ndarray, place: Placement) -> list[dict]:
-    """Per-gland measurements with centroids in level-0 slide px."""
+def measurement_rows(labels: np.ndarray, place: Placement, attributes: dict[str, Any] | None = None) -> list[dict]:
+    """Per-gland measurements with centroids in level-0 slide px, and each gland's confidence
+    where the layer has one."""
     from napari_glandseg.labels.measure import measure_glands
+    from napari_glandseg.labels.uncertain import with_confidence
 
     mpp = place.mpp if place.mpp is not None else 1.0
-    return measure_glands(labels, mpp, scale=place.scale, offset=place.offset)
+    rows = measure_glands(labels, mpp, scale=place.scale, offset=place.offset)
+    return with_confidence(rows, layer_confidence(attributes or {}))
+
+
+def layer_confidence(attributes: dict[str, Any]) -> dict[int, float]:
+    """{label: confidence} of a layer: its features table, else the whole-slide store it shows."""
+    from napari_glandseg.labels.uncertain import confidence_by_label
+
+    found = confidence_by_label(attributes.get("features"))
+    meta = get_meta(attributes.get("metadata") or {}) or {}
+    if found or meta.get("kind") != "store" or not meta.get("store"):
+        return found
+    from napari_glandseg.labels.store import LabelStore
+
+    return {k: v[0] for k, v in LabelStore.open(meta["store"], read_only=True).read_confidence().items()}
 
 
 def write_geojson(path: str, data: Any, attributes: dict[str, Any], *, object_type: str = "annotation") -> list[str]:
@@ -83,7 +99,7 @@ def write_geojson(path: str, data: Any, attributes: dict[str, Any], *, object_ty
 
     labels = labels_array(data)
     place = placement_from_attributes(attributes)
-    rows = measurement_rows(labels, place) if place.mpp is not None else None
+    rows = measurement_rows(labels, place, attributes) if place.mpp is not None else None
     fc = geojson.labels_to_features(
         labels, scale=place.scale, offset=place.offset, object_type=object_type, measurements=rows
     )
@@ -115,5 +131,5 @@ def write_measurements(path: str, data: Any, attributes: dict[str, Any]) -> list
 
     place = placement_from_attributes(attributes)
     _need_mpp(place, path)
-    write_measurements_csv(path, measurement_rows(labels_array(data), place))
+    write_measurements_csv(path, measurement_rows(labels_array(data), place, attributes))
     return [os.fspath(path)]

@@ -60,6 +60,9 @@ def test_segment_whole_slide(cmu_svs, tiny_checkpoint, tmp_path, capsys):
     assert summary["glands"] == len(rows) == len(fc["features"]) > 0
     lab = np.asarray(store.levels[0][:])
     assert set(int(r["label"]) for r in rows) == set(np.unique(lab[lab > 0]).tolist())
+    kept = store.read_confidence()
+    assert {int(r["label"]): float(r["confidence"]) for r in rows} == pytest.approx({k: v[0] for k, v in kept.items()}, abs=1e-6)
+    assert all("confidence" in f["properties"]["measurements"] for f in fc["features"]), "a QuPath measurement too"
     # a second run resumes: nothing to do, same result
     assert main(["segment", str(cmu_svs), "--out", str(tmp_path), "--model", str(tiny_checkpoint),
                  "--device", "cpu", "--chunk-px", "512", "--no-geojson"]) == 0

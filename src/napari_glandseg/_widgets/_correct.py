@@ -26,6 +26,7 @@ from napari_glandseg.labels import layer_meta as lm
 from napari_glandseg.labels.edit import gland_bbox
 from napari_glandseg.labels.measure import measure_glands
 from napari_glandseg.labels.review import layer_placement
+from napari_glandseg.labels.uncertain import Candidate, confidence_by_label, next_uncertain, with_confidence
 from napari_glandseg.slide.view_geometry import visible_bbox0
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ KEYS = {
     "small": "Shift-R",
     "relabel": "Shift-C",
     "click gland": "Shift-G",
+    "next uncertain": "Shift-N",
 }
 SPLIT_LAYER = "split line"
 #: "Edit this view" reads at most this many store pixels per side (a 64 MB int32 array).
@@ -73,6 +75,11 @@ class CorrectWidget(QWidget):
         self.min_area.setToolTip("Glands smaller than this are removed by 'Remove small'")
         self.reviewed_info = QLabel("")
         self.jobs = JobPanel(self)
+        self.uncertain_button = QPushButton("Next uncertain")
+        self.uncertain_button.setToolTip(
+            "Show and select the gland the model was least sure of that you have not reviewed yet "
+            f"(each one shown counts as reviewed) [{KEYS['next uncertain']}]")
+        self.uncertain_button.clicked.connect(lambda *_: self.next_uncertain())
         self.click = ClickGland(napari_viewer, editable=self._editable, key=KEYS["click gland"],
                                 model=guided_model, on_edit=self.refresh_measurements)
 
@@ -104,6 +111,7 @@ class CorrectWidget(QWidget):
         lay.addLayout(row)
         lay.addLayout(grid)
         lay.addWidget(self.click)
+        lay.addWidget(self.uncertain_button)
         lay.addLayout(size_row)
         keys = ", ".join(f"{v}: {k}" for k, v in KEYS.items())
         help_label = QLabel(f"Keys on gland layers — {keys}; Ctrl+Z undo")
@@ -161,6 +169,7 @@ class CorrectWidget(QWidget):
             "small": lambda ly: self.remove_small(),
             "relabel": lambda ly: self.relabel(),
             "click gland": lambda ly: self.click.toggle(ly),
+            "next uncertain": lambda ly: self.next_uncertain(),
         }
         for name, fn in actions.items():
             layer.bind_key(KEYS[name], fn, overwrite=True)
@@ -313,11 +322,51 @@ class CorrectWidget(QWidget):
         if not mpp:
             return
         try:
-            feats = tools.features_table(measure_glands(layer.data, mpp))
+            rows = with_confidence(measure_glands(layer.data, mpp), confidence_by_label(layer.features))
+            feats = tools.features_table(rows)
             if feats is not None:
                 layer.features = feats
         except Exception as exc:
             show_error(f"measurements: {exc}")
+
+    # --------------------------------------------------------- least certain
+    def next_uncertain(self) -> Candidate | None:
+        """Move the view to the least confident gland of the active layer not reviewed yet and
+        select it; it counts as reviewed from now on. None when there is none left."""
+        layer = self.layer()
+        if layer is None:
+            show_error("select a gland labels layer first")
+            return None
+        meta = lm.get_meta(layer.metadata)
+        try:
+            candidates = layer_uncertain_candidates(layer, meta or {})
+        except Exception as exc:
+            show_error(f"Next uncertain: {exc}")
+            return None
+        if not candidates:
+            show_info(f"{layer.name}: no gland confidences (segment it with napari-glandseg)")
+            return None
+        holder = meta if meta is not None else layer.metadata
+        reviewed = holder.setdefault("uncertain_reviewed", [])
+        pick = next_uncertain(candidates, reviewed)
+        if pick is None:
+            self.reviewed_info.setText(f"all {len(candidates)} glands reviewed, least certain first")
+            return None
+        reviewed.append(pick.label)
+        self._show_gland(layer, pick)
+        self.reviewed_info.setText(f"gland {pick.label}: confidence {pick.confidence:.2f} "
+                                   f"({len(set(reviewed))} of {len(candidates)} reviewed)")
+        return pick
+
+    def _show_gland(self, layer: Labels, pick: Candidate) -> None:
+        """Centre the camera on the gland, zoomed so that it fills about a third of the canvas."""
+        centre = np.asarray(layer.data_to_world(pick.centre), float)[-2:]
+        y0, x0, y1, x1 = pick.box
+        extent = np.abs(np.asarray(layer.scale[-2:], float)) * (y1 - y0, x1 - x0)
+        canvas = np.asarray(self.viewer.canvas.size, float)  # (height, width) in screen px
+        self.viewer.scene.camera.center = tuple(centre)
+        self.viewer.scene.camera.zoom = float(np.min(canvas / np.maximum(3 * extent, 1e-9)))
+        layer.selected_label = pick.label
 
     # ------------------------------------------------------- edit view, commit
     def edit_view(self) -> Labels | None:
@@ -386,3 +435,19 @@ class CorrectWidget(QWidget):
 
         return self.jobs.start(run, description=f"Commit {layer.name}", on_done=done)
 
+
+def layer_uncertain_candidates(layer: Labels, meta: dict[str, Any]) -> list[Candidate]:
+    """The glands of a layer that have a confidence: from its features table (Segment view),
+    else from the store it shows or was opened from (whole slide, "Edit this view")."""
+    from napari_glandseg.labels.uncertain import layer_candidates, store_candidates
+
+    confidence = confidence_by_label(layer.features)
+    if confidence and isinstance(layer.data, np.ndarray):
+        return layer_candidates(layer.data, confidence)
+    if meta.get("kind") in ("store", "edit") and meta.get("store"):
+        from napari_glandseg.labels.store import LabelStore
+
+        kept = LabelStore.open(meta["store"], read_only=True).read_confidence()
+        region = meta.get("store_region") if meta.get("kind") == "edit" else None
+        return store_candidates(kept, None if region is None else tuple(region))
+    return []

@@ -27,6 +27,7 @@ from napari_glandseg._widgets._slides import SlideRef, slide_ref, store_layer_kw
 from napari_glandseg._widgets._tools import features_table
 from napari_glandseg.labels import layer_meta as lm
 from napari_glandseg.labels.measure import measure_glands
+from napari_glandseg.labels.uncertain import with_confidence
 from napari_glandseg.model import DEFAULT_MODEL
 from napari_glandseg.model.device import DEVICE_CHOICES
 from napari_glandseg.model.precision import PRECISIONS
@@ -280,7 +281,8 @@ class SegmentWidget(Container):
             model = p.predictor(models.load(p.model, p.device))
             result = segment_region(ref.open(), view.bbox, model=model, progress=progress, cancel=cancel,
                                     device=p.device, display_downsample=display_ds)
-            return result, measure_glands(np.asarray(result.labels), result_mpp(result, ref.mpp))
+            rows = measure_glands(np.asarray(result.labels), result_mpp(result, ref.mpp))
+            return result, with_confidence(rows, result.confidence)
 
         return self.jobs.start(
             run, description=f"Segment view of {ref.name}",

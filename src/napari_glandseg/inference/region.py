@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from napari_glandseg.errors import GlandsegError, Progress
+from napari_glandseg.inference.confidence import gland_confidence
 from napari_glandseg.inference.postprocess import probabilities_to_instances
 from napari_glandseg.inference.predictor import Predictor
 from napari_glandseg.inference.refine import refine_to_grid, refined_scale
@@ -45,6 +46,7 @@ class RegionResult:
     bbox0: tuple[int, int, int, int]
     probs: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    confidence: dict[int, float] = field(default_factory=dict)  # per gland (``inference.confidence``)
 
     @property
     def placement(self) -> GridPlacement:
@@ -185,6 +187,7 @@ def segment_region(
     if tissue_only:
         labels = drop_off_tissue(labels, slide, (y0, x0), f)
     labels = compact_labels(labels)[0]  # ids 1..n (int32) in their order
+    confidence = gland_confidence(labels, probs[:, m : m + out_h, m : m + out_w])
     fine = refined_scale(f, display_downsample, (bh, bw))
     if fine is not None:
         grid = GridPlacement.for_box((y0, x0, bh, bw), fine)
@@ -199,6 +202,7 @@ def segment_region(
         bbox0=(int(round(y0)), int(round(x0)), int(round(bh)), int(round(bw))),
         probs=np.ascontiguousarray(probs[:, m : m + out_h, m : m + out_w]) if return_probs else None,
         info={"model": card.name, "slide_mpp": slide.mpp, **pred.info()},
+        confidence=confidence,
     )
 
 

@@ -69,7 +69,9 @@ def write_tables(store: Any, out_dir: Path, *, factor: float, mpp: float, geojso
     if workers is None:
         h, w = (int(s) for s in store.levels[0].shape)
         workers = len(allowed_cores()) if h * w > BLOCK_PX * BLOCK_PX else 1
-    spec = TableSpec(float(factor), float(mpp), geojson, None if slide_shape is None else tuple(slide_shape))
+    confidence = {k: v[0] for k, v in store.read_confidence().items()} if hasattr(store, "read_confidence") else None
+    spec = TableSpec(float(factor), float(mpp), geojson, None if slide_shape is None else tuple(slide_shape),
+                     confidence=confidence or None)
     records = table_records(store, spec, workers)
     rows = sorted((r[1] for r in records), key=lambda row: row["label"])
     write_measurements_csv(out_dir / "measurements.csv", rows)

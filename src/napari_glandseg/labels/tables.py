@@ -95,6 +95,7 @@ class TableSpec:
     clip_to: tuple[int, int] | None = None  # level-0 (h, w) of the slide
     block: int = BLOCK_PX
     margin: int = MARGIN_PX
+    confidence: dict[int, float] | None = None  # per gland, from the store (``LabelStore.read_confidence``)
 
 
 def gland_record(g: Gland, spec: TableSpec) -> tuple[tuple[int, int, int], dict, str | None]:
@@ -108,6 +109,8 @@ def gland_record(g: Gland, spec: TableSpec) -> tuple[tuple[int, int, int], dict,
     fy, fx = max(0, by * spec.block - spec.margin), max(0, bx * spec.block - spec.margin)
     offset = (fy * f, fx * f)  # level-0 px of the frame's top-left corner (see the module doc)
     row = measure_mask(g.mask, g.label, spec.mpp, origin=(r0 - fy, c0 - fx), offset=offset, scale=f)
+    if spec.confidence and g.label in spec.confidence:
+        row["confidence"] = spec.confidence[g.label]
     if not spec.geojson:
         return (by, bx, g.label), row, None
     corner = (offset[0] + (r0 - fy) * f, offset[1] + (c0 - fx) * f)
