@@ -109,9 +109,13 @@ class SegmentWidget(Container):
                                       tooltip="Segment the part of the slide on screen (capped at ~4 Mpx at model µm/px)")
         self.slide_button = PushButton(name="slide_button", text="Segment slide",
                                        tooltip="Segment the whole slide into <slide>.glandseg.zarr; resumes an interrupted run")
+        self.propose_button = PushButton(
+            name="propose_button", text="Propose glands (no labels)",
+            tooltip="Gland proposals for the part of the slide on screen with no trained model (per-image "
+                    "clustering and a morphology cue): a start for tissue no model has seen, to correct and fine-tune on")
         buttons = Container(widgets=[self.view_button, self.slide_button], layout="horizontal", labels=False)
         buttons.margins = (0, 0, 0, 0)
-        self.extend([*self._fields(), self.info, buttons])
+        self.extend([*self._fields(), self.info, buttons, self.propose_button])
         self.jobs = attach_job_panel(self)
 
         self.model.changed.connect(self._on_model_changed)
@@ -121,6 +125,7 @@ class SegmentWidget(Container):
         self.organ.changed.connect(self._remember_organ)
         self.view_button.changed.connect(self.segment_view)
         self.slide_button.changed.connect(self.segment_slide)
+        self.propose_button.changed.connect(self.propose_view)
         # The slide combo box follows the layer list (docked or not).
         for ev in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed,
                    napari_viewer.layers.events.reordered):
@@ -289,6 +294,32 @@ class SegmentWidget(Container):
             on_done=lambda out: self._add_view_result(out, ref, view, placement, card, p),
         )
 
+    def propose_view(self) -> Any:
+        """Unsupervised gland proposals for the visible region, as an ordinary gland layer."""
+        from napari_glandseg.unsupervised.proposals import ProposalConfig
+
+        try:
+            p = self.params()
+            layer, ref = self._slide(p)
+            view = self.visible_bbox(layer)
+        except Exception as exc:
+            show_error(f"Propose glands: {exc}")
+            return None
+        self.last_view = view
+        placement = (tuple(layer.scale), tuple(layer.translate))
+        source = ProposalSource(mpp=ProposalConfig().work_mpp)
+
+        def run(progress, cancel: threading.Event):
+            from napari_glandseg.unsupervised.proposals import propose_region
+
+            result = propose_region(ref.open(), view.bbox, progress=progress, cancel=cancel)
+            return result, measure_glands(np.asarray(result.labels), result_mpp(result, ref.mpp))
+
+        return self.jobs.start(
+            run, description=f"Propose glands on {ref.name}",
+            on_done=lambda out: self._add_view_result(out, ref, view, placement, source, p),
+        )
+
     def _add_view_result(self, out, ref: SlideRef, view: ViewBox, placement, card, p: SegmentParams) -> None:
         result, rows = out
         labels = np.asarray(result.labels)
@@ -368,6 +399,14 @@ class SegmentWidget(Container):
         layer = self.viewer.add_labels(**kwargs)
         self.result_layer = layer
         return layer
+
+
+@dataclass(frozen=True)
+class ProposalSource:
+    """What made a "Propose glands" layer, where a model card would be (its name and µm/px)."""
+
+    mpp: float
+    name: str = "unsupervised proposals (no labels)"
 
 
 def compute_text(info: dict[str, Any]) -> str:
