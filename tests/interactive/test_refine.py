@@ -138,3 +138,13 @@ def test_init_adapts_a_3_class_rgb_model_to_a_6_channel_guided_one():
         got = guided(torch.cat([x, torch.zeros(1, 3, 64, 64)], 1))
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
     assert fit_tensor(torch.zeros(3, 3), torch.zeros(3, 3, 1)) is None
+
+
+def test_refining_a_result_larger_than_any_window_is_not_an_error():
+    """A first result that spilled over a huge area (a merged blob) can still be cut: the window
+    is the largest one around the click, not refused like an over-long squiggle."""
+    rgb, truth = dark_disk((900, 900), (450, 450), 60)
+    spilled = np.ones((900, 900), bool)  # 900 px: more than the largest window (256)
+    model = DarkIsGland()
+    out = segment_gland(rgb, [], [(100, 100)], mpp=1.0, model=model, previous=spilled)
+    assert not out[100, 100] and model.seen[-1][0, 4].sum() > 0, "the window holds the 'not this' click"

@@ -163,10 +163,11 @@ def segment_window(model, read: Callable[[tuple[float, float], int], np.ndarray]
     box = _extent(previous) if previous is not None else None
     if len(marks) == 0 and box is None:
         raise ValueError("include: give at least one (y, x) point on the gland")
-    lo = marks.min(0) if len(marks) else box[:2]
-    hi = marks.max(0) if len(marks) else box[2:]
-    span = float((hi - lo).max()) / px_per_model  # a long squiggle needs a big window
-    if box is not None:  # the gland being refined sets the window; its extent is not the user's squiggle
+    marks = np.concatenate([marks, exc]) if box is not None else marks  # refining: "not this" clicks count
+    # a long squiggle needs a big window (and one too long for any window is an error)
+    span = float((marks.max(0) - marks.min(0)).max()) / px_per_model if len(marks) else 0.0
+    lo, hi = (marks.min(0), marks.max(0)) if len(marks) else (box[:2], box[2:])
+    if box is not None:  # the gland being refined sets the window too (at most the largest one)
         lo, hi = np.minimum(lo, box[:2]), np.maximum(hi, box[2:])
     size, largest = model.card.tile_px, model.card.tile_px * 2**MAX_GROWTHS
     _check_window(span, largest, px_per_model, model.card.mpp)
@@ -174,6 +175,8 @@ def segment_window(model, read: Callable[[tuple[float, float], int], np.ndarray]
     while size < need and size < largest:
         size *= 2
     centre = (lo + hi) / 2
+    if len(marks) and need > largest:  # a refined gland larger than any window: the window goes to the click
+        centre = (marks.min(0) + marks.max(0)) / 2
     threshold = float(model.card.postprocess.get("gland_threshold", 0.5))
     for attempt in range(MAX_PASSES):
         origin = (float(centre[0] - size / 2 * px_per_model), float(centre[1] - size / 2 * px_per_model))
