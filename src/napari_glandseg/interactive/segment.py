@@ -110,6 +110,13 @@ def select_gland(prob: np.ndarray, include: Sequence[Point], exclude: Sequence[P
     return mask & ~maps[1]
 
 
+def _refine_without_model(previous: np.ndarray, found: np.ndarray, exclude: np.ndarray, added: bool) -> np.ndarray:
+    """What a refining click means to a model without a previous-mask channel: "this too" adds
+    what it finds at the click to the previous result, "not this" cuts its mark out of it."""
+    mask = previous | found if added else previous.copy()
+    return mask & ~(guidance_maps(mask.shape, [], exclude) > 0)[1]
+
+
 def window_from(found: GlandWindow, origin: tuple[float, float], size: int, px_per_model: float) -> np.ndarray:
     """``found``'s mask sampled (nearest) on a size×size window at ``origin`` (caller pixels)."""
     centres = (np.arange(size) + 0.5) * px_per_model
@@ -187,6 +194,8 @@ def segment_window(model, read: Callable[[tuple[float, float], int], np.ndarray]
         if off is not None:
             prob = np.where(off, 0.0, prob).astype(prob.dtype, copy=False)
         mask = select_gland(prob, inc_w, exc_w, threshold, clicks=more_w, previous=prev_w)
+        if prev_w is not None and guide_channels(model) == 2:  # a model that cannot see its previous result
+            mask = _refine_without_model(prev_w, mask, exc_w, bool(len(more_w)))
         if off is not None:
             mask &= ~off  # holes filled over glass that the window's crop enclosed
         found = GlandWindow(mask, prob, origin, px_per_model)
