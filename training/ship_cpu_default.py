@@ -14,14 +14,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shipping import WEIGHTS, without_run_dir, write_bundled  # noqa: E402
 from tune_postprocess import GRID, best_by_source, tune, validation_pairs  # noqa: E402
-
-WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "napari_glandseg" / "model" / "weights"
 
 
 def organ_scores(checkpoint: Path, pairs) -> tuple[dict, dict]:
@@ -38,7 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true")
     args = ap.parse_args(argv)
 
-    from napari_glandseg.model import save_checkpoint
     from napari_glandseg.model.checkpoint import load_checkpoint
 
     pairs = validation_pairs(args.config)
@@ -68,18 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         "postprocess_profiles": {"by_organ": new_organs, "replaced": {"by_organ": old_organs}},
         "weights": "fp16 (loaded as fp32)",
     })
-    # the run folder is a machine path: the card says RUN instead (tests/model/test_shipped_files.py)
-    prov = json.loads(json.dumps(prov, default=str).replace(str(run_dir.resolve()), "RUN").replace(str(run_dir), "RUN"))
+    prov = without_run_dir(prov, run_dir)
     card = dataclasses.replace(
         model.card, name=args.name, postprocess=new_best["params"], organ=None,
         profiles={o: {k: r["params"][k] for k in GRID} | {"fill_holes": r["params"]["fill_holes"]}
                   for o, r in new_organs.items() if "/" not in o},
         provenance=prov)
-    save_checkpoint(model, WEIGHTS / args.name, card=card, half=True)
-    log = run_dir / "log.jsonl"
-    if log.exists():
-        shutil.copy(log, WEIGHTS / f"{args.name}.training_log.jsonl")
-    print(f"shipped {WEIGHTS / args.name}.safetensors")
+    print(f"shipped {write_bundled(model, card, run_dir, args.name)}")
     return 0
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "napari_glandseg" / "model" / "weights"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shipping import WEIGHTS, without_run_dir, write_bundled  # noqa: E402
+
 NAME = "glandseg_guided"
 
 
@@ -26,7 +27,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import dataclasses
 
-    from napari_glandseg.model import save_checkpoint
     from napari_glandseg.model.checkpoint import load_checkpoint
     from napari_glandseg.train.common import parse_config
     from napari_glandseg.train.data import load_split
@@ -56,14 +56,9 @@ def main(argv: list[str] | None = None) -> int:
                               "replaced_how": {k: old.get(k) for k in ("script", "stages") if k in old}},
         "weights": "fp16 (loaded as fp32)",
     })
-    # the run folder is a machine path: the card says RUN instead (tests/model/test_shipped_files.py)
-    prov = json.loads(json.dumps(prov, default=str).replace(str(run_dir.resolve()), "RUN").replace(str(run_dir), "RUN"))
+    prov = without_run_dir(prov, run_dir)
     card = dataclasses.replace(new.card, name=NAME, provenance=prov)
-    save_checkpoint(new, WEIGHTS / NAME, card=card, half=True)
-    log = run_dir / "log.jsonl"
-    if log.exists():
-        shutil.copy(log, WEIGHTS / f"{NAME}.training_log.jsonl")
-    print(f"shipped {WEIGHTS / NAME}.safetensors")
+    print(f"shipped {write_bundled(new, card, run_dir, NAME)}")
     return 0
 
 

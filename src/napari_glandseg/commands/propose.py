@@ -23,8 +23,6 @@ import numpy as np
 from napari_glandseg.errors import GlandsegError, check_mpp
 
 STORE_NAME = "labels.ome.zarr"
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
-
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -91,11 +89,11 @@ def _is_zarr(path: Path) -> bool:
 
 
 def folder_images(folder: Path, limit: int | None = None) -> list[Path]:
-    """The images of ``folder`` (by name; hidden files are not images); none is an error."""
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise GlandsegError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    """The images of ``folder`` (``labels.folders.image_files``: hidden files are not images);
+    none is an error."""
+    from napari_glandseg.labels.folders import image_files
+
+    files = image_files(folder)
     return files[:limit] if limit else files
 
 
