@@ -12,7 +12,7 @@ import torch
 from skimage.draw import disk
 
 from napari_glandseg.interactive import guidance_maps, segment_gland
-from napari_glandseg.interactive.segment import GlandWindow, _image_reader, segment_window, window_from
+from napari_glandseg.interactive.segment import GlandWindow, image_reader, segment_window, window_from
 from napari_glandseg.model import create_model
 from napari_glandseg.model.card import ModelCard
 from napari_glandseg.train.common import fit_tensor
@@ -102,7 +102,7 @@ def test_an_exclusion_click_keeps_the_result_off_its_point():
 def test_a_gland_cut_by_the_first_window_is_outlined_whole_by_a_window_placed_from_it():
     rgb, truth = dark_disk((400, 400), (200, 200), 70)  # 140 px across, the window 128
     sizes = []
-    reader = _image_reader(rgb, 1.0)
+    reader = image_reader(rgb, 1.0)
 
     def read(origin, size):
         sizes.append(size)

@@ -69,10 +69,10 @@ def test_api_rejects_bad_input(glas, tiny_guided):
 def test_the_window_is_bounded_for_any_squiggle_and_any_mpp(glas, tiny_guided):
     """A gland's window never grows past tile_px·2**MAX_GROWTHS model px; a squiggle longer than
     that, or an image so finely sampled that the window would be huge, is a clear error."""
-    from napari_glandseg.interactive.segment import MAX_GROWTHS, _image_reader, segment_window
+    from napari_glandseg.interactive.segment import MAX_GROWTHS, image_reader, segment_window
 
     sizes = []
-    reader = _image_reader(glas, 2.0)
+    reader = image_reader(glas, 2.0)
 
     def read(origin, size):
         sizes.append(size)

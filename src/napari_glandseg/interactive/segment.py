@@ -222,7 +222,7 @@ def _check_window(span: float, largest: int, px_per_model: float, model_mpp: flo
                          f"(at most {MAX_READ_PX}); check the µm/px")
 
 
-def _image_reader(rgb: np.ndarray, px_per_model: float) -> Callable[[tuple[float, float], int], np.ndarray]:
+def image_reader(rgb: np.ndarray, px_per_model: float) -> Callable[[tuple[float, float], int], np.ndarray]:
     h, w = rgb.shape[:2]
 
     def read(origin: tuple[float, float], size: int) -> np.ndarray:
@@ -280,7 +280,7 @@ def segment_gland(rgb: np.ndarray, include: Sequence[Point], exclude: Sequence[P
         earlier = GlandWindow(previous, previous.astype(np.float32), (0.0, 0.0), 1.0)
     net = guided_model(model, device)
     px_per_model = net.card.mpp / mpp
-    found = segment_window(net, _image_reader(rgb, px_per_model), include, exclude, px_per_model,
+    found = segment_window(net, image_reader(rgb, px_per_model), include, exclude, px_per_model,
                            clicks=clicks, previous=earlier)
     return paste(found, rgb.shape[:2])
 

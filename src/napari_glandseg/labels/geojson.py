@@ -318,13 +318,13 @@ def features_to_labels(
     features = fc.get("features", []) if isinstance(fc, dict) else []
     ids = _feature_ids(features)
     for feature, label in zip(features, ids, strict=True):
-        for polygon in _feature_polygons(feature):
+        for polygon in feature_polygons(feature):
             rings = [(np.asarray(ring, dtype=np.float64)[:, :2] - (ox, oy)) / scale for ring in polygon]
             fill_polygon(out, rings, label)
     return out
 
 
-def _feature_polygons(feature: Any) -> list[PolygonCoords]:
+def feature_polygons(feature: Any) -> list[PolygonCoords]:
     """The polygons of a feature's (Multi)Polygon geometry; [] for anything else."""
     geometry = feature.get("geometry") if isinstance(feature, dict) else None
     kind = geometry.get("type") if isinstance(geometry, dict) else None
@@ -333,7 +333,7 @@ def _feature_polygons(feature: Any) -> list[PolygonCoords]:
     if kind == "MultiPolygon":
         return [p for p in geometry["coordinates"] if p]
     if kind == "GeometryCollection":
-        return [p for member in geometry.get("geometries", []) for p in _feature_polygons({"geometry": member})]
+        return [p for member in geometry.get("geometries", []) for p in feature_polygons({"geometry": member})]
     return []
 
 

@@ -24,12 +24,12 @@ MAX_GRID_PX = 2**25
 
 def polygon_bounds(fc: dict) -> tuple[float, float, float, float] | None:
     """``(y0, x0, y1, x1)`` around every ring of the (Multi)Polygon features, or None."""
-    from napari_glandseg.labels.geojson import _feature_polygons
+    from napari_glandseg.labels.geojson import feature_polygons
 
     lo = np.array([np.inf, np.inf])
     hi = -lo
     for feature in fc.get("features", []) if isinstance(fc, dict) else []:
-        for polygon in _feature_polygons(feature):
+        for polygon in feature_polygons(feature):
             for ring in polygon:
                 xy = np.asarray(ring, dtype=np.float64)[:, :2]
                 lo, hi = np.minimum(lo, xy.min(axis=0)), np.maximum(hi, xy.max(axis=0))

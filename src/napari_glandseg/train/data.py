@@ -68,7 +68,7 @@ class DataSource:
         return src
 
 
-def _resize(arr: np.ndarray, shape: tuple[int, int], nearest: bool) -> np.ndarray:
+def resize_plane(arr: np.ndarray, shape: tuple[int, int], nearest: bool) -> np.ndarray:
     if arr.shape[:2] == shape:
         return arr
     img = Image.fromarray(arr)
@@ -85,9 +85,9 @@ def rescale_sample(name: str, image, labels, valid, scale: float, tumor: int = -
     lab = np.asarray(Image.fromarray(lab).resize((shape[1], shape[0]), Image.NEAREST))
     return Sample(
         name,
-        _resize(image, shape, nearest=False),
+        resize_plane(image, shape, nearest=False),
         lab.astype(np.int32),
-        _resize(valid.astype(np.uint8), shape, nearest=True).astype(bool),
+        resize_plane(valid.astype(np.uint8), shape, nearest=True).astype(bool),
         tumor,
     )
 
@@ -217,9 +217,9 @@ def resized_crop(image, labels, valid, crop_px: int):
     """Resize a square crop (any size) to ``crop_px``: bilinear image, nearest labels/valid."""
     if labels.shape[0] == crop_px:
         return image, labels, valid
-    image = _resize(image, (crop_px, crop_px), nearest=False)
+    image = resize_plane(image, (crop_px, crop_px), nearest=False)
     labels = np.asarray(Image.fromarray(labels.astype(np.int32)).resize((crop_px,) * 2, Image.NEAREST))
-    valid = _resize(valid.astype(np.uint8), (crop_px, crop_px), nearest=True).astype(bool)
+    valid = resize_plane(valid.astype(np.uint8), (crop_px, crop_px), nearest=True).astype(bool)
     return image, labels.astype(np.int32), valid
 
 

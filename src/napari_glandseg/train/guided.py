@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from napari_glandseg.interactive.segment import _image_reader, guide_channels, paste, segment_window
+from napari_glandseg.interactive.segment import guide_channels, image_reader, paste, segment_window
 from napari_glandseg.labels.metrics import pixel_dice
 from napari_glandseg.train.common import (
     autocast,
@@ -74,7 +74,7 @@ def validate_clicks(model, samples: list[Sample], max_glands: int = 300) -> dict
     net.eval()
     first, second = [], []
     for s in samples:
-        read = _image_reader(s.image, 1.0)
+        read = image_reader(s.image, 1.0)
         for gid in range(1, int(s.labels.max()) + 1):
             truth = s.labels == gid
             if truth.sum() < MIN_GLAND_PX or len(first) >= max_glands:

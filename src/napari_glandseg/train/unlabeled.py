@@ -17,7 +17,7 @@ from scipy import ndimage as ndi
 
 from napari_glandseg.labels.folders import image_files
 from napari_glandseg.labels.masks import read_image
-from napari_glandseg.train.data import _resize, hed_jitter
+from napari_glandseg.train.data import hed_jitter, resize_plane
 
 
 @dataclass
@@ -48,7 +48,7 @@ def load_image_folder(folder: Path, *, source_mpp: float, model_mpp: float) -> l
     for p in image_files(root):
         img = read_image(p)
         shape = (max(1, round(img.shape[0] * scale)), max(1, round(img.shape[1] * scale)))
-        out.append(_resize(img, shape, nearest=False))
+        out.append(resize_plane(img, shape, nearest=False))
     return out
 
 
@@ -118,7 +118,7 @@ class TwoViewDataset(torch.utils.data.Dataset):
         src = min(max(8, round(self.crop_px / scale)), min(region.shape[:2]))
         y = rng.integers(region.shape[0] - src + 1)
         x = rng.integers(region.shape[1] - src + 1)
-        view = _resize(np.ascontiguousarray(region[y:y + src, x:x + src]), (self.crop_px,) * 2, nearest=False)
+        view = resize_plane(np.ascontiguousarray(region[y:y + src, x:x + src]), (self.crop_px,) * 2, nearest=False)
         if self.augment:
             view = np.rot90(view, int(rng.integers(4)), axes=(0, 1))
             if rng.random() < 0.5:
