@@ -23,7 +23,7 @@ from napari_glandseg._widgets._click import ClickGland
 from napari_glandseg._widgets._jobs import JobPanel
 from napari_glandseg._widgets._palette import gland_style
 from napari_glandseg.labels import layer_meta as lm
-from napari_glandseg.labels.edit import gland_bbox
+from napari_glandseg.labels.edit import gland_bbox, union_window
 from napari_glandseg.labels.measure import measure_glands
 from napari_glandseg.labels.review import layer_placement
 from napari_glandseg.labels.uncertain import Candidate, confidence_by_label, next_uncertain, with_confidence
@@ -219,7 +219,7 @@ class CorrectWidget(QWidget):
         wa, wb = gland_bbox(layer.data, a, 3), gland_bbox(layer.data, b, 3)
         if wa is None or wb is None:
             return 0
-        return self._apply(lambda arr: merge_glands(arr, [a, b]), tools.union_window(wa, wb), what="merge glands")
+        return self._apply(lambda arr: merge_glands(arr, [a, b]), union_window(wa, wb), what="merge glands")
 
     def start_merge_pick(self) -> None:
         """Next two clicks on the layer pick the glands to merge."""

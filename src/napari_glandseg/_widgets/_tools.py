@@ -33,20 +33,12 @@ def apply_new_labels(layer, new: np.ndarray, window: tuple[slice, slice] | None 
     return n
 
 
-def union_window(a: tuple[slice, slice], b: tuple[slice, slice]) -> tuple[slice, slice]:
-    return (
-        slice(min(a[0].start, b[0].start), max(a[0].stop, b[0].stop)),
-        slice(min(a[1].start, b[1].start), max(a[1].stop, b[1].stop)),
-    )
-
-
 def label_at(layer, world_point: Sequence[float]) -> int:
-    """The label under a world position (0 outside the layer)."""
-    data_pt = np.round(np.asarray(layer.world_to_data(world_point), float)[-2:]).astype(int)
-    h, w = layer.data.shape[-2:]
-    if not (0 <= data_pt[0] < h and 0 <= data_pt[1] < w):
-        return 0
-    return int(layer.data[data_pt[0], data_pt[1]])
+    """The label under a world position (0 outside the layer): ``labels.edit.label_at`` there."""
+    from napari_glandseg.labels.edit import label_at as label_at_pixel
+
+    y, x = np.asarray(layer.world_to_data(world_point), float)[-2:]
+    return label_at_pixel(layer.data, y, x)
 
 
 def line_in_data(layer, world_vertices: np.ndarray) -> np.ndarray:

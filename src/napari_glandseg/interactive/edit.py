@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_glandseg.interactive.segment import GlandWindow
-from napari_glandseg.labels.edit import gland_bbox
+from napari_glandseg.labels.edit import gland_bbox, union_window
 from napari_glandseg.slide.placement import GridPlacement
 
 Window = tuple[slice, slice]
@@ -144,8 +144,7 @@ def place_gland(labels: np.ndarray, found: GlandWindow, grid: GridPlacement, inc
     else:  # the old outline goes, also where it lies outside the new one
         old = gland_bbox(labels, label)
         if old is not None:
-            win = (slice(min(win[0].start, old[0].start), max(win[0].stop, old[0].stop)),
-                   slice(min(win[1].start, old[1].start), max(win[1].stop, old[1].stop)))
+            win = union_window(win, old)
     full = np.zeros((win[0].stop - win[0].start, win[1].stop - win[1].start), bool)
     ry, rx = located[0]
     full[ry.start - win[0].start:ry.stop - win[0].start, rx.start - win[1].start:rx.stop - win[1].start] = mask

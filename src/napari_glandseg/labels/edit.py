@@ -137,6 +137,12 @@ def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
     return compact_labels(arr)[0].astype(arr.dtype)
 
 
+def union_window(a: tuple[slice, slice], b: tuple[slice, slice]) -> tuple[slice, slice]:
+    """The smallest (rows, cols) window holding windows ``a`` and ``b``."""
+    return (slice(min(a[0].start, b[0].start), max(a[0].stop, b[0].stop)),
+            slice(min(a[1].start, b[1].start), max(a[1].stop, b[1].stop)))
+
+
 def label_at(labels: np.ndarray, y: float, x: float) -> int:
     """Return the label under pixel position ``(y, x)``; 0 outside the array (or non-finite)."""
     arr = check_labels(labels)
