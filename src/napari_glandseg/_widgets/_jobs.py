@@ -21,7 +21,6 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBox
 
 from napari_glandseg.errors import Cancelled, Progress
 
-ProgressFn = Progress
 log = logging.getLogger(__name__)
 
 
@@ -70,7 +69,7 @@ class JobPanel(QWidget):
         self.worker: Any = None
         self._event: threading.Event | None = None
         self._pbar: _ActivityBar | None = None
-        self._extra_progress: ProgressFn | None = None
+        self._extra_progress: Progress | None = None
         #: The last exception a job raised (tests and callers read it; the user sees a notification).
         self.last_error: BaseException | None = None
 
@@ -80,11 +79,11 @@ class JobPanel(QWidget):
 
     def start(
         self,
-        fn: Callable[[ProgressFn, threading.Event], Any],
+        fn: Callable[[Progress, threading.Event], Any],
         *,
         description: str,
         on_done: Callable[[Any], None],
-        on_progress: ProgressFn | None = None,
+        on_progress: Progress | None = None,
         on_finally: Callable[[], None] | None = None,
     ) -> Any:
         """Start ``fn`` in a worker thread; returns the worker (or None when one is running)."""

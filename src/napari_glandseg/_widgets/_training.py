@@ -50,12 +50,12 @@ def finetune_reviewed(meta: dict[str, Any], base: str, out_dir: Path, *, model_m
     package, or a folder with images/ and masks/ at ``extra_mpp``) into ``out_dir``
     (``finetune_on_corrections``; call from a worker). ``model_mpp``: the base model's µm/px."""
     from napari_glandseg.errors import GlandsegError
-    from napari_glandseg.train.corrections import finetune_on_corrections
+    from napari_glandseg.train.corrections import TOTAL, finetune_on_corrections
     from napari_glandseg.train.corrections_data import ImageFolders, reviewed_samples
     from napari_glandseg.train.corrections_settings import CorrectionSettings
 
     if progress is not None:
-        progress(0, 1000, "reading the reviewed regions…")
+        progress(0, TOTAL, "reading the reviewed regions…")
     store, regions = reviewed_store(meta)
     packages, folders = [], []
     if extra:
