@@ -70,27 +70,23 @@ class ModelChoices:
         from napari_glandseg.model import read_card
 
         path = Path(path)
-        card = read_card(path)  # raises with the file named when it is not a checkpoint
+        card = read_card(path)  # raises with the file named when it is not a checkpoint (or pickled)
         label = f"{card.name} ({path.name})"
         self._paths[label] = path
         return label
 
     def card(self, label: str) -> Any:
         """The ModelCard of a choice, without loading weights."""
-        from napari_glandseg.model import preset_card, read_card
-        from napari_glandseg.model.registry import bundled_weights_dir
-
         if label in self._objects:
             return self._objects[label].card
-        if label in self._paths:
-            return read_card(self._paths[label])
-        user = next((m for m in _user_models() if m.name == label), None)
-        if user is not None:
-            return user.card
-        bundled = bundled_weights_dir() / f"{label}.json"
-        if bundled.exists():
-            return read_card(bundled)
-        return preset_card(label)  # a ValueError naming the presets for anything else
+        return self.source(label).card
+
+    def source(self, label: str) -> Any:
+        """The ``model.resolve.ModelSource`` of a preset, user model or added checkpoint (its card
+        read, not its weights); a GlandsegError naming the presets for anything else."""
+        from napari_glandseg.model import resolve
+
+        return resolve(self._paths.get(label, label))
 
     def load(self, label: str, device: str = "auto") -> Any:
         """The model for ``label`` on ``device`` (cached; call from a worker thread)."""
@@ -104,10 +100,7 @@ class ModelChoices:
         key = (label, device)
         with self._lock:
             if key not in self._loaded:
-                from napari_glandseg.model import load_model
-
-                source = self._paths.get(label, label)
-                self._loaded[key] = load_model(source, device=device)
+                self._loaded[key] = self.source(label).load(device)
             return self._loaded[key]
 
 

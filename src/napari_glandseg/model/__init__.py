@@ -9,16 +9,17 @@ from napari_glandseg.model.registry import (
     DEFAULT_MODEL,
     create_model,
     list_models,
-    load_model,
     preset_card,
     register_preset,
 )
+from napari_glandseg.model.resolve import ModelSource, load_model, resolve
 
 __all__ = [
     "DEFAULT_MODEL",
     "DualSwinUNet",
     "EncoderSpec",
     "ModelCard",
+    "ModelSource",
     "resolve_precision",
     "create_model",
     "list_models",
@@ -28,5 +29,6 @@ __all__ = [
     "preset_card",
     "read_card",
     "register_preset",
+    "resolve",
     "save_checkpoint",
 ]

@@ -19,8 +19,11 @@ from safetensors.torch import load_file, save_file
 from napari_glandseg._atomic import atomic_path, open_regular, read_bounded, write_text_atomic
 from napari_glandseg.errors import GlandsegError
 from napari_glandseg.model.card import ModelCard
-from napari_glandseg.model.network import DualSwinUNet
+from napari_glandseg.model.network import DualSwinUNet, build_network
 
+#: What a checkpoint file is called: NAME.safetensors (weights) + NAME.json (card).
+CHECKPOINT_SUFFIXES = (".safetensors", ".json")
+#: Pickled checkpoints: recognised as checkpoint files, refused (they can run code).
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
 MAX_CARD_BYTES = 1 << 20
 MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit
@@ -32,9 +35,9 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     """(weights, card) paths for a checkpoint given by its stem, weights or card path, or by a
     model folder holding ``model.safetensors`` + ``model.json``."""
     path = Path(path)
-    if path.suffix not in (".safetensors", ".json") and path.is_dir():
+    if path.suffix not in CHECKPOINT_SUFFIXES and path.is_dir():
         path = path / FOLDER_WEIGHTS
-    stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    stem = path.with_suffix("") if path.suffix in CHECKPOINT_SUFFIXES else path
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
 
 
@@ -57,7 +60,19 @@ def save_checkpoint(
     return weights_path, card_path
 
 
+def refuse_pickled(path: str | Path) -> None:
+    """A pickled checkpoint is never loaded: say how to convert it."""
+    if Path(path).suffix in PICKLE_SUFFIXES:
+        raise GlandsegError(
+            f"{path}: pickled checkpoints can run arbitrary code and are not loaded; convert it "
+            "once, in a trusted environment, with training/convert_checkpoint.py (which uses "
+            "torch.load(weights_only=True)) to NAME.safetensors + NAME.json"
+        )
+
+
 def read_card(path: str | Path) -> ModelCard:
+    """The model card of a checkpoint (its JSON only; the weights are not read)."""
+    refuse_pickled(path)
     _, card_path = checkpoint_paths(path)
     if not card_path.exists():
         raise GlandsegError(f"{card_path}: model card not found (a checkpoint is NAME.safetensors + NAME.json)")
@@ -72,15 +87,8 @@ def read_card(path: str | Path) -> ModelCard:
 
 def load_checkpoint(path: str | Path, *, strict: bool = True) -> DualSwinUNet:
     """Build the model its card describes and load the safetensors weights into it."""
-    from napari_glandseg.model.registry import build_network
-
     path = Path(path)
-    if path.suffix in PICKLE_SUFFIXES:
-        raise GlandsegError(
-            f"{path}: pickled checkpoints can run arbitrary code and are not loaded; convert it "
-            "once, in a trusted environment, with training/convert_checkpoint.py (which uses "
-            "torch.load(weights_only=True)) to NAME.safetensors + NAME.json"
-        )
+    refuse_pickled(path)
     weights_path, _ = checkpoint_paths(path)
     card = read_card(path)
     if not weights_path.exists():
@@ -127,8 +135,6 @@ def weights_header(path: Path) -> dict[str, tuple[int, ...]]:
 def check_fits(card: ModelCard, header: dict[str, tuple[int, ...]], *, source: Path, strict: bool = True) -> None:
     """Build the card's network on the meta device (no memory) and check it against the weights'
     shapes and the buffer budget, before anything real is allocated."""
-    from napari_glandseg.model.registry import build_network
-
     try:
         with torch.device("meta"):
             meta = build_network(card.arch_args)

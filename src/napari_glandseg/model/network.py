@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -224,3 +225,18 @@ class DualSwinUNet(nn.Module):
         std = torch.tensor(card.std, device=rgb.device).view(1, 3, 1, 1) * 255.0
         x = rgb.permute(0, 3, 1, 2).float()
         return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+def build_network(arch_args: dict[str, Any]) -> DualSwinUNet:
+    """Build the network from card-style (JSON) architecture arguments."""
+    args = dict(arch_args)
+    try:
+        enc_a = EncoderSpec(**_tuples(args.pop("enc_a")))
+        enc_b = EncoderSpec(**_tuples(args.pop("enc_b")))
+        return DualSwinUNet(enc_a, enc_b, **args)
+    except TypeError as exc:
+        raise ValueError(f"bad architecture arguments {arch_args}: {exc}") from exc
+
+
+def _tuples(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}

@@ -1,18 +1,19 @@
-"""Presets by name, timm-style: ``list_models``, ``create_model``, ``load_model``."""
+"""Presets by name, timm-style: ``list_models``, ``create_model``, ``preset_card``.
+
+What a name means (preset, user model, checkpoint) is decided in ``model.resolve`` alone;
+``load_model`` lives there.
+"""
 
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from napari_glandseg.model.card import ModelCard
-from napari_glandseg.model.network import DualSwinUNet, EncoderSpec
+from napari_glandseg.model.network import DualSwinUNet, build_network
 
 log = logging.getLogger(__name__)
 
@@ -98,17 +99,6 @@ def list_models() -> list[str]:
     return sorted(_PRESETS)
 
 
-def build_network(arch_args: dict[str, Any]) -> DualSwinUNet:
-    """Build the network from card-style (JSON) architecture arguments."""
-    args = dict(arch_args)
-    try:
-        enc_a = EncoderSpec(**_tuples(args.pop("enc_a")))
-        enc_b = EncoderSpec(**_tuples(args.pop("enc_b")))
-        return DualSwinUNet(enc_a, enc_b, **args)
-    except TypeError as exc:
-        raise ValueError(f"bad architecture arguments {arch_args}: {exc}") from exc
-
-
 def create_model(name: str = DEFAULT_MODEL, **overrides: Any) -> DualSwinUNet:
     """A freshly initialised model of preset ``name``.
 
@@ -138,41 +128,3 @@ def preset_card(name: str, **overrides: Any) -> ModelCard:
 
 def bundled_weights_dir() -> Path:
     return Path(str(resources.files("napari_glandseg.model") / "weights"))
-
-
-def load_model(name_or_path: str | Path | None = None, *, device: str | torch.device | None = None) -> DualSwinUNet:
-    """Load a model for inference (eval mode).
-
-    None gives the bundled default; a preset name gives its bundled trained weights when they
-    ship, else (with a warning) an untrained model; a path loads that checkpoint; the name of a
-    model in the user models folder (``model.user_models``) loads that one.
-    """
-    from napari_glandseg.model.checkpoint import load_checkpoint
-    from napari_glandseg.model.device import pick_device
-    from napari_glandseg.model.user_models import find_user_model, models_dir
-
-    name = DEFAULT_MODEL if name_or_path is None else name_or_path
-    path = Path(name)
-    if isinstance(name, str) and name in _PRESETS:
-        bundled = bundled_weights_dir() / f"{name}.safetensors"
-        if bundled.exists():
-            model = load_checkpoint(bundled)
-        else:
-            warnings.warn(
-                f"no trained weights ship for preset {name!r}: the model is untrained", stacklevel=2
-            )
-            model = create_model(name)
-    elif path.suffix in (".safetensors", ".json", ".pt", ".pth") or path.exists():
-        model = load_checkpoint(path)
-    elif isinstance(name, str) and (user := find_user_model(name)) is not None:
-        model = load_checkpoint(user.path)
-    else:
-        raise ValueError(
-            f"{name!r} is neither a preset ({', '.join(list_models())}), a model in "
-            f"{models_dir()} nor a checkpoint file"
-        )
-    return model.to(pick_device(device)).eval()
-
-
-def _tuples(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}

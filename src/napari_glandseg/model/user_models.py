@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from napari_glandseg.model.card import ModelCard
+from napari_glandseg.model.checkpoint import read_card
+from napari_glandseg.model.registry import list_models
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +59,6 @@ def list_user_models(folder: str | os.PathLike | None = None) -> list[UserModel]
     A folder without both files or with an unreadable card is skipped (with a log line), so one
     broken model never hides the others.
     """
-    from napari_glandseg.model.checkpoint import read_card
-
     root = Path(folder) if folder is not None else models_dir()
     if not root.is_dir():
         return []
@@ -84,8 +84,6 @@ def find_user_model(name: str, folder: str | os.PathLike | None = None) -> UserM
 def new_model_dir(base: str, folder: str | os.PathLike | None = None) -> Path:
     """A fresh, unused ``folder/NAME`` for a model made from ``base``: ``BASE-ft-YYYYMMDD-HHMM``
     (``-2``, ``-3``… when taken). Names never equal a preset's, so the pickers stay unambiguous."""
-    from napari_glandseg.model.registry import list_models
-
     root = Path(folder) if folder is not None else models_dir()
     stem = _SAFE.sub("_", base).strip("._-") or "model"
     stem = re.sub(r"-ft-\d{8}-\d{4}(-\d+)?$", "", stem)  # a fine-tune of a fine-tune: one suffix

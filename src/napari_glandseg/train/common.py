@@ -193,23 +193,28 @@ def freeze_unused(net) -> None:
 
 
 def build_model(model: str, *, crop_px: int, mpp: float | None = None, init: str | None = None):
-    """A preset (fresh, sized for ``crop_px``) or a checkpoint; ``init`` copies in the tensors of
-    another checkpoint whose names and shapes fit (e.g. pretrained encoders)."""
-    from napari_glandseg.model import create_model, load_checkpoint
+    """The network a training run starts from. ``model`` is resolved by ``model.resolve``; a preset
+    names an architecture and starts untrained (sized for ``crop_px``: training from scratch), a
+    checkpoint or user model starts from its weights. ``init`` (resolved the same way) copies in
+    the tensors of another model whose names fit: same shapes as they are, fewer input channels or
+    more classes adapted by ``fit_tensor`` (e.g. pretrained encoders, a segmentation model
+    starting a guided one)."""
+    from napari_glandseg.model import resolve
 
-    if Path(model).suffix in (".safetensors", ".json") or Path(model).exists():
-        net = load_checkpoint(model)
+    source = resolve(model)
+    if source.kind == "preset":
+        net = source.fresh(img_px=crop_px if crop_px % 256 == 0 else 256)
     else:
-        net = create_model(model, img_px=crop_px if crop_px % 256 == 0 else 256)
+        net = source.load("cpu").train()
     if mpp:
         net.card = net.card.replace(mpp=mpp)
     if init:
         from safetensors.torch import load_file
 
-        from napari_glandseg.model.checkpoint import checkpoint_paths
         from napari_glandseg.model.checkpoint import load_state as load_weights
+        from napari_glandseg.model.resolve import weights_file
 
-        weights = load_file(str(checkpoint_paths(init)[0]))
+        weights = load_file(str(weights_file(init)))
         own = net.state_dict()
         fitting = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
         adapted = {k: fit_tensor(own[k], v) for k, v in weights.items() if k in own and k not in fitting}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import logging
 import math
 import os
@@ -300,29 +299,20 @@ def _start(s: CorrectionSettings) -> torch.device:
 
 def _load_base(spec: Any, device: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A trainable copy of the base model and what to record about it (name, source, weights hash)."""
-    from napari_glandseg.model import load_model
-    from napari_glandseg.model.checkpoint import checkpoint_paths
-    from napari_glandseg.model.registry import bundled_weights_dir, list_models
-    from napari_glandseg.model.user_models import find_user_model
+    from napari_glandseg.model import resolve
 
     if isinstance(spec, torch.nn.Module):
         model = copy.deepcopy(spec).cpu()
         return model, {"info": {"name": model.card.name, "source": "in memory"}, "path": None}
-    spec = str(spec)
     try:
-        model = load_model(spec, device="cpu")
+        source = resolve(str(spec))
+        model = source.load("cpu")
     except ValueError as exc:
         raise GlandsegError(f"base model: {exc}") from exc
-    if spec in list_models():  # a preset: the user models folder is not looked at
-        path = bundled_weights_dir() / f"{spec}.safetensors"
-    elif Path(spec).exists() or Path(spec).suffix or (user := find_user_model(spec)) is None:
-        path = checkpoint_paths(spec)[0]
-    else:
-        path = user.path
-    info = {"name": model.card.name, "source": spec}
-    if path.exists():
-        info["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return model, {"info": info, "path": path if path.exists() else None}
+    info = {"name": model.card.name, "source": str(spec)}
+    if (digest := source.sha256()) is not None:
+        info["sha256"] = digest
+    return model, {"info": info, "path": source.weights}
 
 
 # ----------------------------------------------------------------- the output folder
