@@ -147,7 +147,7 @@ class PeakRSS:
 
 def run_one(side: int, args, model, name: str) -> dict:
     from model_forward import forward_rate
-    from napari_glandseg.inference import segment_slide
+    from napari_glandseg.inference import SlideRunSettings, segment_slide
     from napari_glandseg.inference.predictor import Predictor
     from napari_glandseg.slide import open_slide
 
@@ -189,10 +189,9 @@ def run_one(side: int, args, model, name: str) -> dict:
     pred.calls = pred.tiles = 0
     out = args.out / f"store_{side}.zarr"
     shutil.rmtree(out, ignore_errors=True)
-    stats: dict = {}
     with PeakRSS() as rss:
         t0 = time.perf_counter()
-        segment_slide(slide, out, model=pred, chunk_px=args.chunk_px, stats=stats)
+        stats = segment_slide(slide, out, pred, SlideRunSettings(chunk_px=args.chunk_px)).stats()
         wall = time.perf_counter() - t0
     engine = pred.tiles / stats["t_chunks_s"]
     shape = stats["shape"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_glandseg.inference import segment_slide
+from napari_glandseg.inference import SlideRunSettings, segment_slide
 from napari_glandseg.inference.region import get_predictor
 from napari_glandseg.slide import open_slide
 
@@ -47,17 +47,16 @@ def test_labels_do_not_depend_on_the_chunk_size(shared_data, predictor, tmp_path
     path = shared_data / "slides" / "tcga-cr-7395-01a-01-ts1.svs"
     results = {}
     for chunk in (2048, 512, 600):
-        stats: dict = {}
-        store = segment_slide(open_slide(path, mpp=MPP), tmp_path / f"c{chunk}.zarr", model=predictor,
-                              chunk_px=chunk, stats=stats)
-        results[chunk] = (np.asarray(store.levels[0][:]), stats)
+        run = segment_slide(open_slide(path, mpp=MPP), tmp_path / f"c{chunk}.zarr", predictor,
+                            SlideRunSettings(chunk_px=chunk))
+        results[chunk] = (np.asarray(run.store.levels[0][:]), run)
     ref, ref_stats = results[2048]
-    assert ref_stats["chunks"] == 1
+    assert ref_stats.chunks == 1
     assert len(np.unique(ref)) - 1 >= 10  # real glands, not an empty result
     for chunk in (512, 600):
         labels, stats = results[chunk]
-        assert stats["chunks"] > 1 and stats["relabelled_chunks"] > 0
+        assert stats.chunks > 1 and stats.relabelled_chunks > 0
         assert glands_across_chunks(ref, chunk) >= 1  # glands cross this chunking's borders
         np.testing.assert_array_equal(canonical(labels), canonical(ref))
         # each tile ran once: neighbouring chunks shared the tiles they both blend
-        assert stats["tiles_run"] == ref_stats["tiles_run"] == stats["tiles_with_tissue"]
+        assert stats.tiles_run == ref_stats.tiles_run == stats.tiles_with_tissue

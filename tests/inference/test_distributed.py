@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from _inference_models import ThresholdModel, disc_image, make_threshold_model, write_disc_slide
 
-from napari_glandseg.inference import segment_many, segment_slide
+from napari_glandseg.inference import SlideRunSettings, segment_many, segment_slide
 from napari_glandseg.inference.distributed_run import worker_stats
 from napari_glandseg.slide import open_slide
 
@@ -35,25 +35,24 @@ def disc_slides(tmp_path_factory):
 
 def test_cluster_run_equals_local_run_and_loads_the_model_once_per_worker(client, disc_slides, tmp_path):
     path, _ = disc_slides
-    local = segment_slide(open_slide(path), tmp_path / "local.zarr", model=ThresholdModel(), chunk_px=128)
-    stats: dict = {}
-    dist = segment_slide(open_slide(path), tmp_path / "dist.zarr", model=make_threshold_model,
-                         chunk_px=128, client=client, stats=stats, device="cpu")
-    assert stats["chunks_run"] == stats["chunks"] == 6 * 7
-    np.testing.assert_array_equal(np.asarray(dist.levels[0][:]), np.asarray(local.levels[0][:]))
+    local = segment_slide(open_slide(path), tmp_path / "local.zarr", ThresholdModel(), SlideRunSettings(chunk_px=128)).store
+    run = segment_slide(open_slide(path), tmp_path / "dist.zarr", make_threshold_model,
+                        SlideRunSettings(chunk_px=128, device="cpu"), client=client)
+    assert run.chunks_run == run.chunks == 6 * 7
+    np.testing.assert_array_equal(np.asarray(run.store.levels[0][:]), np.asarray(local.levels[0][:]))
     per_worker = client.run(worker_stats)
     assert sum(s["chunks"] for s in per_worker.values()) == 42
     assert all(s["model_loads"] <= 1 for s in per_worker.values())
     # a module (not a factory) is scattered to the workers once, not sent with every task
-    dist2 = segment_slide(open_slide(path), tmp_path / "dist2.zarr", model=ThresholdModel(),
-                          chunk_px=128, client=client)
+    dist2 = segment_slide(open_slide(path), tmp_path / "dist2.zarr", ThresholdModel(),
+                          SlideRunSettings(chunk_px=128), client=client).store
     np.testing.assert_array_equal(np.asarray(dist2.levels[0][:]), np.asarray(local.levels[0][:]))
     assert all(s["model_loads"] <= 2 for s in client.run(worker_stats).values())
 
 
 def test_segment_many_spreads_slides_over_the_cluster(client, disc_slides, tmp_path):
-    out = segment_many(disc_slides, tmp_path / "many", model=make_threshold_model, chunk_px=128,
-                       client=client)
+    out = segment_many(disc_slides, tmp_path / "many", model=make_threshold_model,
+                       settings=SlideRunSettings(chunk_px=128), client=client)
     assert set(out) == {str(p) for p in disc_slides}
     for p, store_path in out.items():
         assert store_path == tmp_path / "many" / open_slide(p).name / "labels.ome.zarr"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_chunk_independence import canonical
 
-from napari_glandseg.inference import segment_slide
+from napari_glandseg.inference import SlideRunSettings, segment_slide
 from napari_glandseg.inference.region import get_predictor
 from napari_glandseg.slide import open_slide
 from napari_glandseg.slide.on_tissue import GLASS_MARGIN_UM, GLASS_MASK_MPP
@@ -44,17 +44,16 @@ def test_glass_tiles_never_run_and_labels_on_tissue_are_unchanged(sparse_slide, 
     runs = {}
     for skip in (True, False):
         predictor.calls = predictor.tiles = 0
-        stats: dict = {}
-        store = segment_slide(open_slide(path), tmp_path / f"skip{skip}.zarr", model=predictor, chunk_px=1024,
-                              stats=stats, skip_glass=skip)
-        runs[skip] = (np.asarray(store.levels[0][:]), stats, predictor.calls)
+        run = segment_slide(open_slide(path), tmp_path / f"skip{skip}.zarr", predictor,
+                            SlideRunSettings(chunk_px=1024, skip_glass=skip))
+        runs[skip] = (np.asarray(run.store.levels[0][:]), run, predictor.calls)
     (lab, stats, calls), (lab_all, stats_all, calls_all) = runs[True], runs[False]
     # the model ran on the tiles that meet tissue, each once, and on nothing else
-    assert stats["tiles_run"] == stats["tiles_with_tissue"]
-    assert stats_all["tiles_run"] > 1.5 * stats["tiles_run"]
+    assert stats.tiles_run == stats.tiles_with_tissue
+    assert stats_all.tiles_run > 1.5 * stats.tiles_run and stats_all.tiles_skipped == 0 < stats.tiles_skipped
     assert calls < calls_all
     # the same glands on the tissue, pixel for pixel (store px by their centres on level 0)
-    f = stats["downsample"]
+    f = stats.downsample
     centres = ((np.arange(lab.shape[0]) + 0.5) * f).astype(int), ((np.arange(lab.shape[1]) + 0.5) * f).astype(int)
     on = tissue[np.minimum(centres[0], SIDE - 1)[:, None], np.minimum(centres[1], SIDE - 1)[None, :]]
     assert len(np.unique(lab[on])) - 1 >= 2  # real glands were found (4 here; bf16 kernels differ by CPU)

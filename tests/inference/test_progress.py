@@ -6,7 +6,7 @@ import io
 
 from _inference_models import ThresholdModel, disc_image, write_disc_slide
 
-from napari_glandseg.inference import segment_slide
+from napari_glandseg.inference import SlideRunSettings, segment_slide
 from napari_glandseg.inference.progress import ProgressLog, format_seconds
 from napari_glandseg.slide import open_slide
 
@@ -46,9 +46,8 @@ def test_a_whole_slide_run_reports_its_model_tiles(tmp_path):
     img = disc_image(700, 900, [(200, 300, 60), (500, 650, 80)], tissue=(0, 0, 700, 600))
     path = write_disc_slide(tmp_path / "discs.tif", img, mpp=1.0)
     seen: list[tuple[int, int, str]] = []
-    stats: dict = {}
-    segment_slide(open_slide(path), tmp_path / "s.zarr", model=ThresholdModel(), chunk_px=256, stats=stats,
-                  tile_progress=lambda d, t, m: seen.append((d, t, m)))
+    run = segment_slide(open_slide(path), tmp_path / "s.zarr", ThresholdModel(), SlideRunSettings(chunk_px=256),
+                        tile_progress=lambda d, t, m: seen.append((d, t, m)))
     assert {m for _, _, m in seen} == {"tiles"}
     done = [d for d, _, _ in seen]
-    assert done == sorted(done) and done[0] == 0 and done[-1] == stats["tiles_run"] == seen[-1][1]
+    assert done == sorted(done) and done[0] == 0 and done[-1] == run.tiles_run == seen[-1][1]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from _inference_models import ThresholdModel, disc_image, write_disc_slide
 
-from napari_glandseg.inference import segment_slide
+from napari_glandseg.inference import SlideRunSettings, segment_slide
 from napari_glandseg.inference.chunks import RUN_DIR
 from napari_glandseg.slide import open_slide
 
@@ -26,10 +26,10 @@ SCRIPT = textwrap.dedent(
     import sys
     sys.path.insert(0, {here!r})
     from _inference_models import ThresholdModel
-    from napari_glandseg.inference import segment_slide
+    from napari_glandseg.inference import SlideRunSettings, segment_slide
     from napari_glandseg.slide import open_slide
-    segment_slide(open_slide({slide!r}), {out!r}, model=ThresholdModel(delay_s=0.15), chunk_px=128,
-                  device="cpu")
+    segment_slide(open_slide({slide!r}), {out!r}, ThresholdModel(delay_s=0.15),
+                  SlideRunSettings(chunk_px=128, device="cpu"))
     """
 )
 
@@ -55,9 +55,9 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
-    stats: dict = {}
-    store = segment_slide(open_slide(slide), out, model=ThresholdModel(), chunk_px=128, stats=stats)
-    assert 0 < stats["chunks_run"] < stats["chunks"]  # resumed, not restarted
-    ref = segment_slide(open_slide(slide), tmp_path / "ref.zarr", model=ThresholdModel(), chunk_px=128)
+    run = segment_slide(open_slide(slide), out, ThresholdModel(), SlideRunSettings(chunk_px=128))
+    store = run.store
+    assert 0 < run.chunks_run < run.chunks  # resumed, not restarted
+    ref = segment_slide(open_slide(slide), tmp_path / "ref.zarr", ThresholdModel(), SlideRunSettings(chunk_px=128)).store
     np.testing.assert_array_equal(np.asarray(store.levels[0][:]), np.asarray(ref.levels[0][:]))
     assert len(np.unique(np.asarray(ref.levels[0][:]))) == len(DISCS) + 1

@@ -10,7 +10,8 @@ from _inference_models import ThresholdModel, disc_image, write_disc_slide
 from scipy import ndimage as ndi
 
 from napari_glandseg.errors import Cancelled, GlandsegError
-from napari_glandseg.inference import segment_slide
+from napari_glandseg.inference import SlideRunSettings, segment_slide
+from napari_glandseg.inference.slide_run import read_record
 from napari_glandseg.slide import open_slide
 
 # discs on chunk borders (256, 512, 768 with chunk_px 256 at f = 1), on a corner, and inside
@@ -26,12 +27,11 @@ def disc_slide(tmp_path_factory):
     return path, img
 
 
-def _run(path, out, **kw):
-    kw.setdefault("model", ThresholdModel())
-    kw.setdefault("chunk_px", 256)
-    stats: dict = {}
-    store = segment_slide(open_slide(path), out, stats=stats, **kw)
-    return store, np.asarray(store.levels[0][:]), stats
+def _run(path, out, model=None, progress=None, cancel=None, **settings):
+    settings.setdefault("chunk_px", 256)
+    run = segment_slide(open_slide(path), out, model or ThresholdModel(), SlideRunSettings(**settings),
+                        progress=progress, cancel=cancel)
+    return run.store, np.asarray(run.store.levels[0][:]), run
 
 
 def test_glands_across_chunk_borders_are_whole_and_unique(disc_slide, tmp_path):
@@ -55,16 +55,17 @@ def test_glands_across_chunk_borders_are_whole_and_unique(disc_slide, tmp_path):
         assert (y0, x0, y1, x1) == (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
         assert 0.5 < conf <= 1.0, "a crisp threshold model is sure of its discs"
     # only chunks with tissue ran the model (the glass on the right and bottom did not)
-    assert stats["chunks"] == 6 * 7
-    assert 0 < stats["chunks_with_tissue"] < stats["chunks"]
-    assert stats["model_calls"] > 0 and stats["relabelled_chunks"] > 0
+    assert stats.chunks == 6 * 7
+    assert 0 < stats.chunks_with_tissue < stats.chunks
+    assert stats.model_calls > 0 and stats.relabelled_chunks > 0
+    assert stats.model.kind == "memory" and stats.model.card.name == read_record(stats.store.path)["model"]
 
 
 def test_store_is_at_the_model_resolution(disc_slide, tmp_path):
     path, img = disc_slide
     store, lab, stats = _run(path, tmp_path / "b.zarr", model=ThresholdModel(mpp=2.0), chunk_px=128)
     assert lab.shape == (700, 850)
-    assert stats["downsample"] == 2.0
+    assert stats.downsample == 2.0
     assert getattr(store, "mpp", 2.0) == pytest.approx(2.0)
     dark = img[::2, ::2].mean(-1) < 128  # roughly: discs at half size
     cc, n = ndi.label(dark)
@@ -87,10 +88,10 @@ def test_resume_skips_done_chunks_and_gives_the_same_labels(disc_slide, tmp_path
         _run(path, tmp_path / "c.zarr", progress=progress, cancel=cancel)
     assert seen[-1][:2] == (10, 42)
     store, lab, stats = _run(path, tmp_path / "c.zarr")
-    assert stats["chunks_run"] == 42 - 10
+    assert stats.chunks_run == 42 - 10
     np.testing.assert_array_equal(lab, ref)
     _, lab2, stats2 = _run(path, tmp_path / "c.zarr")  # all done: nothing to run
-    assert stats2["chunks_run"] == 0 and stats2["model_calls"] == 0
+    assert stats2.chunks_run == 0 and stats2.model_calls == 0
     np.testing.assert_array_equal(lab2, ref)
 
 
@@ -100,7 +101,7 @@ def test_resume_with_other_settings_is_refused(disc_slide, tmp_path):
     with pytest.raises(GlandsegError, match="chunk_px"):
         _run(path, tmp_path / "d.zarr", chunk_px=128)
     _, lab, stats = _run(path, tmp_path / "d.zarr", chunk_px=128, resume=False)
-    assert stats["chunks_run"] == stats["chunks"] == 11 * 14
+    assert stats.chunks_run == stats.chunks == 11 * 14
 
 
 def test_output_that_is_not_a_store_is_refused(disc_slide, tmp_path):

@@ -362,13 +362,13 @@ class SegmentWidget(Container):
         state = {"layer": None, "t": 0.0}
 
         def run(progress, cancel: threading.Event):
-            from napari_glandseg.inference import segment_slide
+            from napari_glandseg.inference import SlideRunSettings, segment_slide
 
             model = p.predictor(models.load(p.model, p.device))
-            store = segment_slide(ref.open(), out, model=model, progress=progress, cancel=cancel,
-                                  device=p.device, resume=True)
+            run = segment_slide(ref.open(), out, model, SlideRunSettings(device=p.device, resume=True),
+                                progress=progress, cancel=cancel)
             state["compute"] = model.info()
-            return store
+            return run.store
 
         def on_progress(done: int, total: int, message: str) -> None:
             # Show the store as soon as it exists, then refresh it as chunks land (throttled).

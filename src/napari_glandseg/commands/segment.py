@@ -30,7 +30,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("slides", nargs="+", metavar="SLIDE", help="slide files or OME-Zarr folders")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--model", default=None, help="preset name or checkpoint path (default: bundled)")
+    parser.add_argument("--model", default=None,
+                        help="preset, checkpoint path or user model name (default: the bundled model)")
     parser.add_argument("--region", default=None, metavar="X,Y,W,H", help="only this box (level-0 px)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     parser.add_argument("--mpp", type=float, default=None, help="the slides' µm/px (overrides the files)")
@@ -62,41 +63,27 @@ def parse_region(text: str) -> tuple[int, int, int, int]:
 
 def run(args: argparse.Namespace) -> int:
     from napari_glandseg.commands._checks import check_options, preflight
+    from napari_glandseg.inference.distributed_run import cluster_client
     from napari_glandseg.inference.region import get_predictor
+    from napari_glandseg.model.resolve import resolve
 
     check_options(args)
     region = parse_region(args.region) if args.region else None
     for path in args.slides:  # every slide is checked before the model loads
         preflight(path, args, region)
     folders = _output_folders(args.slides)
-    client, cluster = _client(args) if region is None else (None, None)
-    try:
+    cluster = (args.workers, args.scheduler) if region is None else (None, None)
+    with cluster_client(*cluster) as client:
         # locally the model is loaded once for all slides; a cluster loads it on each worker
-        model = args.model if client is not None else get_predictor(args.model, args.device, args.batch_size,
-                                                                    tta=args.tta, precision=args.precision,
-                                                                    threads=args.threads, organ=args.organ)
+        source = resolve(args.model)
+        model = source if client is not None else get_predictor(
+            source.load(args.device), args.device, args.batch_size, tta=args.tta, precision=args.precision,
+            threads=args.threads, organ=args.organ)
         for path, folder in zip(args.slides, folders, strict=True):
-            summary = segment_one(path, args, model=model, region=region, client=client, folder=folder)
+            summary = segment_one(path, args, model=model, region=region, client=client, folder=folder,
+                                  source=source)
             print(f"{summary['slide']}: {summary['glands']} glands -> {summary['out']}")
-    finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
     return 0
-
-
-def _client(args: argparse.Namespace):
-    if not (args.workers or args.scheduler):
-        return None, None
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise GlandsegError("--workers/--scheduler need dask.distributed: pip install 'napari-glandseg[distributed]'") from None
-    if args.scheduler:
-        return Client(args.scheduler), None
-    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None)
-    return Client(cluster), cluster
 
 
 def _output_folders(paths: list[str]) -> list[str]:
@@ -112,9 +99,10 @@ def _output_folders(paths: list[str]) -> list[str]:
 
 
 def segment_one(path: str, args: argparse.Namespace, *, model: Any, region, client,
-                folder: str | None = None) -> dict[str, Any]:
+                folder: str | None = None, source: Any = None) -> dict[str, Any]:
     """Segment one slide (or its region) into ``--out/<folder>`` (default: the slide's name)
-    and write all outputs; returns the summary."""
+    and write all outputs; returns the summary. ``source``: the ``ModelSource`` of ``model``
+    (recorded in the summary; a whole-slide run reports its own)."""
     from napari_glandseg._lock import FolderLock
     from napari_glandseg.commands._checks import store_bytes, write_failure
     from napari_glandseg.slide import open_slide
@@ -127,7 +115,8 @@ def segment_one(path: str, args: argparse.Namespace, *, model: Any, region, clie
         try:
             with FolderLock(out_dir, f"glandseg segment {slide.path.name}"):
                 out_dir.mkdir(parents=True, exist_ok=True)
-                return _segment_into(out_dir, slide, args, model=model, region=region, client=client, t0=t0)
+                return _segment_into(out_dir, slide, args, model=model, region=region, client=client, t0=t0,
+                                     source=source)
         except OSError as exc:  # a read-only or full disk: say where, what it needs, what next
             card = getattr(model, "card", None)
             need = store_bytes(slide.shape, slide.mpp, card.mpp) if card is not None else None
@@ -135,24 +124,23 @@ def segment_one(path: str, args: argparse.Namespace, *, model: Any, region, clie
 
 
 def _segment_into(out_dir: Path, slide: Any, args: argparse.Namespace, *, model: Any, region, client,
-                  t0: float) -> dict[str, Any]:
+                  t0: float, source: Any = None) -> dict[str, Any]:
     """The labels, tables and summary of one slide in ``out_dir`` (whose lock the caller holds)."""
     from napari_glandseg._atomic import write_json_atomic
     from napari_glandseg.commands._checks import whole_run
-    from napari_glandseg.inference import segment_region, segment_slide
+    from napari_glandseg.inference import SlideRunSettings, segment_region, segment_slide
     from napari_glandseg.labels import outputs as _outputs
 
     store_path = out_dir / STORE_NAME
-    stats: dict[str, Any] = {}
+    run = None
     with progress_bar(slide.name) as bar:
         if region is None:
-            store = segment_slide(
-                slide, store_path, model=model, device=args.device, batch_size=args.batch_size,
-                client=client, progress=bar, resume=args.resume, chunk_px=args.chunk_px, stats=stats,
-                tile_progress=bar, organ=args.organ,
-            )
-            card_name, model_mpp = _card_of(model, store)
-            factor = stats["downsample"]
+            settings = SlideRunSettings(device=args.device, batch_size=args.batch_size, resume=args.resume,
+                                        chunk_px=args.chunk_px, organ=args.organ)
+            run = segment_slide(slide, store_path, model, settings, client=client, progress=bar, tile_progress=bar)
+            store, factor = run.store, run.downsample
+            card_name, model_mpp = run.model.card.name, float(run.model.card.mpp)
+            source = source if run.model.kind == "memory" else run.model
             region_info = None
         else:
             res = segment_region(slide, _snap(region, slide, model), model=model, progress=bar)
@@ -167,10 +155,11 @@ def _segment_into(out_dir: Path, slide: Any, args: argparse.Namespace, *, model:
     summary = {
         "slide": str(slide.path), "slide_mpp": slide.mpp, "slide_shape": list(slide.shape),
         "model": card_name, "model_mpp": model_mpp, "downsample": factor, "glands": glands,
+        "model_source": source.describe() if source is not None else None,
         "out": str(out_dir), "labels": STORE_NAME, "region": region_info,
         "geojson": "glands.geojson" if args.geojson else None, "measurements": "measurements.csv",
         "timings_s": {"segment": t_seg, "tables": time.perf_counter() - t1, "total": time.perf_counter() - t0},
-        "run": whole_run(stats, _previous_run(out_dir), store) if region is None else {},
+        "run": whole_run(run.stats(), _previous_run(out_dir), store) if run is not None else {},
         "compute": model.info() if hasattr(model, "info") else {"device": args.device, "precision": args.precision,
                                                                          "organ": args.organ},
     }
@@ -186,17 +175,6 @@ def _previous_run(out_dir: Path) -> dict[str, Any] | None:
         return json.loads((out_dir / "summary.json").read_text(encoding="utf-8")).get("run")
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def _card_of(model: Any, store: Any) -> tuple[str, float]:
-    card = getattr(model, "card", None)
-    if card is not None:
-        return card.name, float(card.mpp)
-    from napari_glandseg.inference.chunks import RUN_DIR
-    from napari_glandseg.inference.slide_run import _read_record
-
-    rec = _read_record(Path(store.path) / RUN_DIR) if hasattr(store, "path") else {}
-    return rec.get("model", str(model)), float(rec.get("model_mpp") or getattr(store, "mpp", 0.0))
 
 
 def _snap(region: tuple[int, int, int, int], slide: Any, model: Any) -> tuple[float, float, float, float]:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Predictor", "RegionResult", "segment_image", "segment_many", "segment_region", "segment_slide"]
+__all__ = ["Predictor", "RegionResult", "SlideRun", "SlideRunSettings", "segment_image", "segment_many",
+           "segment_region", "segment_slide"]
 
 _WHERE = {
     "Predictor": "predictor", "RegionResult": "region", "segment_image": "region", "segment_region": "region",
     "segment_slide": "slide_run", "segment_many": "slide_run",
+    "SlideRun": "slide_run_types", "SlideRunSettings": "slide_run_types",
 }
 
 

@@ -9,6 +9,7 @@ in it, so neighbouring chunks label a shared gland alike (see ``tile_jobs`` for 
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,15 @@ from napari_glandseg.slide.on_tissue import GLASS, glass_is_background, seed_mas
 
 #: Folder inside the label store for the run's own files (seam files, tile cache, run record).
 RUN_DIR = "glandseg_run"
+#: The slide's glass mask, in the run folder, read by every chunk task.
+GLASS_MASK_FILE = "glass_mask.npz"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunPlan:
-    """What every chunk task needs to know (small and picklable: sent to dask workers)."""
+    """What every chunk task needs to know (small and picklable: sent to dask workers).
+
+    Made by ``RunPlan.for_store``; the fields are keywords only."""
 
     store_path: str
     seam_dir: str
@@ -48,6 +53,18 @@ class RunPlan:
     tile_dir: str = ""  # cache of tiles several chunks blend ("" = none)
     glass_mask: str = ""  # the slide's glass mask (``slide.on_tissue.save_mask``): the same in every worker
     postprocess: dict | None = None  # the run's post-processing (the organ's profile); None: the model card's
+
+    @classmethod
+    def for_store(cls, store_path: str | Path, card: Any, factor: float) -> RunPlan:
+        """The plan of one ``segment_slide`` call into ``store_path``: the run's files in its
+        ``RUN_DIR``, the tiles and post-processing of ``card`` (the run's organ profile)."""
+        run_dir = Path(store_path) / RUN_DIR
+        return cls(
+            store_path=str(store_path), seam_dir=str(run_dir / "seams"), factor=float(factor),
+            model_mpp=float(card.mpp), run_id=uuid.uuid4().hex, tile_px=int(card.tile_px),
+            overlap_px=int(card.overlap_px), tile_dir=str(run_dir / "tiles"),
+            glass_mask=str(run_dir / GLASS_MASK_FILE), postprocess=dict(card.postprocess),
+        )
 
     @property
     def layout(self) -> SlideTiles:

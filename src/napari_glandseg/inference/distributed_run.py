@@ -1,7 +1,7 @@
 """Whole-slide chunks as dask.distributed tasks.
 
-Tasks carry only small specs: the slide's path and µm/px, the model reference (a preset name
-or checkpoint path, a picklable factory, or a module scattered once to every worker), the run
+Tasks carry only small specs: the slide's path and µm/px, the model reference (a resolved
+``model.resolve.ModelSource``, a picklable factory, or a module scattered once to every worker), the run
 plan and the chunk's geometry. Each worker process keeps the opened slide, the loaded model
 (wrapped in a Predictor with its reused buffers) and the opened label store in a module-level
 cache, so a model is loaded once per worker, not once per task. At most two tasks per worker
@@ -11,9 +11,11 @@ are in flight, which bounds memory on the workers and on the client.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from napari_glandseg.errors import Cancelled
+from napari_glandseg.errors import Cancelled, GlandsegError
 from napari_glandseg.inference.chunks import RunPlan, run_chunk
 from napari_glandseg.inference.tile_jobs import ChunkWork
 
@@ -43,10 +45,8 @@ def _predictor(model_ref: tuple[str, Any], device: Any, batch_size: int | None):
 
     def make():
         _STATS["model_loads"] += 1
-        if kind == "spec":
-            from napari_glandseg.model import load_model
-
-            model = load_model(ref, device=device)
+        if kind == "source":  # a model.resolve.ModelSource: the weights the client resolved
+            model = ref.load(device)
         elif kind == "factory":
             model = ref()
         else:  # a scattered module: already in this worker's memory
@@ -54,8 +54,16 @@ def _predictor(model_ref: tuple[str, Any], device: Any, batch_size: int | None):
         # dask runs one task thread per core: one torch thread each, or they oversubscribe the cores
         return Predictor(model, device=device, batch_size=batch_size, threads=1)
 
-    key = ("model", kind, id(ref) if kind == "object" else repr(ref), str(device), batch_size)
+    key = ("model", kind, _model_key(kind, ref), str(device), batch_size)
     return _cached(key, make)
+
+
+def _model_key(kind: str, ref: Any) -> Any:
+    if kind == "object":
+        return id(ref)
+    if kind == "source":
+        return (ref.kind, ref.name, str(ref.weights))
+    return repr(ref)
 
 
 def _slide(path: str, mpp: float | None):
@@ -143,3 +151,27 @@ def run_distributed(client: Any, slide: Any, model_ref: tuple[str, Any], device:
     if stopping:
         raise Cancelled(f"cancelled after {done}/{total} chunks; run again to resume")
     return summaries
+
+
+@contextmanager
+def cluster_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+    """A dask.distributed client for the ``with`` block: connected to ``scheduler`` when given,
+    else on a local cluster of ``workers`` processes (one thread each, no dashboard); None when
+    neither is asked for. Whatever is started here is closed on exit."""
+    if not (workers or scheduler):
+        yield None
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise GlandsegError("a dask cluster (workers / scheduler) needs dask.distributed: "
+                            "pip install 'napari-glandseg[distributed]'") from None
+    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                  dashboard_address=None)
+    client = Client(scheduler) if scheduler else Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -23,12 +23,10 @@ Design (memory bounded, resumable, distributable):
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ from napari_glandseg._atomic import write_json_atomic
 from napari_glandseg._lock import locked
 from napari_glandseg.errors import Cancelled, GlandsegError, Progress
 from napari_glandseg.inference.chunks import (
+    GLASS_MASK_FILE,
     RUN_DIR,
     RunPlan,
     finish_chunk,
@@ -47,7 +46,9 @@ from napari_glandseg.inference.chunks import (
     release_tiles,
     write_empty,
 )
+from napari_glandseg.inference.distributed_run import cluster_client
 from napari_glandseg.inference.region import get_predictor
+from napari_glandseg.inference.slide_run_types import DEFAULT_CHUNK_PX, SlideRun, SlideRunSettings
 from napari_glandseg.inference.stitch import (
     ChunkGeom,
     apply_chunk_lut,
@@ -65,13 +66,9 @@ from napari_glandseg.slide.resample import with_mpp
 
 log = logging.getLogger(__name__)
 
-#: Store chunk edge (model px): large chunks keep the margin overhead small (about 13 % at 2048).
-DEFAULT_CHUNK_PX = 2048
 #: Context margin (model px) around a chunk's core: a gland (or touching cluster) that reaches
 #: the core is whole in the padded box up to this far past it (~320 µm at 1.24 µm/px).
 CONTEXT_PX = 256
-#: The slide's glass mask, in the run folder, read by every chunk task.
-GLASS_MASK_FILE = "glass_mask.npz"
 #: Chunks whose tiles are blending at once in the local loop (each holds C×box² floats).
 MAX_ACTIVE = 2
 RECORD = "run.json"
@@ -81,116 +78,102 @@ RECORD = "run.json"
 def segment_slide(
     slide: Any,
     out_path: str | os.PathLike,
-    *,
     model: Any = None,
-    device: str | None = None,
-    batch_size: int | None = None,
+    settings: SlideRunSettings | None = None,
+    *,
     client: Any = None,
     progress: Progress | None = None,
     cancel: Any = None,
-    resume: bool = True,
-    chunk_px: int | None = None,
-    workers: int | None = None,
-    mpp: float | None = None,
-    stats: dict | None = None,
-    skip_glass: bool = True,
     tile_progress: Progress | None = None,
-    organ: str | None = None,
-) -> Any:
-    """Segment every chunk with tissue of ``slide`` into the label store at ``out_path``.
+) -> SlideRun:
+    """Segment every chunk with tissue of ``slide`` into the label store at ``out_path``; returns
+    what was done (``SlideRun``: the store, the model's source, counts and timings).
 
-    ``model``: a module, preset name, checkpoint path, or (with a cluster) a zero-argument
-    factory. ``workers`` > 1 without a ``client`` starts a local process cluster. ``stats``
-    (a dict) receives timings and counts. ``skip_glass=False`` runs the model on every tile of
-    a chunk with tissue, glass included (for comparisons). ``tile_progress(done, total,
-    "tiles")`` follows the model tiles (local runs: finer than ``progress``, which counts
-    chunks). ``organ`` picks the card's post-processing profile (default: the card's default organ;
-    a Predictor passed as ``model`` keeps its own). A second writer on ``out_path`` gets ``FolderLocked``.
+    ``model``: a module or Predictor, a model spec (``model.resolve``: None for the default, a
+    preset, checkpoint or user model name, a ``ModelSource``) or, with a cluster, a zero-argument
+    factory. ``settings``: ``SlideRunSettings`` (device, batch size, chunk size, workers, µm/px,
+    resume, glass skipping, organ). With a dask ``client`` the chunks run on its workers.
+    ``progress(done, total, message)`` counts chunks; ``tile_progress(done, total, "tiles")``
+    follows the model tiles (local runs). ``cancel.is_set()`` stops after the chunk in hand
+    (``Cancelled``; a rerun resumes). A second writer on ``out_path`` gets ``FolderLocked``.
     """
+    s = settings or SlideRunSettings()
+    workers = s.workers if client is None and s.workers and s.workers > 1 else None
+    with cluster_client(workers) as own_client:
+        return _segment(slide, Path(out_path), model, s, client or own_client, progress, cancel, tile_progress)
+
+
+def _segment(slide: Any, out_path: Path, model: Any, s: SlideRunSettings, client: Any,
+             progress: Progress | None, cancel: Any, tile_progress: Progress | None) -> SlideRun:
     from napari_glandseg.labels.store import LabelStore
 
     t_start = time.perf_counter()
-    slide = with_mpp(slide, mpp)
-    out_path = Path(out_path)
-    own_cluster = None
-    if client is None and workers and workers > 1:
-        own_cluster, client = _local_cluster(workers)
-    try:
-        predictor, model_ref, card = _resolve_model(model, device, batch_size, client, organ)
-        f = card.mpp / slide.mpp
-        h0, w0 = slide.shape
-        shape = GridPlacement.whole_slide((h0, w0), f).shape  # the store's level 0, from corner 0
-        chunk = int(chunk_px or DEFAULT_CHUNK_PX)
-        margin = max(int(card.overlap_px), CONTEXT_PX)
-        n_batch = predictor.batch_size if predictor is not None else batch_size
-        record = {
-            "slide": str(slide.path), "slide_shape": [h0, w0], "slide_mpp": slide.mpp,
-            "model": card.name, "model_mpp": card.mpp, "downsample": f, "shape": list(shape),
-            "chunk_px": chunk, "margin_px": margin, "postprocess": card.postprocess, "organ": card.organ,
-            "slide_id": slide_identity(slide),
-            "tiles": [card.tile_px, card.overlap_px, "slide-grid"], "batch_size": n_batch,
-        }
-        store = _open_store(LabelStore, out_path, shape, chunk, card.mpp, slide, record, resume)
-        run_dir = out_path / RUN_DIR
-        plan = RunPlan(str(out_path), str(run_dir / "seams"), float(f), float(card.mpp), uuid.uuid4().hex,
-                       card.tile_px, card.overlap_px, str(run_dir / "tiles"), postprocess=dict(card.postprocess))
-        geoms = chunk_grid(shape, chunk, margin)
-        t0 = time.perf_counter()
-        tissue = _tissue(slide)
-        plan = dataclasses.replace(plan, glass_mask=str(run_dir / GLASS_MASK_FILE))
-        save_mask(plan.glass_mask, slide, GLASS)
-        layout = SlideTiles(card.tile_px, card.overlap_px)
-        tiles_tissue = tissue_tiles(layout, shape, tissue[0], tissue[1], f)
-        works = plan_work(geoms, layout, tiles_tissue, skip_glass=skip_glass)
-        t_tissue = time.perf_counter() - t0
-        todo = [w for w in works if not store.is_done(w.geom.cy, w.geom.cx)]
-        done = len(geoms) - len(todo)
-        runs = {(w.geom.cy, w.geom.cx) for w in works if w.runs_model}
+    slide = with_mpp(slide, s.mpp)
+    predictor, model_ref, card, source = _model_for_run(model, s, client)
+    f = card.mpp / slide.mpp
+    h0, w0 = slide.shape
+    shape = GridPlacement.whole_slide((h0, w0), f).shape  # the store's level 0, from corner 0
+    chunk = s.chunk_px
+    margin = max(int(card.overlap_px), CONTEXT_PX)
+    record = {
+        "slide": str(slide.path), "slide_shape": [h0, w0], "slide_mpp": slide.mpp,
+        "model": card.name, "model_mpp": card.mpp, "downsample": f, "shape": list(shape),
+        "chunk_px": chunk, "margin_px": margin, "postprocess": card.postprocess, "organ": card.organ,
+        "slide_id": slide_identity(slide),
+        "tiles": [card.tile_px, card.overlap_px, "slide-grid"],
+        "batch_size": predictor.batch_size if predictor is not None else s.batch_size,
+    }
+    store = _open_store(LabelStore, out_path, shape, chunk, card.mpp, slide, record, s.resume)
+    run_dir = out_path / RUN_DIR
+    plan = RunPlan.for_store(out_path, card, f)
+    geoms = chunk_grid(shape, chunk, margin)
+    t0 = time.perf_counter()
+    tissue = _tissue(slide)
+    save_mask(plan.glass_mask, slide, GLASS)
+    layout = SlideTiles(card.tile_px, card.overlap_px)
+    tiles_tissue = tissue_tiles(layout, shape, tissue[0], tissue[1], f)
+    works = plan_work(geoms, layout, tiles_tissue, skip_glass=s.skip_glass)
+    t_tissue = time.perf_counter() - t0
+    todo = [w for w in works if not store.is_done(w.geom.cy, w.geom.cx)]
+    done = len(geoms) - len(todo)
+    runs = {(w.geom.cy, w.geom.cx) for w in works if w.runs_model}
 
-        def release(work: ChunkWork) -> None:
-            release_tiles(plan, work, store, runs, chunk, shape)
-        _report(progress, done, len(geoms), "chunks")
-        t0 = time.perf_counter()
-        if todo:
-            _write_record(run_dir, {**record, "stitched": False})
-        if client is None:
-            summaries = _run_local(slide, predictor, plan, todo, store, progress, cancel, done, len(geoms), release,
-                                   tile_progress)
-        else:
-            from napari_glandseg.inference.distributed_run import run_distributed
+    def release(work: ChunkWork) -> None:
+        release_tiles(plan, work, store, runs, chunk, shape)
+    _report(progress, done, len(geoms), "chunks")
+    t0 = time.perf_counter()
+    if todo:
+        _write_record(run_dir, {**record, "stitched": False})
+    if client is None:
+        summaries = _run_local(slide, predictor, plan, todo, store, progress, cancel, done, len(geoms), release,
+                               tile_progress)
+    else:
+        from napari_glandseg.inference.distributed_run import run_distributed
 
-            summaries = run_distributed(
-                client, slide, model_ref, device, batch_size, plan, todo,
-                progress=progress, cancel=cancel, done=done, total=len(geoms), release=release,
-            )
-            store = LabelStore.open(out_path)  # workers wrote chunks and log entries
-        t_chunks = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        prev = _read_record(run_dir)
-        if todo or not prev.get("stitched"):
-            n_relabelled = stitch_store(store, geoms, Path(plan.seam_dir), card, progress)
-            store.build_pyramid()
-            _write_record(run_dir, {**record, "stitched": True})
-            shutil.rmtree(run_dir / "tiles", ignore_errors=True)  # every chunk is done: no reader left
-        else:
-            n_relabelled = 0
-        t_stitch = time.perf_counter() - t0
-        if stats is not None:
-            tile_counts = {k: sum(s.get(k, 0) for s in summaries) for k in
-                           ("tiles_run", "tiles_padding", "tiles_from_cache", "tiles_background", "cut_objects")}
-            stats.update(
-                chunks=len(geoms), chunks_run=len(todo), chunks_with_tissue=len(runs),
-                model_calls=getattr(predictor, "calls", None), tiles=getattr(predictor, "tiles", None),
-                tiles_with_tissue=tiles_tissue.count, **tile_counts,
-                relabelled_chunks=n_relabelled, objects=sum(s.get("objects", 0) for s in summaries),
-                t_tissue_s=t_tissue, t_chunks_s=t_chunks, t_stitch_s=t_stitch,
-                t_total_s=time.perf_counter() - t_start, shape=list(shape), downsample=f,
-            )
-        return store
-    finally:
-        if own_cluster is not None:
-            client.close()
-            own_cluster.close()
+        summaries = run_distributed(
+            client, slide, model_ref, s.device, s.batch_size, plan, todo,
+            progress=progress, cancel=cancel, done=done, total=len(geoms), release=release,
+        )
+        store = LabelStore.open(out_path)  # workers wrote chunks and log entries
+    t_chunks = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if todo or not read_record(out_path).get("stitched"):
+        n_relabelled = stitch_store(store, geoms, Path(plan.seam_dir), card, progress)
+        store.build_pyramid()
+        _write_record(run_dir, {**record, "stitched": True})
+        shutil.rmtree(run_dir / "tiles", ignore_errors=True)  # every chunk is done: no reader left
+    else:
+        n_relabelled = 0
+    t_stitch = time.perf_counter() - t0
+    tile_counts = {k: sum(x.get(k, 0) for x in summaries) for k in
+                   ("tiles_run", "tiles_padding", "tiles_from_cache", "tiles_background", "cut_objects")}
+    return SlideRun(
+        store=store, model=source, shape=tuple(shape), downsample=f,
+        chunks=len(geoms), chunks_run=len(todo), chunks_with_tissue=len(runs), tiles_with_tissue=tiles_tissue.count,
+        **tile_counts, objects=sum(x.get("objects", 0) for x in summaries), relabelled_chunks=n_relabelled,
+        model_calls=getattr(predictor, "calls", None), tiles=getattr(predictor, "tiles", None),
+        t_tissue_s=t_tissue, t_chunks_s=t_chunks, t_stitch_s=t_stitch, t_total_s=time.perf_counter() - t_start,
+    )
 
 
 def stitch_store(store: Any, geoms: list[ChunkGeom], seam_dir: Path, card: Any,
@@ -272,41 +255,35 @@ def _run_local(slide, predictor, plan, todo: list[ChunkWork], store, progress, c
     return summaries
 
 
-def _resolve_model(model: Any, device: Any, batch_size: int | None, client: Any, organ: str | None = None):
-    """(local predictor or None, what workers load, model card with the organ's post-processing)."""
-    if client is None:
-        pred = get_predictor(model, device, batch_size, organ=organ)
-        return pred, None, pred.card
-    try:
-        pred_ref, ref, card = _worker_model(model, client)
-        return pred_ref, ref, card.for_organ(organ)
-    except ValueError as exc:
-        raise GlandsegError(str(exc)) from exc
-
-
-def _worker_model(model: Any, client: Any):
+def _model_for_run(model: Any, s: SlideRunSettings, client: Any):
+    """(local predictor or None, what workers load, card with the organ's post-processing,
+    the model's ``ModelSource``)."""
     import torch
 
-    if isinstance(model, torch.nn.Module):
-        # shipped once to every worker (broadcast), never with each task
-        ref = client.scatter(model, broadcast=True, hash=False)
-        return None, ("object", ref), model.card
-    if callable(model) and not isinstance(model, str | os.PathLike):
-        return None, ("factory", model), model().card
-    from napari_glandseg.model import load_model
+    from napari_glandseg.model.resolve import ModelSource, resolve
 
-    spec = None if model is None else str(model)
-    try:
-        card = load_model(spec, device="cpu").card
-    except ValueError as exc:
-        raise GlandsegError(str(exc)) from exc
-    return None, ("spec", spec), card
+    names_a_model = model is None or isinstance(model, str | os.PathLike | ModelSource)
+    source = resolve(model) if names_a_model else None
+    if client is None:
+        pred = get_predictor(source.load(s.device) if source is not None else model, s.device, s.batch_size,
+                             organ=s.organ)
+        return pred, None, pred.card, source or ModelSource.in_memory(pred.card)
+    if source is not None:
+        ref = ("source", source)  # the card is read here; each worker loads the weights once
+    elif isinstance(model, torch.nn.Module):
+        # shipped once to every worker (broadcast), never with each task
+        ref = ("object", client.scatter(model, broadcast=True, hash=False))
+        source = ModelSource.in_memory(model.card)
+    else:
+        ref = ("factory", model)
+        source = ModelSource.in_memory(model().card)
+    return None, ref, source.card.for_organ(s.organ), source
 
 
 def _open_store(LabelStore, path: Path, shape, chunk, mpp, slide, record, resume):
     run_dir = path / RUN_DIR
     if path.exists():
-        prev = _read_record(run_dir)
+        prev = read_record(path)
         if not prev:
             raise GlandsegError(f"{path}: exists and is not a label store written by segment_slide; "
                                 "remove it or choose another output")
@@ -333,10 +310,11 @@ def _jsonable(v: Any) -> Any:
     return json.loads(json.dumps(v))
 
 
-def _read_record(run_dir: Path) -> dict:
+def read_record(store_path: str | os.PathLike) -> dict:
+    """The run record (``run.json``) a ``segment_slide`` call left in its store ({} when none)."""
     import json
 
-    p = run_dir / RECORD
+    p = Path(store_path) / RUN_DIR / RECORD
     try:
         return json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -356,15 +334,6 @@ def _tissue(slide: Any) -> tuple[np.ndarray, float]:
 def _report(progress: Progress | None, done: int, total: int, message: str) -> None:
     if progress is not None:
         progress(done, total, message)
-
-
-def _local_cluster(workers: int):
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError as exc:
-        raise GlandsegError("--workers needs dask.distributed: pip install 'napari-glandseg[distributed]'") from exc
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-    return cluster, Client(cluster)
 
 
 def segment_many(
@@ -405,4 +374,5 @@ def segment_many(
         return dict(pool.map(one, paths))
 
 
-__all__ = ["segment_many", "segment_slide", "stitch_store"]
+__all__ = ["DEFAULT_CHUNK_PX", "GLASS_MASK_FILE", "SlideRun", "SlideRunSettings", "read_record", "segment_many",
+           "segment_slide", "stitch_store"]
