@@ -148,3 +148,19 @@ def test_a_click_never_spills_onto_glass(tmp_path, shared_data):
     assert pasted[1020:1180, 1020:1180].mean() > 0.9  # the patch
     ys, xs = np.nonzero(pasted)
     assert ys.min() > 1000 - 30 and ys.max() < 1200 + 30 and xs.min() > 1000 - 30 and xs.max() < 1200 + 30
+
+
+def test_a_refine_keeps_the_gland_beyond_the_window_the_model_saw():
+    """A gland larger than the refining window: only the part the model saw is redrawn."""
+    grid = GridPlacement(1.0, (0.0, 0.0), (200, 100))
+    labels = np.zeros((200, 100), np.int32)
+    labels[10:190, 20:80] = 5
+    mask = np.zeros((60, 60), bool)
+    mask[:, 10:50] = True  # the window's part of the gland: narrower than before
+    found = GlandWindow(mask, mask.astype(np.float32), (0.0, 20.0), 1.0)  # level-0 rows 0..60
+    edit = place_gland(labels, found, grid, [], [], label=5)
+    new = labels.copy()
+    new[edit.window] = edit.new
+    assert edit.label == 5 and not edit.added
+    assert (new[70:190, 20:80] == 5).all(), "beyond the window the gland is as it was"
+    assert (new[10:60, 20:30] == 0).all() and (new[10:60, 30:70] == 5).all(), "inside, the new outline"

@@ -197,13 +197,21 @@ def test_refused_on_a_layer_without_slide(make_napari_viewer, model):
     assert not widget.click.checkbox.isChecked()
 
 
-def test_a_shift_click_on_a_gland_refines_it_in_one_undo_step(setup, qtbot):
+def test_a_shift_click_on_the_gland_just_outlined_refines_it_in_one_undo_step(setup, qtbot):
     viewer, image, layer, widget = setup
     widget.click.toggle(layer)
+    first = (1050 * STEP, 450 * STEP)
+    mouse(viewer, qtbot, [world(image, first)])  # redraw gland 2: the gland a fix applies to
+    wait(qtbot, widget)
+    other = (130 * STEP, 140 * STEP)  # on gland 1, not the one just outlined: a mark for later
+    mouse(viewer, qtbot, [world(image, other)], modifiers=("Shift",))
+    assert len(widget.click.exclude) == 1 and not widget.click.busy
+    widget.click.exclude.clear()
     before = layer.data.copy()
-    cut = (1050 * STEP, 420 * STEP)  # inside gland 2: "not this"
+    cut = (1050 * STEP, 420 * STEP)  # on gland 2: "not this", refined now
+    assert layer.data[grid_px(cut)] == 2
     mouse(viewer, qtbot, [world(image, cut)], modifiers=("Shift",))
-    assert widget.click.exclude == [], "on a gland, Shift-click refines it now (not a mark for later)"
+    assert widget.click.exclude == []
     wait(qtbot, widget)
     assert "refined" in widget.click.status.text() and layer.data[grid_px(cut)] == 0
     assert set(np.unique(layer.data)) == {0, 1, 2}, "the same gland, no new label"
@@ -212,17 +220,22 @@ def test_a_shift_click_on_a_gland_refines_it_in_one_undo_step(setup, qtbot):
     np.testing.assert_array_equal(layer.data, before)
 
 
-def test_a_ctrl_click_adds_a_missed_part_to_the_gland_next_to_it(setup, qtbot):
+def test_a_ctrl_click_adds_a_missed_part_to_the_gland_just_outlined(setup, qtbot):
     viewer, image, layer, widget = setup
     widget.click.toggle(layer)
-    missed = (1120 * STEP, 450 * STEP)  # just below gland 2, on background
-    assert layer.data[grid_px(missed)] == 0
-    mouse(viewer, qtbot, [world(image, missed)], modifiers=("Control",))
+    missed = (1120 * STEP, 450 * STEP)
+    mouse(viewer, qtbot, [world(image, missed)], modifiers=("Control",))  # nothing outlined yet
+    assert not widget.click.busy and "click a gland first" in widget.click.status.text()
+    mouse(viewer, qtbot, [world(image, (1500.0, 1100.0))])  # a new gland (3)
     wait(qtbot, widget)
-    assert layer.data[grid_px(missed)] == 2 and "refined" in widget.click.status.text()
-    assert layer.data.max() == 2
+    three = layer.data == 3
+    rows = np.flatnonzero(three.any(1))
+    beyond = ((rows[-1] + 15) * STEP, 1100.0)  # just below gland 3 (its window's edge), on background
+    assert layer.data[grid_px(beyond)] == 0
+    mouse(viewer, qtbot, [world(image, beyond)], modifiers=("Control",))
+    wait(qtbot, widget)
+    assert layer.data[grid_px(beyond)] == 3 and "refined" in widget.click.status.text()
+    assert (layer.data[three] == 3).all(), "what the gland had stays"
+    assert layer.data.max() == 3
     layer.undo()
-    assert layer.data[grid_px(missed)] == 0
-    far = (1500.0, 1100.0)  # no gland within reach: refused with a reason, nothing runs
-    mouse(viewer, qtbot, [world(image, far)], modifiers=("Control",))
-    assert not widget.click.busy and "no gland within" in widget.click.status.text()
+    assert layer.data[grid_px(beyond)] == 0

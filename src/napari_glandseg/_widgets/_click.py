@@ -1,9 +1,9 @@
 """Click gland: click (or drag a squiggle) on a gland layer and the guided model outlines it.
 
 A click on background adds the gland found there as a new label; a click on a gland redraws it
-(label kept). A second click fixes the first: Shift- or Alt-click on a gland's wrong part cuts
-it off ("not this"), Ctrl-click on a part a gland missed adds it to the nearest gland ("this too"); both
-refine that same gland from its current outline (label kept). Shift- or Alt-click on background
+(label kept). A second click fixes the first: Shift- or Alt-click on the wrong part of the gland
+just outlined cuts it off ("not this"), Ctrl-click on a part it missed adds it ("this too"); both
+refine that same gland from its current outline (label kept). Shift- or Alt-click anywhere else
 marks "not this" points, used by the next click and dropped when its result arrives. Each click reads only a window of the slide around it at the model's
 µm/px (``segment_gland_on_slide``) in a background thread, so it works at any zoom on a whole
 slide; clicks made while one runs wait in a queue. Each result is one ``data_setitem`` (one
@@ -30,7 +30,7 @@ from qtpy.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
 from napari_glandseg._widgets._slides import SlideRef
 from napari_glandseg._widgets._tools import apply_new_labels
 from napari_glandseg.interactive import GlandWindow, segment_gland_on_slide
-from napari_glandseg.interactive.edit import gland_under, gland_window, nearest_gland, place_gland
+from napari_glandseg.interactive.edit import gland_under, gland_window, place_gland
 from napari_glandseg.labels import layer_meta as lm
 from napari_glandseg.slide.placement import GridPlacement
 
@@ -40,8 +40,7 @@ if TYPE_CHECKING:
 MODE = "pick"  # napari Labels mode while clicking: no pan on drag, no Alt zoom box
 MARKS_LAYER = "click guidance"
 EXCLUDE_MODIFIERS = ("Shift", "Alt")
-INCLUDE_MODIFIERS = ("Control", "Meta")  # Ctrl (Cmd on a Mac): "this too" for the gland next to it
-REACH_UM = 150.0  # a Ctrl-click this far from a gland still adds to it
+INCLUDE_MODIFIERS = ("Control", "Meta")  # Ctrl (Cmd on a Mac): "this too" for the gland just outlined
 SQUIGGLE_STEP_PX = 6  # canvas pixels between recorded squiggle points
 MAX_QUEUED = 8
 HELP = "click gland: click or drag on a gland; Shift/Alt-click: not this; Ctrl-click: this too; Ctrl+Z: undo"
@@ -58,8 +57,8 @@ class ClickRequest:
     grid: GridPlacement
     started: float = field(default_factory=time.perf_counter)
     clicks: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # "this too" (grid px)
-    previous: GlandWindow | None = None  # refining: the gland's outline now (level-0 px)
     label: int | None = None  # refining: the gland redrawn
+    previous: GlandWindow | None = None  # refining: its outline when the request starts (level-0 px)
 
 
 def layer_grid(layer: Labels) -> tuple[GridPlacement, SlideRef] | None:
@@ -99,13 +98,15 @@ class ClickGland(QWidget):
         self._worker: Any = None
         self.last_latency_s: float | None = None
         self.last_found: GlandWindow | None = None
+        self.last_label: int | None = None  # the gland the last result drew: what a refining click fixes
         self.last_error: BaseException | None = None
 
         self.checkbox = QCheckBox("Click gland")
         self.checkbox.setToolTip(
             f"Click inside a missed gland to add it, inside a gland to redraw it (its label kept); drag for a "
-            f"squiggle. To fix a result: Shift- or Alt-click its wrong part ('not this'), Ctrl-click a part it "
-            f"missed ('this too'). Shift-click on background marks 'not this' for the next click. Ctrl+Z undoes. [{key}]")
+            f"squiggle. To fix the gland just outlined: Shift- or Alt-click its wrong part ('not this'), "
+            f"Ctrl-click a part it missed ('this too'). Shift-click elsewhere marks 'not this' for the next "
+            f"click. Ctrl+Z undoes. [{key}]")
         self.status = QLabel("")
         self.status.setWordWrap(True)
         lay = QVBoxLayout(self)
@@ -152,6 +153,7 @@ class ClickGland(QWidget):
         """Leave click mode (exclusion points are dropped; running clicks still finish)."""
         layer, self.layer = self.layer, None
         self.exclude = []
+        self.last_label = None
         self._set_checked(False)
         if MARKS_LAYER in self.viewer.layers:
             self.viewer.layers.remove(MARKS_LAYER)
@@ -220,29 +222,23 @@ class ClickGland(QWidget):
         self._say(f"{len(self.exclude)} 'not this' point(s) for the next click")
 
     def refine(self, world_point: Any, *, inside: bool) -> bool:
-        """Fix a gland with one click (world coordinates): ``inside`` True, "this too" for the
-        gland under or nearest the point; False, "not this" for the gland under the point. False when there is no
-        such gland (then a "not this" click is kept for the next click)."""
+        """Fix the gland the last result drew with one click (world coordinates): ``inside``
+        True, "this too" at the point; False, "not this" — only when the point is on that gland.
+        False when the click is not a fix (a "not this" click is then kept for the next click)."""
         layer = self.layer
         placed = None if layer is None else layer_grid(layer)
         if layer is None or placed is None:
             return False
         grid, ref = placed
         point = self._to_grid([world_point])
-        if inside:  # the gland next to the missed part
-            reach = REACH_UM / (grid.scale * ref.mpp) if ref.mpp else REACH_UM
-            label = nearest_gland(layer.data, point[0], reach)
-        else:
-            label = gland_under(layer.data, point)
-        previous = gland_window(layer.data, label, grid) if label > 0 else None
-        if previous is None:
+        label = self.last_label
+        if label is None or (not inside and gland_under(layer.data, point) != label):
             if inside:
-                self._say(f"Ctrl-click adds a missed part to the gland next to it: no gland within {REACH_UM:.0f} µm")
+                self._say("Ctrl-click adds a missed part to the gland just outlined: click a gland first")
             return False
         none = np.zeros((0, 2))
-        self._enqueue(ClickRequest(layer, none, none if inside else point, ref, grid,
-                                   clicks=point if inside else none, previous=previous, label=label))
-        return True
+        return self._enqueue(ClickRequest(layer, none, none if inside else point, ref, grid,
+                                          clicks=point if inside else none, label=label))
 
     def segment(self, world_points: Any) -> bool:
         """Outline the gland at these world points (one: a click, several: a squiggle).
@@ -274,6 +270,13 @@ class ClickGland(QWidget):
         if self._running is not None or not self._queue:
             return
         req = self._running = self._queue.popleft()
+        if req.label is not None:  # the outline as it is now, after any earlier result was drawn
+            req.previous = gland_window(req.layer.data, req.label, req.grid)
+            if req.previous is None:
+                self._running = None
+                self._say(f"gland {req.label} is gone: nothing to fix")
+                self._start_next()
+                return
         self._say("outlining the gland…")
         worker = create_worker(run_request, req, self.model, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda found: self._done(req, found))
@@ -309,6 +312,7 @@ class ClickGland(QWidget):
             self._failed(exc)
             return
         layer.selected_label = edit.label  # the brush continues on this gland
+        self.last_label = edit.label if layer is self.layer else self.last_label
         used = {tuple(p) for p in req.exclude.tolist()}
         if layer is self.layer:
             self.exclude = [p for p in self.exclude if p not in used]

@@ -95,20 +95,6 @@ def gland_under(labels: np.ndarray, points: Sequence[Sequence[float]] | np.ndarr
     return max(0, int(vals[np.argmax(counts)]))
 
 
-def nearest_gland(labels: np.ndarray, point: Sequence[float], radius_px: float) -> int:
-    """The gland under the (y, x) grid point, else the nearest one within ``radius_px`` (0: none)."""
-    y, x = (int(np.floor(v + 0.5)) for v in point)
-    r = int(np.ceil(radius_px))
-    y0, x0 = max(0, y - r), max(0, x - r)
-    crop = np.asarray(labels[y0:y + r + 1, x0:x + r + 1])
-    ys, xs = np.nonzero(crop)
-    if ys.size == 0:
-        return 0
-    d2 = (ys + y0 - y) ** 2 + (xs + x0 - x) ** 2
-    i = int(np.argmin(d2))
-    return int(crop[ys[i], xs[i]]) if d2[i] <= radius_px**2 else 0
-
-
 def merge_gland(labels: np.ndarray, mask: np.ndarray, label: int) -> np.ndarray:
     """A copy of ``labels`` where gland ``label`` is ``mask`` (other glands untouched)."""
     if mask.shape != labels.shape:
@@ -135,6 +121,7 @@ def place_gland(labels: np.ndarray, found: GlandWindow, grid: GridPlacement, inc
     if located is None:
         return None
     win, mask = located
+    refining = label is not None
     label = gland_under(labels, include) if label is None else int(label)
     added = label == 0
     if added:
@@ -148,9 +135,17 @@ def place_gland(labels: np.ndarray, found: GlandWindow, grid: GridPlacement, inc
     full = np.zeros((win[0].stop - win[0].start, win[1].stop - win[1].start), bool)
     ry, rx = located[0]
     full[ry.start - win[0].start:ry.stop - win[0].start, rx.start - win[1].start:rx.stop - win[1].start] = mask
+    crop = np.asarray(labels[win])
+    if refining:  # the model saw only its window: the gland beyond it stays as it was
+        seen = np.zeros(full.shape, bool)
+        (h, w), (oy, ox), ppm = found.mask.shape, found.origin, found.px_per_model
+        rows = _axis_coords(grid.shape[0], grid.translate[0], grid.scale, oy, h, ppm)[0]
+        cols = _axis_coords(grid.shape[1], grid.translate[1], grid.scale, ox, w, ppm)[0]
+        seen[max(0, rows.start - win[0].start):max(0, rows.stop - win[0].start),
+             max(0, cols.start - win[1].start):max(0, cols.stop - win[1].start)] = True
+        full |= (crop == label) & ~seen
     rr, cc = _pixels(np.asarray(exclude, float).reshape(-1, 2) - (win[0].start, win[1].start), full.shape)
     full[rr, cc] = False  # an exclusion point is never in the gland, whatever the grid's resolution
-    crop = np.asarray(labels[win])
     if not (full & ((crop == 0) | (crop == label))).any():
         return None
     return GlandEdit(win, merge_gland(crop, full, label), label, added)

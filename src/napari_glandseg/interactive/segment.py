@@ -96,25 +96,48 @@ def window_probability(model, rgb: np.ndarray, include: Sequence[Point] | np.nda
 def select_gland(prob: np.ndarray, include: Sequence[Point], exclude: Sequence[Point] = (), threshold: float = 0.5,
                  *, clicks: Sequence[Point] = (), previous: np.ndarray | None = None) -> np.ndarray:
     """The thresholded component(s) under the inclusion marks (and, refining, those that are
-    mostly the previous gland: more than half of the component or of that gland), holes filled,
-    exclusion marks cut out."""
+    mostly the previous gland — more than half of the component or of that gland — unless a
+    "not this" mark is on them), holes filled, exclusion marks cut out."""
     maps = guidance_maps(prob.shape, include, exclude, clicks=clicks) > 0
     components, n = ndi.label(prob > threshold)
     keep = np.zeros(n + 1, bool)
     keep[np.unique(components[maps[0]])] = True
     if previous is not None and previous.any():
         inside = np.bincount(components[previous], minlength=n + 1)
-        keep |= inside > 0.5 * np.minimum(np.bincount(components.ravel(), minlength=n + 1), previous.sum())
+        mostly = inside > 0.5 * np.minimum(np.bincount(components.ravel(), minlength=n + 1), previous.sum())
+        excluded = np.zeros(n + 1, bool)
+        # the model tends to hollow out the mark itself: what touches it is what was pointed at
+        excluded[np.unique(components[ndi.binary_dilation(maps[1], iterations=2)])] = True
+        keep |= mostly & ~excluded
     keep[0] = False
     mask = ndi.binary_fill_holes(keep[components])
     return mask & ~maps[1]
 
 
-def _refine_without_model(previous: np.ndarray, found: np.ndarray, exclude: np.ndarray, added: bool) -> np.ndarray:
-    """What a refining click means to a model without a previous-mask channel: "this too" adds
-    what it finds at the click to the previous result, "not this" cuts its mark out of it."""
-    mask = previous | found if added else previous.copy()
-    return mask & ~(guidance_maps(mask.shape, [], exclude) > 0)[1]
+def _add_touching(previous: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """"This too" for a model that cannot see its previous result: the previous gland plus the
+    parts found at the click that touch it (a separate gland is not merged in)."""
+    parts, n = ndi.label(found & ~previous)
+    touching = np.unique(parts[ndi.binary_dilation(previous) & (parts > 0)])
+    return previous | np.isin(parts, touching)
+
+
+def _anchor(previous: GlandWindow, exclude: np.ndarray) -> np.ndarray | None:
+    """"Not this" for a model that cannot see its previous result is a redraw: a click on the
+    previous gland's deepest point away from the "not this" clicks (caller px), or None."""
+    mask = previous.mask
+    if not mask.any() or len(exclude) == 0:
+        return None
+    depth = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    yy, xx = np.indices(mask.shape)
+    clicks = (exclude - np.asarray(previous.origin)) / previous.px_per_model - 0.5
+    away = np.min([np.hypot(yy - cy, xx - cx) for cy, cx in clicks], axis=0)
+    for reach in (depth.max(), depth.max() / 2):
+        far = mask & (away >= reach)
+        if far.any():
+            i = np.unravel_index(int(np.argmax(np.where(far, depth, -1))), mask.shape)
+            return np.asarray(previous.origin) + (np.asarray(i) + 0.5) * previous.px_per_model
+    return None
 
 
 def window_from(found: GlandWindow, origin: tuple[float, float], size: int, px_per_model: float) -> np.ndarray:
@@ -139,10 +162,10 @@ def _extent(found: GlandWindow) -> np.ndarray | None:
     return np.array([o[0] + ys.min() * p, o[1] + xs.min() * p, o[0] + (ys.max() + 1) * p, o[1] + (xs.max() + 1) * p])
 
 
-def _next_window(mask: np.ndarray, size: int, largest: int) -> tuple[np.ndarray, int] | None:
+def _next_window(mask: np.ndarray, size: int, largest: int) -> tuple[np.ndarray, int]:
     """Where the gland cut by the window's edge probably lies, in window px: (centre, size) of
-    the next window, or None when it would not be better than this one. The gland is taken to go
-    on beyond each edge it touches by half its visible extent."""
+    the next window. The gland is taken to go on beyond each edge it touches by half its visible
+    extent."""
     ys, xs = np.nonzero(mask)
     lo = np.array([ys.min(), xs.min()], float)
     hi = np.array([ys.max() + 1, xs.max() + 1], float)
@@ -166,6 +189,10 @@ def segment_window(model, read: Callable[[tuple[float, float], int], np.ndarray]
     refine that result.
     """
     inc, exc, more = (_as_points(p, what) for p, what in ((include, "include"), (exclude, "exclude"), (clicks, "clicks")))
+    blind = previous is not None and guide_channels(model) == 2  # refining with a model that cannot see it
+    if blind and len(inc) == 0 and len(more) == 0:  # "not this": redraw from a point of the gland it keeps
+        anchor = _anchor(previous, exc)
+        inc = inc if anchor is None else anchor[None]
     marks = np.concatenate([inc, more])
     box = _extent(previous) if previous is not None else None
     if len(marks) == 0 and box is None:
@@ -194,8 +221,8 @@ def segment_window(model, read: Callable[[tuple[float, float], int], np.ndarray]
         if off is not None:
             prob = np.where(off, 0.0, prob).astype(prob.dtype, copy=False)
         mask = select_gland(prob, inc_w, exc_w, threshold, clicks=more_w, previous=prev_w)
-        if prev_w is not None and guide_channels(model) == 2:  # a model that cannot see its previous result
-            mask = _refine_without_model(prev_w, mask, exc_w, bool(len(more_w)))
+        if blind and len(more_w):
+            mask = _add_touching(prev_w, mask) & ~(guidance_maps(mask.shape, [], exc_w) > 0)[1]
         if off is not None:
             mask &= ~off  # holes filled over glass that the window's crop enclosed
         found = GlandWindow(mask, prob, origin, px_per_model)
