@@ -63,3 +63,19 @@ def test_the_confidence_column_reaches_the_csv_and_geojson_of_a_layer(tmp_path):
     [gj] = write_geojson(str(tmp_path / "g.geojson"), labels, attrs)
     got = {f["properties"]["label"]: f["properties"]["measurements"]["confidence"] for f in read_geojson(gj)["features"]}
     assert got == {1: 0.8, 2: 0.35}
+
+
+def test_a_correction_keeps_the_stores_confidences_true(tmp_path):
+    store = LabelStore.create(tmp_path / "s.zarr", (64, 64), chunk_px=32, mpp=1.0)
+    store.levels[0][2:6, 2:6] = 1
+    store.levels[0][20:30, 20:30] = 2
+    store.levels[0][40:50, 0:64] = 3  # reaches beyond the corrected region
+    store.write_confidence({1: [0.5, 2, 2, 6, 6], 2: [0.4, 20, 20, 30, 30], 3: [0.3, 40, 0, 50, 64]})
+    fix = np.asarray(store.read_region(0, 0, 50, 40)).copy()
+    fix[fix == 1] = 0  # gland 1 deleted
+    fix[30:34, 20:30] = 2  # gland 2 grown
+    fix[fix == 3] = 0  # gland 3 cut off inside the region: it goes on beyond
+    store.write_region(0, 0, fix)
+    kept = store.read_confidence()
+    assert 1 not in kept, "a deleted gland is not a candidate any more"
+    assert kept[2] == [0.4, 20, 20, 34, 30] and kept[3] == [0.3, 40, 0, 50, 64]

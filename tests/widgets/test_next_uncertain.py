@@ -65,3 +65,13 @@ def test_a_whole_slide_layer_reads_its_store(make_napari_viewer, tmp_path):
     pick = widget.next_uncertain()
     assert pick.label == 9 and layer.selected_label == 9
     np.testing.assert_allclose(viewer.scene.camera.center[-2:], (229.5, 124.5), atol=1)
+
+
+def test_relabel_keeps_each_glands_confidence_and_reviewed_mark(setup):
+    viewer, image, layer, widget = setup
+    assert widget.next_uncertain().label == 2
+    widget.delete_gland(1)  # now 2, 3: relabel makes them 1, 2
+    assert widget.relabel() > 0
+    assert dict(zip(layer.features["index"], layer.features["confidence"], strict=True)) == {1: 0.2, 2: 0.6}
+    assert lm.get_meta(layer.metadata)["uncertain_reviewed"] == [1]
+    assert widget.next_uncertain().label == 2, "the old gland 3, not reviewed yet"

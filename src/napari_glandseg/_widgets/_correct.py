@@ -309,9 +309,20 @@ class CorrectWidget(QWidget):
         return self._apply(lambda a: remove_small(a, min_px), what="remove small glands")
 
     def relabel(self) -> int:
+        """Renumber the glands 1..n; their confidences and reviewed marks follow them."""
         from napari_glandseg.labels.edit import relabel_consecutive
 
-        return self._apply(relabel_consecutive, what="relabel")
+        layer = self._editable()
+        if layer is None:
+            return 0
+        ids = np.unique(np.asarray(layer.data))
+        new_id = {int(old): new for new, old in enumerate(ids[ids > 0].tolist(), start=1)}
+        confidence = confidence_by_label(layer.features)
+        n = self._apply(relabel_consecutive, what="relabel")
+        if n:
+            follow_relabel(layer, new_id, confidence)
+            self.refresh_measurements(layer)
+        return n
 
     def refresh_measurements(self, layer: Labels | None = None) -> None:
         """Per-gland measurements of ``layer`` into ``layer.features``."""
@@ -394,7 +405,8 @@ class CorrectWidget(QWidget):
         region = layer_placement(meta).window(y, x, (h, w))
         s = np.asarray(layer.scale)[-2:]
         edit_meta = {**meta, "kind": "edit", "store_region": [y, x, h, w],
-                     "label_translate0": list(region.translate), "reviewed": []}
+                     "label_translate0": list(region.translate), "reviewed": [],
+                     "uncertain_reviewed": list(meta.get("uncertain_reviewed", []))}
         new = self.viewer.add_labels(
             np.array(data), name=f"{meta['slide_name']} glands (editing {y},{x})", scale=tuple(s),
             translate=tuple(np.asarray(layer.translate)[-2:] + np.array([y, x]) * s),
@@ -451,3 +463,16 @@ def layer_uncertain_candidates(layer: Labels, meta: dict[str, Any]) -> list[Cand
         region = meta.get("store_region") if meta.get("kind") == "edit" else None
         return store_candidates(kept, None if region is None else tuple(region))
     return []
+
+
+def follow_relabel(layer: Labels, new_id: dict[int, int], confidence: dict[int, float]) -> None:
+    """After a renumbering (old id → new id), the layer's confidences and reviewed marks follow
+    their glands."""
+    import pandas as pd
+
+    layer.features = pd.DataFrame({"index": [new_id[i] for i in confidence if i in new_id],
+                                   "confidence": [c for i, c in confidence.items() if i in new_id]})
+    meta = lm.get_meta(layer.metadata)
+    holder = meta if meta is not None else layer.metadata
+    if holder.get("uncertain_reviewed"):
+        holder["uncertain_reviewed"] = [new_id[i] for i in holder["uncertain_reviewed"] if i in new_id]

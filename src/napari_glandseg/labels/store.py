@@ -275,11 +275,43 @@ class LabelStore:
                 "reviewed_by": reviewed_by,
                 "mpp": self.mpp,
             }
+            before = np.asarray(self.read_region(y, x, *data.shape)) if self._has_confidence() else None
             record["patch"] = self._save_patch(data, record)
             self._apply(record, data)
+            if before is not None:
+                self._follow_confidence(y, x, before, data)
         finally:
             lock.release()
         return record
+
+    def _has_confidence(self) -> bool:
+        return (self.path / self.CONFIDENCE_FILE).exists()
+
+    def _follow_confidence(self, y: int, x: int, before: np.ndarray, after: np.ndarray) -> None:
+        """Keep ``glands.json`` true to a correction of the region at (y, x): glands that left it
+        and lay wholly inside are gone; glands still there get their box grown to where they now
+        reach. New glands have no confidence (a person drew them)."""
+        from napari_glandseg.labels._objects import gland_objects
+
+        kept = self.read_confidence()
+        h, w = after.shape
+        now = dict(gland_objects(after))
+        changed = False
+        for gid in set(np.unique(before).tolist()) - {0}:
+            if gid not in kept:
+                continue
+            conf, y0, x0, y1, x1 = kept[gid]
+            if gid not in now:
+                if y <= y0 and x <= x0 and y1 <= y + h and x1 <= x + w:
+                    del kept[gid]
+                    changed = True
+                continue
+            rs, cs = now[gid]
+            box = [conf, min(y0, y + rs.start), min(x0, x + cs.start), max(y1, y + rs.stop), max(x1, x + cs.stop)]
+            changed |= box != kept[gid]
+            kept[gid] = box
+        if changed:
+            self.write_confidence(kept)
 
     def reviewed_regions(self) -> list[dict[str, Any]]:
         """Every committed region, oldest first: bounds [y, x, h, w] (level-0 px), time, model, seq."""
