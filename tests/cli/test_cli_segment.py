@@ -79,9 +79,10 @@ def test_segment_region(cmu_svs, tiny_checkpoint, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     y, x, h, w = summary["region"]["bbox0"]
     assert y <= 700 < y + h and x <= 500 < x + w and h >= 600 and w >= 800
-    _check_csv(out / "measurements.csv")
+    rows = _check_csv(out / "measurements.csv")
     _check_geojson(out / "glands.geojson", (x, y, x + w, y + h))
     assert (out / "labels.ome.zarr").exists()
+    assert rows and all(0 <= float(r["confidence"]) <= 1 for r in rows), "a region's glands have a confidence too"
 
 
 @pytest.mark.parametrize("argv, message", [

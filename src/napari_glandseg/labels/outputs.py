@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from napari_glandseg.slide.placement import GridPlacement
 
 
@@ -50,7 +52,18 @@ def region_store(path: Path, slide: Any, res: Any) -> Any:
         store = LabelStore.create(tmp, shape, mpp=res.mpp, source=str(slide.path))
         store.levels[0][y : y + h, x : x + w] = res.labels[:h, :w]
         store.build_pyramid((y, x, h, w))  # the rest is empty: a huge slide's store costs nothing
+        if getattr(res, "confidence", None):
+            store.write_confidence(region_confidence(res.labels[:h, :w], res.confidence, (y, x)))
     return LabelStore.open(path)
+
+
+def region_confidence(labels: np.ndarray, confidence: dict[int, float], at: tuple[int, int]) -> dict[int, list[float]]:
+    """{id: [confidence, y0, x0, y1, x1]} of a region's glands, boxes in the store's pixels."""
+    from napari_glandseg.labels._objects import gland_objects
+
+    y, x = at
+    return {gid: [float(confidence[gid]), y + rs.start, x + cs.start, y + rs.stop, x + cs.stop]
+            for gid, (rs, cs) in gland_objects(labels) if gid in confidence}
 
 
 def write_tables(store: Any, out_dir: Path, *, factor: float, mpp: float, geojson: bool = True,

@@ -15,6 +15,7 @@ operations, and the features come in that block order, then by id.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -129,6 +130,14 @@ def _records(glands: list[Gland], spec: TableSpec) -> list[tuple]:
     return [gland_record(g, spec) for g in glands]
 
 
+def _batch_spec(spec: TableSpec, glands: list[Gland]) -> TableSpec:
+    """``spec`` for one batch sent to a worker: only its glands' confidences travel with it."""
+    if not spec.confidence:
+        return spec
+    return dataclasses.replace(spec, confidence={g.label: spec.confidence[g.label] for g in glands
+                                                 if g.label in spec.confidence})
+
+
 def table_records(store: Any, spec: TableSpec, workers: int = 1, batch: int = 64) -> list[tuple]:
     """``gland_record`` of every gland of the store, in the files' order.
 
@@ -151,7 +160,7 @@ def table_records(store: Any, spec: TableSpec, workers: int = 1, batch: int = 64
             while True:
                 chunk = list(islice(glands, batch))
                 if chunk:
-                    running.add(pool.submit(_records, chunk, spec))
+                    running.add(pool.submit(_records, chunk, _batch_spec(spec, chunk)))
                 if len(running) >= 2 * workers or (not chunk and running):
                     finished, running = wait(running, return_when=FIRST_COMPLETED)
                     for fut in finished:
