@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     import dataclasses
 
     from napari_glandseg.model.checkpoint import load_checkpoint
+    from napari_glandseg.model.precision import cpu_description
     from napari_glandseg.train.common import parse_config
     from napari_glandseg.train.data import load_split
     from napari_glandseg.train.guided import GuidedConfig, validate_clicks
@@ -48,10 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     prov = dict(new.card.provenance)  # the run's command, config, data, best validation
     prov.update({
         "license": old.get("license"),
-        "how": f"training/guided.py --config {args.config} (started from the bundled glandseg_small: its weights, "
-               "the guidance and previous-mask channels at zero weight, the border class dropped), then "
-               "training/ship_guided.py",
-        "device": "2 CPU cores (Intel Xeon, AVX512-BF16), 1 torch thread, beside other work",
+        "how": f"training/guided.py --config {args.config}"
+               + (f" (started from {cfg.init}: its weights, channels it lacks at zero weight, classes it has "
+                  "beyond background and gland dropped)" if cfg.init else " (from scratch)")
+               + ", then training/ship_guided.py",
+        "device": f"CPU ({cpu_description()}), {cfg.threads} torch thread(s), beside other work",
         "validation_clicks": {"new": scores["new"], "replaced": scores["shipped"],
                               "replaced_how": {k: old.get(k) for k in ("script", "stages") if k in old}},
         "weights": "fp16 (loaded as fp32)",

@@ -145,8 +145,8 @@ class GuidedCropDataset(torch.utils.data.Dataset):
         include, exclude = simulate_guidance(target, labels, rng)
         previous, clicks = None, []
         if self.channels == 3 and rng.random() < self.second_click:
-            previous = simulate_previous(target, labels, rng)
-            click = corrective_click(previous, target)
+            previous = simulate_previous(target, labels, rng) & valid  # nothing beyond the image
+            click = corrective_click(previous, target & valid)
             if rng.random() < 0.4:  # a gland redrawn later: its first click is not remembered
                 include = []
             if click is not None:
