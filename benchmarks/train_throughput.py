@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from napari_glandseg.model import create_model
     from napari_glandseg.model.precision import cpu_description
-    from napari_glandseg.train import finetune
+    from napari_glandseg.train import supervised
 
     torch.manual_seed(0)
     device = torch.device("cpu")
@@ -77,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     for round_ in range(args.steps + 1):
         for (px, n), prec, cl in settings:
             os.environ["GLANDSEG_PRECISION"] = prec  # what amp=True resolves to in this process
-            cfg = finetune.FinetuneConfig(data=["-"], amp=True, crop_px=px)
+            cfg = supervised.FinetuneConfig(data=["-"], amp=True, crop_px=px)
             images, targets, tumor = batches[px, n]
             t0 = time.perf_counter()
-            finetune.train_step(models[px, cl], opts[px, cl], images, targets, tumor, cfg, device)
+            supervised.train_step(models[px, cl], opts[px, cl], images, targets, tumor, cfg, device)
             dt = time.perf_counter() - t0
             if round_:  # round 0 warms up allocator and kernels
                 key = (px, n, prec, cl)

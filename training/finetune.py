@@ -1,4 +1,4 @@
-"""Command line for `napari_glandseg.train.finetune` (the engine lives in the package so that the
+"""Command line for `napari_glandseg.train.supervised` (the engine lives in the package so that the
 plugin can run it too). See that module for the settings.
 
     python training/finetune.py --config training/configs/....yaml
@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from napari_glandseg.train.finetune import main
+from napari_glandseg.train.supervised import main
 
 if __name__ == "__main__":
     np.seterr(all="ignore")

@@ -111,12 +111,12 @@ def main() -> int:
         big, small, workers = 128, 128, (1, 1)
     ft_minutes = round(m * 0.45, 2)
     procs = {
-        "default": launch("napari_glandseg.train.finetune", runs / "default", runs, **sup, model="glandseg_small",
+        "default": launch("napari_glandseg.train.supervised", runs / "default", runs, **sup, model="glandseg_small",
                           crop_px=big, steps=6000, max_minutes=m, val_every=500, workers=workers[0]),
         "guided": launch("napari_glandseg.train.guided", runs / "guided", runs, **sup, model="glandseg_guided",
                          crop_px=big, steps=6000, max_minutes=m, val_every=1500, workers=workers[0],
                          val_max_glands=3 if a.smoke else 250),
-        "scratch": launch("napari_glandseg.train.finetune", runs / "scratch", runs, **sup, model="glandseg_small",
+        "scratch": launch("napari_glandseg.train.supervised", runs / "scratch", runs, **sup, model="glandseg_small",
                           crop_px=small, steps=2500, max_minutes=ft_minutes, val_every=2500, workers=workers[1]),
         "pretrain": launch("napari_glandseg.train.pretrain", runs / "pretrain", runs, **common, model="glandseg_small",
                            data=json.dumps([str(bundle / "glas_train"), str(bundle / "unlabeled")]), crop_px=small,
@@ -131,7 +131,7 @@ def main() -> int:
         done = {k for k, p in procs.items() if p.poll() is not None}
         if "pretrain" in done and "smit" not in started:
             pre = runs / "pretrain" / "pretrained.safetensors"
-            procs["smit"] = launch("napari_glandseg.train.finetune", runs / "smit", runs, **finetune_arm, init=str(pre))
+            procs["smit"] = launch("napari_glandseg.train.supervised", runs / "smit", runs, **finetune_arm, init=str(pre))
             procs["distill"] = launch(
                 "napari_glandseg.train.distill", runs / "distill", runs, **common, crop_px=small,
                 batch_size=sup["batch_size"] * 2,
@@ -140,7 +140,7 @@ def main() -> int:
                 max_minutes=round(m * 0.12, 2), workers=workers[1], log_every=50)
             started |= {"smit", "distill"}
         if "distill" in done and "smit_distill" not in started:
-            procs["smit_distill"] = launch("napari_glandseg.train.finetune", runs / "smit_distill", runs, **finetune_arm,
+            procs["smit_distill"] = launch("napari_glandseg.train.supervised", runs / "smit_distill", runs, **finetune_arm,
                                            init=str(runs / "distill" / "distilled.safetensors"))
             started.add("smit_distill")
         if all(p.poll() is not None for p in procs.values()) and {"smit_distill"} <= started:

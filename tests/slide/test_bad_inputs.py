@@ -149,7 +149,7 @@ def test_tile_table_that_does_not_match_the_declared_size(tmp_path, capsys):
 def test_giant_tiff_without_lower_levels_opens_at_once_and_reads_only_what_is_asked(tmp_path, mosaic):
     import tracemalloc
 
-    from napari_glandseg.slide.tissue import check_whole_slide_cost
+    from napari_glandseg.slide.find_tissue import check_whole_slide_cost
 
     path = tmp_path / "giant.tif"
     write_flat_giant_tiff(path, mosaic[:1024, :1024])

@@ -9,7 +9,7 @@ import pytest
 from _pyramids import write_huge_junk_tiff
 from napari_glandseg.errors import SlideError
 from napari_glandseg.slide import open_slide
-from napari_glandseg.slide.tissue import tissue_mask
+from napari_glandseg.slide.find_tissue import tissue_mask
 
 
 @pytest.fixture(scope="module")

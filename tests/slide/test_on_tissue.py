@@ -85,7 +85,7 @@ def test_each_use_has_its_own_mask(tmp_path, shared_data):
 
 def test_a_saved_glass_mask_serves_a_freshly_opened_slide(tmp_path, shared_data, monkeypatch):
     """What a whole-slide run's workers do: the run's mask, not one of their own."""
-    from napari_glandseg.slide import tissue
+    from napari_glandseg.slide import find_tissue as tissue
     from napari_glandseg.slide.on_tissue import save_mask, seed_mask
 
     slide = _slide(tmp_path, shared_data)

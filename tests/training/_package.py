@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from napari_glandseg.train import finetune
+from napari_glandseg.train import supervised
 from napari_glandseg.train.data import IGNORE, CropDataset, Sample, to_instances
 from napari_glandseg.train.loop import batch_at
 from napari_glandseg.train.losses import segmentation_loss, tumor_loss
@@ -33,10 +33,10 @@ def half_reviewed(image: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.
 
 
 def loss_and_grads(samples: list[Sample], crop_px: int = 128, batch: int = 3) -> dict:
-    """One fine-tuning batch (finetune.py's crops, loss and model) → loss, grads, ignored share."""
-    cfg = finetune.FinetuneConfig(data=["-"], model="glandseg_tiny", crop_px=crop_px, amp=False)
+    """One fine-tuning batch (supervised.py's crops, loss and model) → loss, grads, ignored share."""
+    cfg = supervised.FinetuneConfig(data=["-"], model="glandseg_tiny", crop_px=crop_px, amp=False)
     torch.manual_seed(0)
-    model = finetune.build_model(cfg)
+    model = supervised.build_model(cfg)
     images, targets, tumor = batch_at(CropDataset(samples, crop_px, length=100, seed=0), 0, batch, 0, 1)
     out = model(model.normalize(images), return_all=True)
     loss, _ = segmentation_loss(out, targets, dice_weight=cfg.dice_weight, deep_weights=tuple(cfg.deep_weights))

@@ -9,8 +9,8 @@ import torch
 from napari_glandseg.train.common import optimizer_step
 from napari_glandseg.train.data import CropDataset, Sample
 from napari_glandseg.train.distill import TUMOUR_FROM_MASK, DistillConfig, GradedCrops
-from napari_glandseg.train.finetune import FinetuneConfig
 from napari_glandseg.train.pretrain import PretrainConfig
+from napari_glandseg.train.supervised import FinetuneConfig
 
 
 def test_a_non_finite_loss_skips_the_update():

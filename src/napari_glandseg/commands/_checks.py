@@ -37,8 +37,8 @@ def check_options(args: argparse.Namespace) -> None:
 def preflight(path: str, args: argparse.Namespace, region: tuple[int, int, int, int] | None) -> None:
     """Open the slide and check what the run needs: its µm/px, the region on it, the tissue cost."""
     from napari_glandseg.slide import open_slide
+    from napari_glandseg.slide.find_tissue import check_whole_slide_cost
     from napari_glandseg.slide.on_tissue import RUN_MASK_MPP
-    from napari_glandseg.slide.tissue import check_whole_slide_cost
 
     with open_slide(path, mpp=args.mpp) as slide:
         if slide.mpp is None:

@@ -3,14 +3,14 @@ beyond the tissue's edge are set to background before post-processing.
 
 The model takes white glass for gland lumen (it was trained on tissue only): a blank tile comes
 out mostly "gland", so tiles at the tissue's edge grew false glands into the glass. The slide's
-tissue (``slide.tissue.tissue_core`` at 8 µm/px) is found once per slide and µm/px and kept on
+tissue (``slide.find_tissue.tissue_core`` at 8 µm/px) is found once per slide and µm/px and kept on
 the slide object, with one dilation per use (``dilate_mask``): ``RUN`` decides which tiles run
 (and, in Segment view, which glands have a pixel on tissue); beyond ``GLASS`` every pixel is
 background. When no tissue is detected at all (an all-pale image) nothing
 changes. A whole-slide run writes its glass mask into the run folder and its workers read it
 (``save_mask`` / ``seed_mask``), so every chunk, local or on a cluster, uses the same mask. On
 a slide whose whole-slide mask is costly (no stored lower levels), a Segment view or a click
-looks at the tissue around itself only (``slide.tissue.region_tissue_mask``).
+looks at the tissue around itself only (``slide.find_tissue.region_tissue_mask``).
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def cached_tissue_mask(slide: Any, kind: tuple[float, float] = RUN) -> tuple[np.
     (``RUN`` or ``GLASS``), computed once per slide µm/px and kind.
 
     Raises ``SlideError`` when it would decode an absurd number of pixels (see
-    ``slide.tissue.check_whole_slide_cost``).
+    ``slide.find_tissue.check_whole_slide_cost``).
     """
-    from napari_glandseg.slide.tissue import ASSUMED_MPP, check_whole_slide_cost, dilate_mask, tissue_core
+    from napari_glandseg.slide.find_tissue import ASSUMED_MPP, check_whole_slide_cost, dilate_mask, tissue_core
 
     masks = _masks(slide)
     if kind not in masks:
@@ -140,7 +140,7 @@ def _mask_near(slide: Any, bbox0: tuple[float, float, float, float],
                kind: tuple[float, float]) -> tuple[np.ndarray, float, tuple[float, float]]:
     """The whole-slide mask when it is cheap or already made (or seeded by a run), else a mask
     around ``bbox0``."""
-    from napari_glandseg.slide.tissue import COSTLY_PX, region_tissue_mask, whole_slide_cost_px
+    from napari_glandseg.slide.find_tissue import COSTLY_PX, region_tissue_mask, whole_slide_cost_px
 
     masks = _masks(slide)
     if kind in masks or (kind[0], None) in masks or whole_slide_cost_px(slide, kind[0]) <= COSTLY_PX:

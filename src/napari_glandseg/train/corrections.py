@@ -249,8 +249,8 @@ def _train(model, data: list[Sample], s: CorrectionSettings, staging: Path, devi
     """Run the shared training loop on ``data`` for ``budget_s`` seconds (or ``max_steps``)."""
     from napari_glandseg.train.common import batch_stream
     from napari_glandseg.train.data import CropDataset
-    from napari_glandseg.train.finetune import FinetuneConfig, train_step
     from napari_glandseg.train.loop import LoopHooks, run_loop
+    from napari_glandseg.train.supervised import FinetuneConfig, train_step
 
     steps = s.max_steps or 10**6  # time-bounded: the schedule follows the share of the budget used
     cfg = FinetuneConfig(

@@ -24,7 +24,7 @@ def glass_sample(path: Path, *, model_mpp: float, mpp: float | None = None, weig
     from PIL import Image
 
     from napari_glandseg.slide import open_slide
-    from napari_glandseg.slide.tissue import dilate_mask, tissue_core
+    from napari_glandseg.slide.find_tissue import dilate_mask, tissue_core
 
     slide = open_slide(path, mpp=mpp) if mpp else open_slide(path)
     if slide.mpp is None:

@@ -2,7 +2,7 @@
 
 Sources: image folders (``images/*.png`` of GlaS-style folders — masks are ignored — or plain
 folders of images) resampled to the model's µm/px, and slide files, from which tiles over
-tissue (``slide.tissue.tissue_mask``) are read at the model's µm/px on demand.
+tissue (``slide.find_tissue.tissue_mask``) are read at the model's µm/px on demand.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def slide_tiles(path: Path, *, tile_px: int, model_mpp: float, slide_mpp: float 
                 min_tissue: float = 0.5, max_tiles: int = 2000, seed: int = 0) -> SlideTiles:
     """Boxes of ``tile_px`` (at the model's µm/px) whose tissue-mask fraction ≥ ``min_tissue``."""
     from napari_glandseg.slide import open_slide
-    from napari_glandseg.slide.tissue import tissue_mask
+    from napari_glandseg.slide.find_tissue import tissue_mask
 
     slide = open_slide(path, mpp=slide_mpp)
     if slide.mpp is None:

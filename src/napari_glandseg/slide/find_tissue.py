@@ -1,4 +1,8 @@
-"""Tissue detection on a low-resolution level: which parts of the slide are worth segmenting."""
+"""Finding the tissue on a low-resolution level: which parts of the slide are worth segmenting.
+
+This module says where the tissue is (masks); ``slide.on_tissue`` keeps those masks per slide
+and applies them to what a run makes (glass is background).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Supervised gland segmentation training (fine-tuning or from scratch).
+"""Supervised gland segmentation training from a YAML config (fine-tuning or from scratch).
+
+The ML engineer's trainer behind ``training/finetune.py`` and ``training/gpu_recipe.py``; not what
+``glandseg finetune`` and the viewer's "Fine-tune on my corrections" run (that is
+``train.corrections``, on a pathologist's reviewed regions).
 
 Data: GlaS-style folders (images/*.png + masks/*.png) and/or training packages exported by the
 plugin (manifest.json; only reviewed pixels count). Loss: Dice + cross-entropy over background /

@@ -1,4 +1,4 @@
-"""finetune.py: a step runs, the loss falls on a fixed batch, resume is exact, DDP equals one
+"""supervised.py: a step runs, the loss falls on a fixed batch, resume is exact, DDP equals one
 process on the same global batch."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import torch
 from _train_helpers import TINY, max_abs_diff, weights
 
-from napari_glandseg.train import finetune
+from napari_glandseg.train import supervised
 from napari_glandseg.train.common import freeze_unused
 from napari_glandseg.train.data import CropDataset
 from napari_glandseg.train.loop import batch_at
@@ -30,22 +30,22 @@ def _log(out: Path) -> list[dict]:
 
 
 def test_one_step_runs_and_loss_is_finite(mini_glas, tmp_path):
-    assert finetune.main(_args(mini_glas, tmp_path, "--steps", "1")) == 0
+    assert supervised.main(_args(mini_glas, tmp_path, "--steps", "1")) == 0
     steps = [r for r in _log(tmp_path) if "loss" in r]
     assert len(steps) == 1 and math.isfinite(steps[0]["loss"])
     assert (tmp_path / "last.safetensors").exists() and (tmp_path / "last_state.pt").exists()
 
 
 def test_loss_decreases_on_a_fixed_batch(mini_glas):
-    cfg = finetune.FinetuneConfig(data=[str(mini_glas)], model="glandseg_tiny", crop_px=64, amp=False,
+    cfg = supervised.FinetuneConfig(data=[str(mini_glas)], model="glandseg_tiny", crop_px=64, amp=False,
                                   val_fraction=0.0, device="cpu")
     torch.manual_seed(0)
-    model = finetune.build_model(cfg)
-    train, _ = finetune.load_samples(cfg, model.card.mpp)
+    model = supervised.build_model(cfg)
+    train, _ = supervised.load_samples(cfg, model.card.mpp)
     dataset = CropDataset(train, 64, length=100, seed=0)
     images, targets, tumor = batch_at(dataset, 0, 4, 0, 1)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    losses = [finetune.train_step(model, opt, images, targets, tumor, cfg, torch.device("cpu"))[0]
+    losses = [supervised.train_step(model, opt, images, targets, tumor, cfg, torch.device("cpu"))[0]
               for _ in range(8)]
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.8 * losses[0], losses
@@ -53,16 +53,16 @@ def test_loss_decreases_on_a_fixed_batch(mini_glas):
 
 def test_resume_gives_the_same_next_step(mini_glas, tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    finetune.main(_args(mini_glas, straight, "--steps", "3"))
-    finetune.main(_args(mini_glas, resumed, "--steps", "3", "--stop-at", "2"))
+    supervised.main(_args(mini_glas, straight, "--steps", "3"))
+    supervised.main(_args(mini_glas, resumed, "--steps", "3", "--stop-at", "2"))
     assert json.loads((resumed / "last.json").read_text())  # a checkpoint was left at step 2
-    finetune.main(_args(mini_glas, resumed, "--steps", "3"))
+    supervised.main(_args(mini_glas, resumed, "--steps", "3"))
     assert max_abs_diff(weights(straight / "last.safetensors"), weights(resumed / "last.safetensors")) < 1e-6
     assert [r["step"] for r in _log(resumed) if "loss" in r] == [1, 2, 3]
 
 
 class _Float64(torch.nn.Module):
-    """The network in float64, for ``finetune.step_loss`` (which normalises, then calls forward)."""
+    """The network in float64, for ``supervised.step_loss`` (which normalises, then calls forward)."""
 
     def __init__(self, net: torch.nn.Module) -> None:
         super().__init__()
@@ -76,12 +76,12 @@ class _Float64(torch.nn.Module):
 
 
 def _gradients(cfg, batch, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """One process's gradients of ``finetune.step_loss`` on ``batch`` (the seeded initial model)."""
+    """One process's gradients of ``supervised.step_loss`` on ``batch`` (the seeded initial model)."""
     torch.manual_seed(cfg.seed)  # as start_run does before the model is built
-    net = finetune.build_model(cfg).train()
+    net = supervised.build_model(cfg).train()
     freeze_unused(net)
     model = _Float64(net) if dtype == torch.float64 else net
-    finetune.step_loss(model, *batch, cfg, torch.device("cpu"))[0].backward()
+    supervised.step_loss(model, *batch, cfg, torch.device("cpu"))[0].backward()
     return {n: p.grad.detach().clone() for n, p in net.named_parameters() if p.grad is not None}
 
 
@@ -115,13 +115,13 @@ def test_torchrun_two_processes_equal_one_process_on_the_global_batch(mini_glas,
     returncode, stderr = _run_group(cmd, timeout_s=400)
     assert returncode == 0, stderr[-3000:]
     ranks = [torch.load(tmp_path / f"grads_rank{r}.pt") for r in range(2)]
-    # finetune.main itself ran one DDP step on the same launch
+    # supervised.main itself ran one DDP step on the same launch
     assert any(r.get("world") == 2 for r in _log(tmp_path / "run") if r.get("event") == "start")
     assert (tmp_path / "run" / "last.safetensors").exists()
 
-    cfg = finetune.FinetuneConfig(data=[str(mini_glas)], model="glandseg_tiny", crop_px=64, amp=False,
+    cfg = supervised.FinetuneConfig(data=[str(mini_glas)], model="glandseg_tiny", crop_px=64, amp=False,
                                   val_fraction=0.0, device="cpu")
-    train, _ = finetune.load_samples(cfg, finetune.build_model(cfg).card.mpp)
+    train, _ = supervised.load_samples(cfg, supervised.build_model(cfg).card.mpp)
     dataset = CropDataset(train, cfg.crop_px, length=10**9, seed=cfg.seed, border_px=cfg.border_px)
     whole = batch_at(dataset, 0, 4, 0, 1)
     halves = [tuple(t[2 * r : 2 * r + 2] for t in whole) for r in range(2)]
@@ -177,8 +177,8 @@ def test_training_package_unreviewed_pixels_are_ignored(mini_glas, tmp_path):
     results = []
     for seed in (0, 1):
         pkg = export_half_reviewed_package(mini_glas, tmp_path / f"pkg{seed}", seed)
-        cfg = finetune.FinetuneConfig(data=[str(pkg)], model="glandseg_tiny", crop_px=128)
-        train, _ = finetune.load_samples(cfg, 1.24)
+        cfg = supervised.FinetuneConfig(data=[str(pkg)], model="glandseg_tiny", crop_px=128)
+        train, _ = supervised.load_samples(cfg, 1.24)
         assert train and not all(s.valid.all() for s in train)
         results.append(loss_and_grads(train))
     assert 0.1 < results[0]["ignored_fraction"] < 0.9

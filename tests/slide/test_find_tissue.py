@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from napari_glandseg.slide import open_slide
-from napari_glandseg.slide.tissue import tissue_mask
+from napari_glandseg.slide.find_tissue import tissue_mask
 
 
 def test_tissue_on_cmu(cmu_svs):
