@@ -14,41 +14,45 @@ from typing import Any
 
 import numpy as np
 
-from napari_glandseg.labels.layer_meta import get_meta, labels_mpp
+from napari_glandseg.labels.layer_meta import read
 from napari_glandseg.slide.placement import GridPlacement
 
 
 @dataclass(frozen=True)
 class Placement:
-    """Labels on the slide: pixel ``i`` covers level-0 px ``[offset + i*scale, offset + (i+1)*scale)``."""
+    """Labels on the slide: ``grid`` (see :class:`GridPlacement`) and µm per label pixel, when known."""
 
-    scale: float
-    offset: tuple[float, float]
-    mpp: float | None  # µm per label pixel, when known
+    grid: GridPlacement
+    mpp: float | None
+
+    @property
+    def scale(self) -> float:
+        """Level-0 px per label px."""
+        return self.grid.scale
+
+    @property
+    def offset(self) -> tuple[float, float]:
+        """Level-0 corner of label pixel (0, 0): pixel ``i`` covers ``[offset + i*scale, offset + (i+1)*scale)``
+        (the corner convention GeoJSON/QuPath want)."""
+        return self.grid.corner
 
 
 def placement_from_attributes(attributes: dict[str, Any]) -> Placement:
-    """Where a labels layer sits in level-0 slide pixels (corner convention, as GeoJSON wants)."""
+    """Where a labels layer sits in level-0 slide px: its gland state when the plugin made it,
+    else its world ``scale``/``translate`` (µm when the slide's µm/px is known)."""
     metadata = attributes.get("metadata") or {}
-    meta = get_meta(metadata)
+    meta = read(metadata)
     if meta is not None:
-        s = float(meta.get("label_scale0", 1.0))
-        t = meta.get("label_translate0", (0.0, 0.0))
-        mpp = labels_mpp(meta)
-    else:
-        scale = np.asarray(attributes.get("scale", (1.0, 1.0)), float)[-2:]
-        translate = np.asarray(attributes.get("translate", (0.0, 0.0)), float)[-2:]
-        slide_mpp = metadata.get("slide_mpp") or (metadata.get("glandseg_slide") or {}).get("mpp")
-        if slide_mpp:
-            # World units are µm: back to level-0 px with the slide's µm/px.
-            s, t = float(scale[0]) / float(slide_mpp), translate / float(slide_mpp)
-            mpp = float(scale[0])
-        else:
-            s, t = float(scale[0]), translate
-            mpp = metadata.get("mpp")
-    # napari puts pixel centres at translate + i*scale; GeoJSON/QuPath use pixel corners.
-    corner = GridPlacement(s, (float(t[0]), float(t[1]))).corner
-    return Placement(scale=s, offset=corner, mpp=None if mpp is None else float(mpp))
+        return Placement(meta.placement, meta.labels_mpp)
+    scale = np.asarray(attributes.get("scale", (1.0, 1.0)), float)[-2:]
+    translate = np.asarray(attributes.get("translate", (0.0, 0.0)), float)[-2:]
+    slide_mpp = metadata.get("slide_mpp") or (metadata.get("glandseg_slide") or {}).get("mpp")
+    if slide_mpp:
+        # World units are µm: the slide image layer has µm/px as its scale.
+        grid = GridPlacement.from_layer(scale, translate, (float(slide_mpp),) * 2)
+        return Placement(grid, float(scale[0]))
+    mpp = metadata.get("mpp")
+    return Placement(GridPlacement.from_layer(scale, translate), None if mpp is None else float(mpp))
 
 
 def labels_array(data: Any) -> np.ndarray:
@@ -85,12 +89,12 @@ def layer_confidence(attributes: dict[str, Any]) -> dict[int, float]:
     from napari_glandseg.labels.uncertain import confidence_by_label
 
     found = confidence_by_label(attributes.get("features"))
-    meta = get_meta(attributes.get("metadata") or {}) or {}
-    if found or meta.get("kind") != "store" or not meta.get("store"):
+    meta = read(attributes.get("metadata") or {})
+    if found or meta is None or meta.kind != "store" or not meta.store:
         return found
     from napari_glandseg.labels.store import LabelStore
 
-    return {k: v[0] for k, v in LabelStore.open(meta["store"], read_only=True).read_confidence().items()}
+    return {k: v[0] for k, v in LabelStore.open(meta.store, read_only=True).read_confidence().items()}
 
 
 def write_geojson(path: str, data: Any, attributes: dict[str, Any], *, object_type: str = "annotation") -> list[str]:

@@ -111,11 +111,14 @@ def test_a_lock_in_a_read_only_place_is_a_clear_error(tmp_path):
 
 
 def test_a_correction_is_refused_while_another_writer_holds_the_store(tmp_path):
+    from napari_glandseg.labels.layer_meta import GlandLayerMeta
     from napari_glandseg.labels.review import commit
+    from napari_glandseg.slide.placement import GridPlacement
 
     path = tmp_path / "slide.glandseg.zarr"
     LabelStore.create(path, (64, 64), chunk_px=32, mpp=1.0)
-    meta = {"store": str(path), "kind": "edit", "store_region": [8, 8, 16, 16]}
+    meta = GlandLayerMeta(kind="edit", slide_name="s", slide_shape=(64, 64), placement=GridPlacement(1.0),
+                          store=str(path), store_region=(8, 8, 16, 16))
     labels = np.full((16, 16), 3, np.int32)
     with other_writer(path), pytest.raises(FolderLocked, match="in use"):
         commit(labels, meta, reviewed_by="me")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_glandseg._widgets._slides import slide_ref
+from napari_glandseg._widgets._slides import gland_meta, slide_ref
 from napari_glandseg.labels import layer_meta as lm
+from napari_glandseg.slide.placement import GridPlacement
 from napari_glandseg.slide.view_geometry import place_on_image
 
 #: Where the dark blobs of the generated slide are, level-0 (y, x, h, w).
@@ -31,15 +32,13 @@ def gland_layer(viewer, image, labels: np.ndarray, *, step: float, origin0=(0, 0
     ref = slide_ref(image)
     t0 = (origin0[0] + (step - 1) / 2, origin0[1] + (step - 1) / 2)  # pixel centres (napari)
     scale, translate = place_on_image(image.scale, image.translate, step, t0)
-    meta = lm.make_meta(
-        kind="view", slide_path=ref.path, slide_name=ref.name, slide_mpp=ref.mpp, slide_shape=ref.shape,
-        label_scale0=step, label_translate0=t0, model="dark-test",
-        model_mpp=model_mpp or (ref.mpp or 1.0) * step,
+    meta = gland_meta(
+        ref, "view", GridPlacement(step, t0), model="dark-test", model_mpp=model_mpp or (ref.mpp or 1.0) * step,
         bbox0=(int(origin0[0]), int(origin0[1]), int(labels.shape[0] * step), int(labels.shape[1] * step)),
         store=str(store or lm.default_store_path(ref.path, ref.name)),
     )
     layer = viewer.add_labels(labels, name=f"{ref.name} glands", scale=scale, translate=translate,
-                              metadata={lm.KEY: meta})
+                              metadata=meta.layer_metadata())
     viewer.layers.selection.active = layer
     return layer
 

@@ -137,7 +137,7 @@ def test_click_adds_a_gland_undo_and_commit(setup, qtbot, slide_copy):
     assert widget.jobs.last_error is None
     store = LabelStore.open(slide_copy.parent / "cmu-1-small-region.glandseg.zarr")
     assert len(store.reviewed_regions()) == 1
-    assert len(lm.get_meta(layer.metadata)["reviewed"]) == 1
+    assert len(lm.read(layer.metadata).reviewed) == 1
     saved = np.asarray(store.read_region(0, 0, *layer.data.shape))
     np.testing.assert_array_equal(saved, layer.data)  # the store is on the layer's grid: an exact copy
 

@@ -125,8 +125,7 @@ def test_paint_commit_autosaves_and_logs_review(setup, qtbot, slide_copy):
     assert len(reviewed) == 1 and reviewed[0].get("model") == "dark-test"
     saved = np.asarray(store.read_region(0, 0, *layer.data.shape))
     np.testing.assert_array_equal(saved, layer.data)  # same grid: an exact copy
-    meta = lm.get_meta(layer.metadata)
-    assert meta["reviewed"][0]["store"] == str(store_path)
+    assert lm.read(layer.metadata).reviewed[0]["store"] == str(store_path)
 
 
 def test_edit_view_of_whole_slide_store_and_commit(setup, qtbot, slide_copy):
@@ -157,6 +156,6 @@ def test_edit_view_of_whole_slide_store_and_commit(setup, qtbot, slide_copy):
     assert widget.jobs.last_error is None
     store = LabelStore.open(store_path)
     assert len(store.reviewed_regions()) == n_before + 1
-    region = lm.get_meta(edit.metadata)["store_region"]
+    region = lm.read(edit.metadata).store_region
     np.testing.assert_array_equal(np.asarray(store.read_region(*region)), edit.data)
     assert not (np.asarray(store.levels[0]) == 2).any()

@@ -85,7 +85,7 @@ def test_geojson_import_onto_the_slide_without_a_reference_layer(setup, qtbot):
     _wait(qtbot, widget)
     viewer.layers.selection.active = image
     imported = widget.import_geojson(path)
-    assert lm.get_meta(imported.metadata)["kind"] == "import"
+    assert lm.read(imported.metadata).kind == "import"
     for y, x, h, w in BLOBS:
         assert imported.get_value(image.data_to_world((y + h / 2, x + w / 2)), world=True) > 0
         assert imported.get_value(image.data_to_world((y - 3, x - 3)), world=True) == 0

@@ -47,7 +47,7 @@ def corrected(make_napari_viewer, cmu_svs, tmp_path, models_dir, qtbot):
     viewer.reset_view()
     _wait(qtbot, segment, segment.segment_view())
     layer = segment.result_layer
-    assert lm.get_meta(layer.metadata)["model"] == BASE
+    assert lm.read(layer.metadata).model == BASE
     data = np.array(layer.data)
     data[:] = 0
     data[40:110, 60:150] = 1  # the corrections: two glands drawn by hand
@@ -71,7 +71,7 @@ def test_button_fine_tunes_and_segment_uses_the_new_model(corrected, qtbot):
     viewer, segment, panel, folder = corrected
     panel.settings["max_steps"] = 2
     panel.minutes.value = 3.0
-    assert panel.base_model(lm.get_meta(segment.result_layer.metadata)) == BASE  # the layer's model
+    assert panel.base_model(lm.read(segment.result_layer.metadata)) == BASE  # the layer's model
     _wait(qtbot, panel, panel.start())
 
     [new] = [m for m in list_user_models() if m.name != BASE]
@@ -83,7 +83,7 @@ def test_button_fine_tunes_and_segment_uses_the_new_model(corrected, qtbot):
     # Segment lists the new model, selected; the previous one stays selectable
     assert segment.model.value == new.name and BASE in segment.model.choices
     _wait(qtbot, segment, segment.segment_view())
-    assert lm.get_meta(segment.result_layer.metadata)["model"] == new.name
+    assert lm.read(segment.result_layer.metadata).model == new.name
 
 
 def test_cancel_leaves_no_model(corrected, qtbot):

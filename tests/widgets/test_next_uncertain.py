@@ -46,7 +46,7 @@ def test_next_uncertain_moves_to_the_least_certain_unreviewed_gland(setup):
         extent = (where.max(0) - where.min(0) + 1) * np.asarray(layer.scale[-2:])
         assert np.all(camera.zoom * extent <= np.asarray(viewer.canvas.size) / 2.5), "the gland, with context"
     assert widget.next_uncertain() is None and "all 3 glands reviewed" in widget.reviewed_info.text()
-    assert lm.get_meta(layer.metadata)["uncertain_reviewed"] == [2, 3, 1]
+    assert lm.uncertain_reviewed(layer.metadata) == (2, 3, 1)
     # edits keep each gland's confidence
     widget.refresh_measurements(layer)
     assert dict(zip(layer.features["index"], layer.features["confidence"], strict=True)) == {1: 0.9, 2: 0.2, 3: 0.6}
@@ -73,5 +73,5 @@ def test_relabel_keeps_each_glands_confidence_and_reviewed_mark(setup):
     widget.delete_gland(1)  # now 2, 3: relabel makes them 1, 2
     assert widget.relabel() > 0
     assert dict(zip(layer.features["index"], layer.features["confidence"], strict=True)) == {1: 0.2, 2: 0.6}
-    assert lm.get_meta(layer.metadata)["uncertain_reviewed"] == [1]
+    assert lm.uncertain_reviewed(layer.metadata) == (1,)
     assert widget.next_uncertain().label == 2, "the old gland 3, not reviewed yet"

@@ -24,8 +24,8 @@ def test_proposals_arrive_as_a_gland_layer_that_correct_edits(make_napari_viewer
     qtbot.waitUntil(lambda: not widget.jobs.busy, timeout=180_000)
     assert widget.jobs.last_error is None, repr(widget.jobs.last_error)
     layer = widget.result_layer
-    meta = lm.get_meta(layer.metadata)
-    assert meta["kind"] == "view" and meta["model"] == "unsupervised proposals (no labels)"
+    meta = lm.read(layer.metadata)
+    assert meta.kind == "view" and meta.model == "unsupervised proposals (no labels)"
     n = int(layer.data.max())
     assert n > 0 and set(layer.features["index"]) == set(np.unique(layer.data[layer.data > 0]).tolist())
     before = layer.data.copy()

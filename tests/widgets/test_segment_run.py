@@ -62,9 +62,10 @@ def test_segment_view_puts_dark_blobs_on_their_pixels(synth_viewer, qtbot):
     # model px are 2 level-0 px: edges may differ by one model px at most
     _check_blobs(image, layer, slack_px=2.0)
     assert int(layer.data.max()) == len(BLOBS)
-    meta = lm.get_meta(layer.metadata)
-    assert meta["kind"] == "view" and meta["model"] == "dark-test" and meta["slide_mpp"] == SYNTH_MPP
-    assert layer.metadata["bbox0"] == list(widget.last_view.bbox)
+    meta = lm.read(layer.metadata)
+    assert meta.kind == "view" and meta.model == "dark-test" and meta.slide_mpp == SYNTH_MPP
+    assert meta.bbox0 == tuple(widget.last_view.bbox)
+    assert set(layer.metadata) == {lm.KEY}, "no flat copies beside the gland state"
     assert set(layer.features["index"]) == {1, 2, 3}
 
 
@@ -87,7 +88,7 @@ def test_results_land_where_asked_after_pan_and_layer_switch(synth_viewer, qtbot
     qtbot.waitUntil(lambda: not widget.jobs.busy, timeout=120_000)
     assert widget.jobs.last_error is None
     layer = widget.result_layer
-    assert layer.metadata["bbox0"] == list(asked)
+    assert lm.read(layer.metadata).bbox0 == tuple(asked)
     _check_blobs(image, layer, slack_px=2.0)
 
 
@@ -147,7 +148,7 @@ def test_segment_slide_fills_a_store_layer_and_resumes(synth_viewer, qtbot, tmp_
     assert layer.multiscale and layer.name == "synth glands (slide)"
     store_path = tmp_path / "synth.glandseg.zarr"
     store = LabelStore.open(store_path)
-    assert lm.get_meta(layer.metadata)["store"] == str(store_path)
+    assert lm.read(layer.metadata).store == str(store_path)
     _check_blobs(image, _level0_as_layer(viewer, layer), slack_px=4.0)
     n_layers = len(viewer.layers)
     _run(qtbot, widget, widget.segment_slide, timeout=300_000)  # resumes: nothing left to do

@@ -63,13 +63,11 @@ class ClickRequest:
 
 def layer_grid(layer: Labels) -> tuple[GridPlacement, SlideRef] | None:
     """The layer's placement on its slide and the slide (None: not a gland layer on a slide)."""
-    meta = lm.get_meta(layer.metadata)
-    if not meta or not meta.get("slide_path"):
+    meta = lm.read(layer.metadata)
+    if meta is None or not meta.slide_path:
         return None
-    grid = GridPlacement(float(meta["label_scale0"]), tuple(meta["label_translate0"]), tuple(layer.data.shape[-2:]))
-    ref = SlideRef(path=meta["slide_path"], name=meta["slide_name"], mpp=meta.get("slide_mpp"),
-                   shape=tuple(meta["slide_shape"]))
-    return grid, ref
+    ref = SlideRef(path=meta.slide_path, name=meta.slide_name, mpp=meta.slide_mpp, shape=meta.slide_shape)
+    return meta.placement.with_shape(layer.data.shape[-2:]), ref
 
 
 def run_request(req: ClickRequest, model: Any) -> GlandWindow:

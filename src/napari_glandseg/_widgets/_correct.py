@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,11 +22,11 @@ from qtpy.QtWidgets import (
 from napari_glandseg._widgets import _tools as tools
 from napari_glandseg._widgets._click import ClickGland
 from napari_glandseg._widgets._jobs import JobPanel
+from napari_glandseg._widgets._layout import scrolling
 from napari_glandseg._widgets._palette import gland_style
 from napari_glandseg.labels import layer_meta as lm
 from napari_glandseg.labels.edit import gland_bbox, union_window
 from napari_glandseg.labels.measure import measure_glands
-from napari_glandseg.labels.review import layer_placement
 from napari_glandseg.labels.uncertain import Candidate, confidence_by_label, next_uncertain, with_confidence
 from napari_glandseg.slide.view_geometry import visible_bbox0
 
@@ -106,7 +107,10 @@ class CorrectWidget(QWidget):
         size_row = QHBoxLayout()
         size_row.addWidget(QLabel("Min gland size"))
         size_row.addWidget(self.min_area)
-        lay = QVBoxLayout(self)
+        # The tools sit in a scroll area: in a short dock (docks stacked, a small screen) they
+        # scroll instead of being squashed into unreadable half-height buttons.
+        content = QWidget()
+        lay = QVBoxLayout(content)
         lay.addWidget(self.layer_info)
         lay.addLayout(row)
         lay.addLayout(grid)
@@ -120,6 +124,7 @@ class CorrectWidget(QWidget):
         lay.addWidget(self.reviewed_info)
         lay.addWidget(self.jobs)
         lay.addStretch(1)
+        scrolling(self, content)
         self.setToolTip("Gland tools: " + keys + "; brush with napari's paint (P) / erase (E); Ctrl+Z undoes any edit")
 
         self._measure_timer = QTimer(self)
@@ -152,8 +157,8 @@ class CorrectWidget(QWidget):
         if layer is None:
             self.layer_info.setText("no labels layer selected")
             return
-        meta = lm.get_meta(layer.metadata) or {}
-        kind = meta.get("kind", "plain labels")
+        meta = lm.read(layer.metadata)
+        kind = "plain labels" if meta is None else meta.kind
         self.layer_info.setText(f"{layer.name} ({kind})")
         self.edit_button.setEnabled(kind == "store")
         self._show_reviewed(layer)
@@ -177,8 +182,8 @@ class CorrectWidget(QWidget):
         self._bound.add(id(layer))
 
     def _show_reviewed(self, layer: Labels) -> None:
-        meta = lm.get_meta(layer.metadata) or {}
-        n = len(meta.get("reviewed", []))
+        meta = lm.read(layer.metadata)
+        n = 0 if meta is None else len(meta.reviewed)
         self.reviewed_info.setText(f"{n} commit(s) of this layer reviewed and saved" if n else "not committed yet")
 
     # ------------------------------------------------------------- gland tools
@@ -301,7 +306,7 @@ class CorrectWidget(QWidget):
         layer = self._editable()
         if layer is None:
             return 0
-        mpp = lm.labels_mpp(lm.get_meta(layer.metadata) or {})
+        mpp = _labels_mpp(layer)
         if not mpp:
             show_error("remove small: this layer's µm/px is unknown")
             return 0
@@ -329,7 +334,7 @@ class CorrectWidget(QWidget):
         layer = layer or self.layer()
         if layer is None or layer.multiscale or not isinstance(layer.data, np.ndarray):
             return
-        mpp = lm.labels_mpp(lm.get_meta(layer.metadata) or {})
+        mpp = _labels_mpp(layer)
         if not mpp:
             return
         try:
@@ -348,22 +353,21 @@ class CorrectWidget(QWidget):
         if layer is None:
             show_error("select a gland labels layer first")
             return None
-        meta = lm.get_meta(layer.metadata)
         try:
-            candidates = layer_uncertain_candidates(layer, meta or {})
+            candidates = layer_uncertain_candidates(layer, lm.read(layer.metadata))
         except Exception as exc:
             show_error(f"Next uncertain: {exc}")
             return None
         if not candidates:
             show_info(f"{layer.name}: no gland confidences (segment it with napari-glandseg)")
             return None
-        holder = meta if meta is not None else layer.metadata
-        reviewed = holder.setdefault("uncertain_reviewed", [])
+        reviewed = lm.uncertain_reviewed(layer.metadata)
         pick = next_uncertain(candidates, reviewed)
         if pick is None:
             self.reviewed_info.setText(f"all {len(candidates)} glands reviewed, least certain first")
             return None
-        reviewed.append(pick.label)
+        reviewed = (*reviewed, pick.label)
+        lm.set_uncertain_reviewed(layer.metadata, reviewed)
         self._show_gland(layer, pick)
         self.reviewed_info.setText(f"gland {pick.label}: confidence {pick.confidence:.2f} "
                                    f"({len(set(reviewed))} of {len(candidates)} reviewed)")
@@ -383,14 +387,14 @@ class CorrectWidget(QWidget):
     def edit_view(self) -> Labels | None:
         """Open the visible part of a whole-slide (store) layer as an editable layer."""
         layer = self.layer()
-        meta = lm.get_meta(layer.metadata) if layer is not None else None
-        if meta is None or meta.get("kind") != "store":
+        meta = lm.read(layer.metadata) if layer is not None else None
+        if meta is None or meta.kind != "store" or not meta.store:
             show_error("Edit this view: select a whole-slide gland layer (from Segment slide)")
             return None
         try:
             from napari_glandseg.labels.store import LabelStore
 
-            store = LabelStore.open(meta["store"])
+            store = LabelStore.open(meta.store)
             shape0 = store.levels[0].shape
             camera = getattr(self.viewer, "scene", self.viewer).camera
             view = visible_bbox0(
@@ -402,15 +406,14 @@ class CorrectWidget(QWidget):
         except Exception as exc:
             show_error(f"Edit this view: {exc}")
             return None
-        region = layer_placement(meta).window(y, x, (h, w))
+        region = meta.placement.window(y, x)
         s = np.asarray(layer.scale)[-2:]
-        edit_meta = {**meta, "kind": "edit", "store_region": [y, x, h, w],
-                     "label_translate0": list(region.translate), "reviewed": [],
-                     "uncertain_reviewed": list(meta.get("uncertain_reviewed", []))}
+        # the region's "Next uncertain" marks carry over: they are the store's gland ids
+        edit_meta = replace(meta, kind="edit", store_region=(y, x, h, w), placement=region, reviewed=())
         new = self.viewer.add_labels(
-            np.array(data), name=f"{meta['slide_name']} glands (editing {y},{x})", scale=tuple(s),
+            np.array(data), name=f"{meta.slide_name} glands (editing {y},{x})", scale=tuple(s),
             translate=tuple(np.asarray(layer.translate)[-2:] + np.array([y, x]) * s),
-            metadata={lm.KEY: edit_meta, "model": meta.get("model"), "mpp": meta.get("model_mpp")},
+            metadata=edit_meta.layer_metadata(),
             **gland_style(),
         )
         if view.capped:
@@ -423,23 +426,23 @@ class CorrectWidget(QWidget):
         from napari_glandseg.labels.review import commit
 
         layer = self._editable()
-        meta = lm.get_meta(layer.metadata) if layer is not None else None
+        meta = lm.read(layer.metadata) if layer is not None else None
         if layer is None:
             return None
-        if meta is None or not meta.get("store"):
+        if meta is None or not meta.store:
             show_error(f"{layer.name}: not a gland layer from this plugin; nothing to commit to")
             return None
         data = np.array(layer.data, copy=True)  # edits after the click go in the next commit
-        meta_now = dict(meta)
 
         def run(progress, cancel):
-            return commit(data, meta_now)
+            return commit(data, meta)
 
         def done(record: dict) -> None:
-            meta.setdefault("reviewed", []).append(record)
+            now = lm.read(layer.metadata) or meta  # what changed on the layer while it ran stays
+            lm.write(layer.metadata, now.reviewed_by_commit(record))
             for other in self.viewer.layers:  # whole-slide views of this store show the edit
-                om = lm.get_meta(other.metadata)
-                if om and om.get("kind") == "store" and om.get("store") == meta["store"]:
+                om = lm.read(other.metadata)
+                if om is not None and om.kind == "store" and om.store == meta.store:
                     other.refresh()
             self._show_reviewed(layer)
             self.refresh_measurements(layer)
@@ -448,7 +451,7 @@ class CorrectWidget(QWidget):
         return self.jobs.start(run, description=f"Commit {layer.name}", on_done=done)
 
 
-def layer_uncertain_candidates(layer: Labels, meta: dict[str, Any]) -> list[Candidate]:
+def layer_uncertain_candidates(layer: Labels, meta: lm.GlandLayerMeta | None) -> list[Candidate]:
     """The glands of a layer that have a confidence: from its features table (Segment view),
     else from the store it shows or was opened from (whole slide, "Edit this view")."""
     from napari_glandseg.labels.uncertain import layer_candidates, store_candidates
@@ -456,12 +459,11 @@ def layer_uncertain_candidates(layer: Labels, meta: dict[str, Any]) -> list[Cand
     confidence = confidence_by_label(layer.features)
     if confidence and isinstance(layer.data, np.ndarray):
         return layer_candidates(layer.data, confidence)
-    if meta.get("kind") in ("store", "edit") and meta.get("store"):
+    if meta is not None and meta.kind in ("store", "edit") and meta.store:
         from napari_glandseg.labels.store import LabelStore
 
-        kept = LabelStore.open(meta["store"], read_only=True).read_confidence()
-        region = meta.get("store_region") if meta.get("kind") == "edit" else None
-        return store_candidates(kept, None if region is None else tuple(region))
+        kept = LabelStore.open(meta.store, read_only=True).read_confidence()
+        return store_candidates(kept, meta.store_region if meta.kind == "edit" else None)
     return []
 
 
@@ -472,7 +474,11 @@ def follow_relabel(layer: Labels, new_id: dict[int, int], confidence: dict[int, 
 
     layer.features = pd.DataFrame({"index": [new_id[i] for i in confidence if i in new_id],
                                    "confidence": [c for i, c in confidence.items() if i in new_id]})
-    meta = lm.get_meta(layer.metadata)
-    holder = meta if meta is not None else layer.metadata
-    if holder.get("uncertain_reviewed"):
-        holder["uncertain_reviewed"] = [new_id[i] for i in holder["uncertain_reviewed"] if i in new_id]
+    shown = lm.uncertain_reviewed(layer.metadata)
+    if shown:
+        lm.set_uncertain_reviewed(layer.metadata, [new_id[i] for i in shown if i in new_id])
+
+
+def _labels_mpp(layer: Labels) -> float | None:
+    meta = lm.read(layer.metadata)
+    return None if meta is None else meta.labels_mpp

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from napari_glandseg import _writer
 from napari_glandseg._widgets._finetune import FinetunePanel
 from napari_glandseg._widgets._form import attach_job_panel, folder_edit
 from napari_glandseg._widgets._palette import gland_style
-from napari_glandseg._widgets._slides import slide_ref
+from napari_glandseg._widgets._slides import gland_meta, slide_ref
 from napari_glandseg._widgets._training import export_reviewed, reviewed_store
 from napari_glandseg.labels import layer_meta as lm
 from napari_glandseg.labels.geojson import OBJECT_TYPES, features_to_labels, read_geojson
@@ -98,8 +99,8 @@ class ExportWidget(Container):
         """The chosen folder, else the slide's folder, else the current directory."""
         if self.out_dir.value is not None:
             return Path(self.out_dir.value)
-        meta = lm.get_meta(layer.metadata) or {}
-        return Path(meta["slide_path"]).parent if meta.get("slide_path") else Path.cwd()
+        meta = lm.read(layer.metadata)
+        return Path(meta.slide_path).parent if meta is not None and meta.slide_path else Path.cwd()
 
     # ----------------------------------------------------------------- exports
     def export(self, kind: str, path: str | Path | None = None) -> Any:
@@ -125,10 +126,10 @@ class ExportWidget(Container):
     def export_training(self, out_dir: str | Path | None = None) -> Any:
         """Export the reviewed regions of the chosen gland layer's store as a training package."""
         layer = self._layer()
-        meta = lm.get_meta(layer.metadata) if layer is not None else None
+        meta = lm.read(layer.metadata) if layer is not None else None
         if layer is None:
             return None
-        if not meta or not meta.get("store"):
+        if meta is None or not meta.store:
             show_error(f"{layer.name}: not a gland layer from this plugin (no label store)")
             return None
         try:
@@ -136,7 +137,7 @@ class ExportWidget(Container):
         except Exception as exc:
             show_error(f"Export for retraining: {exc}")
             return None
-        target = Path(out_dir) if out_dir else self.target_dir(layer) / f"{meta['slide_name']}.training"
+        target = Path(out_dir) if out_dir else self.target_dir(layer) / f"{meta.slide_name}.training"
         return self.jobs.start(
             lambda progress, cancel: export_reviewed(meta, target), description="Export for retraining",
             on_done=lambda p: self.jobs.status.setText(f"training package: {p}"),
@@ -161,33 +162,30 @@ class ExportWidget(Container):
             image = next((ly for ly in self.viewer.layers if isinstance(ly, Image)), None)
         try:
             fc = read_geojson(path)
-            like_meta = lm.get_meta(like.metadata) if like is not None else None
-            if like_meta and not like.multiscale:
-                base = dict(like_meta)
-                shape = tuple(like.data.shape[-2:])
-                s, t = float(base["label_scale0"]), tuple(base["label_translate0"])
+            like_meta = lm.read(like.metadata) if like is not None else None
+            if like_meta is not None and not like.multiscale:
+                base = like_meta  # the glands go on that layer's grid, for its slide and store
+                grid = like_meta.placement.with_shape(like.data.shape[-2:])
             else:
                 if image is None:
                     raise ValueError("open the slide first: the glands are placed on it")
                 ref = slide_ref(image)
-                base = lm.make_meta(kind="import", slide_path=ref.path, slide_name=ref.name, slide_mpp=ref.mpp,
-                                    slide_shape=ref.shape, label_scale0=1.0, label_translate0=(0.0, 0.0),
-                                    store=str(lm.default_store_path(ref.path or ref.name, ref.name)))
                 shape, t, s = import_grid(fc, ref.shape)  # on the slide, bounded in size
+                grid = GridPlacement(s, t, shape)
+                base = gland_meta(ref, "import", grid, store=str(lm.default_store_path(ref.path or ref.name, ref.name)))
             # napari places pixel centres; GeoJSON coordinates are pixel corners.
-            grid = GridPlacement(s, t, shape)
-            labels = features_to_labels(fc, shape, scale=s, offset=grid.corner)
+            labels = features_to_labels(fc, grid.shape, scale=grid.scale, offset=grid.corner)
         except Exception as exc:
             show_error(f"cannot import {path}: {exc}")
             return None
-        meta = {**base, "kind": "import", "label_scale0": s, "label_translate0": [float(t[0]), float(t[1])],
-                "source_geojson": str(path), "reviewed": []}
+        meta = replace(base, kind="import", placement=GridPlacement(grid.scale, grid.translate),
+                       source_geojson=str(path), reviewed=(), uncertain_reviewed=())
         if image is not None:
             scale, translate = grid.on_image(image.scale, image.translate)
         else:
             scale, translate = tuple(like.scale), tuple(like.translate)
         return self.viewer.add_labels(np.asarray(labels, np.int32), name=f"{path.stem} (imported)",
-                                      scale=scale, translate=translate, metadata={lm.KEY: meta}, **gland_style())
+                                      scale=scale, translate=translate, metadata=meta.layer_metadata(), **gland_style())
 
 
 def _safe(name: str) -> str:

@@ -71,7 +71,7 @@ class FinetunePanel(Container):
         except RuntimeError:  # the panel was closed
             pass
 
-    def base_model(self, meta: dict[str, Any]) -> str:
+    def base_model(self, meta: lm.GlandLayerMeta) -> str:
         """The base model's label: the chosen one, or the layer's (default model if unknown)."""
         if self.base.value != LAYER_MODEL:
             return str(self.base.value)
@@ -82,9 +82,9 @@ class FinetunePanel(Container):
         from napari_glandseg.model.user_models import models_dir, new_model_dir
 
         layer = self._glands()
-        meta = lm.get_meta(layer.metadata) if layer is not None else None
+        meta = lm.read(layer.metadata) if layer is not None else None
         try:
-            if meta is None or not meta.get("store"):
+            if meta is None or not meta.store:
                 raise ValueError("select a gland layer from this plugin (Segment, then correct and Commit)")
             reviewed_store(meta)  # quick: no reviewed regions is an error before anything starts
             base = self.base_model(meta)
@@ -93,8 +93,8 @@ class FinetunePanel(Container):
         except Exception as exc:
             show_error(f"Fine-tune: {exc}")
             return None
-        if self.base.value == LAYER_MODEL and meta.get("model") != base:
-            show_warning(f"the layer's model {meta.get('model')!r} cannot be loaded by name: fine-tuning {base}")
+        if self.base.value == LAYER_MODEL and meta.model != base:
+            show_warning(f"the layer's model {meta.model!r} cannot be loaded by name: fine-tuning {base}")
         minutes, extra, extra_mpp = float(self.minutes.value), self.extra.value, float(self.extra_mpp.value) or None
         settings = dict(self.settings)
         self.result.value = ""

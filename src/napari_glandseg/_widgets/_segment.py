@@ -23,7 +23,7 @@ from qtpy.QtWidgets import QFileDialog
 from napari_glandseg._widgets._form import attach_job_panel, folder_edit
 from napari_glandseg._widgets._models import LOAD_CHECKPOINT, ModelChoices
 from napari_glandseg._widgets._palette import gland_style
-from napari_glandseg._widgets._slides import SlideRef, slide_ref, store_layer_kwargs
+from napari_glandseg._widgets._slides import SlideRef, gland_meta, slide_ref, store_layer_kwargs
 from napari_glandseg._widgets._tools import features_table
 from napari_glandseg.labels import layer_meta as lm
 from napari_glandseg.labels.measure import measure_glands
@@ -32,10 +32,10 @@ from napari_glandseg.model import DEFAULT_MODEL
 from napari_glandseg.model.device import DEVICE_CHOICES
 from napari_glandseg.model.precision import PRECISIONS
 from napari_glandseg.model.tta import with_tta
+from napari_glandseg.slide.placement import GridPlacement
 from napari_glandseg.slide.view_geometry import (
     MAX_VIEW_MODEL_PX,
     ViewBox,
-    place_on_image,
     visible_bbox0,
 )
 
@@ -325,15 +325,12 @@ class SegmentWidget(Container):
         labels = np.asarray(result.labels)
         scale0 = _as_pair(result.scale)
         translate0 = _as_pair(result.translate)
-        scale, translate = place_on_image(placement[0], placement[1], scale0, translate0)
-        meta = lm.make_meta(
-            kind="view", slide_path=ref.path, slide_name=ref.name, slide_mpp=ref.mpp, slide_shape=ref.shape,
-            label_scale0=scale0[0], label_translate0=translate0, model=card.name, model_mpp=card.mpp,
-            bbox0=view.bbox, store=str(self.store_path(ref, p)),
-        )
+        grid = GridPlacement(scale0[0], translate0)
+        scale, translate = grid.on_image(placement[0], placement[1])
+        meta = gland_meta(ref, "view", grid, model=card.name, model_mpp=card.mpp,
+                          bbox0=tuple(int(v) for v in view.bbox), store=str(self.store_path(ref, p)))
         layer = self.viewer.add_labels(
-            labels, name=f"{ref.name} glands", scale=scale, translate=translate,
-            metadata={lm.KEY: meta, "bbox0": list(view.bbox), "model": card.name, "mpp": card.mpp},
+            labels, name=f"{ref.name} glands", scale=scale, translate=translate, metadata=meta.layer_metadata(),
             features=features_table(rows), **gland_style(),
         )
         self.result_layer = layer

@@ -75,19 +75,23 @@ def store_layer_kwargs(
 
     store = store or LabelStore.open(path)
     grid = GridPlacement.of_store(store.levels[0].shape, ref.shape, getattr(store, "mpp", None), ref.mpp)
-    f, t0 = grid.scale, grid.translate  # store pixel 0 covers slide px [0, f)
     scale, translate = grid.on_image(placement[0], placement[1])
     levels = list(store.levels)
-    meta = lm.make_meta(
-        kind="store", slide_path=ref.path, slide_name=ref.name, slide_mpp=ref.mpp, slide_shape=ref.shape,
-        label_scale0=f, label_translate0=t0, model=model, model_mpp=model_mpp, store=str(path),
-    )
+    meta = gland_meta(ref, "store", GridPlacement(grid.scale, grid.translate), model=model, model_mpp=model_mpp,
+                      store=str(path))
     return {
         "data": levels if len(levels) > 1 else levels[0],
         "multiscale": len(levels) > 1,
         "name": f"{ref.name} glands (slide)",
         "scale": scale,
         "translate": translate,
-        "metadata": {lm.KEY: meta, "model": model, "mpp": model_mpp},
+        "metadata": meta.layer_metadata(),
         **gland_style(),
     }
+
+
+def gland_meta(ref: SlideRef, kind: str, placement: GridPlacement, **fields: Any) -> lm.GlandLayerMeta:
+    """The state of a new gland layer on ``ref``'s slide (``fields``: the rest of
+    :class:`~napari_glandseg.labels.layer_meta.GlandLayerMeta`)."""
+    return lm.GlandLayerMeta(kind=kind, slide_path=ref.path, slide_name=ref.name, slide_mpp=ref.mpp,
+                             slide_shape=(int(ref.shape[0]), int(ref.shape[1])), placement=placement, **fields)
