@@ -1,7 +1,9 @@
 """Screenshot of the bundled RINGS prostate sample segmented by the bundled default model, in napari.
 
-Opens the sample through the plugin, docks the widgets (as ``make demo`` does), zooms to the
-tissue, runs "Segment view" and saves the window and the canvas. Needs a display; headless:
+Opens the sample through the plugin, docks the widgets as ``make demo`` does (Segment on top,
+Correct and Export as tabs below, Correct shown: ``_widgets._layout``), zooms to the tissue, runs
+"Segment view" and saves the window and the canvas. Look at the window: every button of
+Segment and Correct must read whole. Needs a display; headless:
 
     QT_QPA_PLATFORM=xcb xvfb-run -a .venv/bin/python scripts/sample_screenshot.py docs/images
 """
@@ -36,7 +38,7 @@ def main(out_dir: str = "docs/images") -> int:
     image = viewer.layers[0]
     width_world = FIELD_PX * float(image.scale[-1])
     viewer.scene.camera.zoom = min(viewer.canvas.size) / width_world
-    viewer.camera.center = tuple(c * float(image.scale[-1]) for c in CENTRE_PX)
+    viewer.scene.camera.center = tuple(c * float(image.scale[-1]) for c in CENTRE_PX)
     QApplication.processEvents()
     t0 = time.perf_counter()
     seg.segment_view()

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WIDGETS = ("Segment glands", "Correct glands", "Export glands")
+from napari_glandseg._widgets._layout import DOCKS, dock_plugin_widgets
+
+WIDGETS = tuple(name for name, _ in DOCKS)
 
 
 def setup_viewer(viewer, slide: Path, mpp: float | None) -> dict:
-    """Open the slide through the plugin reader and dock the three widgets; returns them by name."""
+    """Open the slide through the plugin reader and dock the three widgets (Segment on top,
+    Correct and Export as tabs below: see ``_layout``); returns them by name."""
     viewer.open(slide, plugin="napari-glandseg")
-    widgets = {}
-    for name in WIDGETS:
-        _, widgets[name] = viewer.window.add_plugin_dock_widget("napari-glandseg", name)
+    widgets = dock_plugin_widgets(viewer)
     if mpp is not None:
         # The sample's file states no µm/px: give the Segment widget the documented estimate.
         widgets["Segment glands"].slide_mpp.value = mpp

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
 #: (dock name, tabify with the dock above it): Segment alone, Correct and Export as tabs below.
@@ -40,5 +40,7 @@ def dock_plugin_widgets(viewer: Any, plugin: str = "napari-glandseg") -> dict[st
     docks, widgets = {}, {}
     for name, tabify in DOCKS:
         docks[name], widgets[name] = viewer.window.add_plugin_dock_widget(plugin, name, tabify=tabify)
+    # a tab is raised once the window has laid the group out: now, and again when events run
     docks[RAISED].raise_()
+    QTimer.singleShot(0, docks[RAISED].raise_)
     return widgets
