@@ -22,14 +22,15 @@ GUI_ROOTS = {"napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui
 
 #: Lowest first. ``slide`` and ``model`` know nothing of each other; ``labels`` (stores, exports,
 #: GeoJSON/CSV tables, layer metadata) sits on the slide; ``inference`` and ``interactive`` run
-#: models and write labels; ``train`` uses all of those; the entry points sit on top.
+#: models and write labels; ``train`` and ``unsupervised`` (no-label proposals) use all of those;
+#: the entry points sit on top.
 LAYERS: list[set[str]] = [
     {"errors"},
     {"_atomic", "_lock"},
     {"slide", "model"},
     {"labels"},
     {"inference", "interactive"},
-    {"train"},
+    {"train", "unsupervised"},
     {"commands", "_widgets", "cli", "_reader", "_writer", "_sample_data", "demo"},
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}

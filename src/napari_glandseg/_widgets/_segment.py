@@ -410,7 +410,7 @@ def compute_text(info: dict[str, Any]) -> str:
     """How a run ran, for the status line: "cpu, fp32, 2 threads, prostate post-processing"."""
     parts = [str(info.get(k)) for k in ("device", "precision") if info.get(k)]
     if info.get("threads"):
-        parts.append(f"{info['threads']} threads")
+        parts.append(f"{info['threads']} thread{'s' if info['threads'] != 1 else ''}")
     if info.get("organ"):
         parts.append(f"{info['organ']} post-processing")
     return ", ".join(parts)
