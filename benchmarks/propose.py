@@ -22,10 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_glandseg.labels.folders import GLAS_MPP
+
 DATA = Path(__file__).resolve().parent.parent / ".." / "shared" / "data"
 #: (name, images, pooled-mIoU masks, instance masks or None, µm/px)
 SETS = {
-    "glas_testA": ("glas/testA/images", "glas/testA/masks", "glas/testA/instances", 0.62),
+    "glas_testA": ("glas/testA/images", "glas/testA/masks", "glas/testA/instances", GLAS_MPP),
     "rings_glands": ("rings/glands/images", "rings/glands/masks", None, 2.72),
 }
 

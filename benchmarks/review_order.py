@@ -34,6 +34,7 @@ SHARES = (0.1, 0.2, 0.3)
 def image_sets(names: list[str]) -> dict[str, list[tuple[Path, Path, float, str]]]:
     """name → [(image, mask, µm/px, organ)]: validation = the images none of the bundled models
     trained on (15 % of GlaS train and of the RINGS tiles, seed 0, as their cards say)."""
+    from napari_glandseg.labels.folders import GLAS_MPP
     from napari_glandseg.train.data import split_names
 
     def folder(path: Path, mpp: float, organ: str, only: list[str] | None = None):
@@ -45,8 +46,8 @@ def image_sets(names: list[str]) -> dict[str, list[tuple[Path, Path, float, str]
     val_glas = split_names(sorted(p.stem for p in (glas_train / "images").glob("*.png")), 0.15, 0)[1]
     val_rings = split_names(sorted(p.stem for p in (rings / "images").glob("*.png")), 0.15, 0)[1]
     sets = {
-        "validation": folder(glas_train, 0.62, "colon", val_glas) + folder(rings, 2.72, "prostate", val_rings),
-        "glas_testA": folder(DATA / "glas" / "testA", 0.62, "colon"),
+        "validation": folder(glas_train, GLAS_MPP, "colon", val_glas) + folder(rings, 2.72, "prostate", val_rings),
+        "glas_testA": folder(DATA / "glas" / "testA", GLAS_MPP, "colon"),
         "rings": folder(rings, 2.72, "prostate"),
     }
     return {n: sets[n] for n in names}

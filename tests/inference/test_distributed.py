@@ -57,3 +57,17 @@ def test_segment_many_spreads_slides_over_the_cluster(client, disc_slides, tmp_p
     for p, store_path in out.items():
         assert store_path == tmp_path / "many" / open_slide(p).name / "labels.ome.zarr"
         assert store_path.exists()
+
+
+def test_a_worker_without_the_clients_weights_path_resolves_the_name_itself(tmp_path):
+    """Remote workers get the client's resolved model; where its file path does not exist there
+    (another machine or install), the worker looks the same name up in its own install."""
+    import dataclasses
+
+    from napari_glandseg.inference.distributed_run import _load_source
+    from napari_glandseg.model.resolve import resolve
+
+    here = resolve("glandseg_small")
+    elsewhere = dataclasses.replace(here, weights=tmp_path / "not-on-this-worker" / "glandseg_small.safetensors")
+    model = _load_source(elsewhere, "cpu")
+    assert model.card.name == "glandseg_small" and model.in_chans == 3

@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_glandseg.errors import GlandsegError, check_mpp
-
-#: GlaS images are 20× scans at about 0.62 µm/px (as ``glandseg evaluate`` assumes).
-GLAS_MPP = 0.62
+from napari_glandseg.labels.folders import GLAS_MPP
 
 
 def register(subparsers: Any) -> None:

@@ -46,7 +46,7 @@ def _predictor(model_ref: tuple[str, Any], device: Any, batch_size: int | None):
     def make():
         _STATS["model_loads"] += 1
         if kind == "source":  # a model.resolve.ModelSource: the weights the client resolved
-            model = ref.load(device)
+            model = _load_source(ref, device)
         elif kind == "factory":
             model = ref()
         else:  # a scattered module: already in this worker's memory
@@ -56,6 +56,16 @@ def _predictor(model_ref: tuple[str, Any], device: Any, batch_size: int | None):
 
     key = ("model", kind, _model_key(kind, ref), str(device), batch_size)
     return _cached(key, make)
+
+
+def _load_source(source: Any, device: Any):
+    """The client's model on this worker: its weights file, or, on a worker where that path does
+    not exist (another machine, another install), the same name resolved here."""
+    if source.weights is not None and not source.weights.exists() and source.kind in ("preset", "user"):
+        from napari_glandseg.model.resolve import resolve
+
+        return resolve(source.spec or source.name).load(device)
+    return source.load(device)
 
 
 def _model_key(kind: str, ref: Any) -> Any:

@@ -136,7 +136,9 @@ class GlandLayerMeta:
 def read(metadata: Mapping[str, Any] | None) -> GlandLayerMeta | None:
     """The gland state of a layer's metadata, or None for layers this plugin did not make."""
     d = (metadata or {}).get(KEY)
-    return GlandLayerMeta.from_metadata(d) if isinstance(d, Mapping) else None
+    if not isinstance(d, Mapping) or d.get("kind") not in KINDS or not d.get("slide_shape"):
+        return None  # not a gland layer's state (e.g. a store's own attributes copied in)
+    return GlandLayerMeta.from_metadata(d)
 
 
 def write(metadata: MutableMapping[str, Any], meta: GlandLayerMeta) -> None:

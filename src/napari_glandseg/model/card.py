@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from napari_glandseg.errors import MPP_RANGE
+from napari_glandseg.errors import MPP_RANGE, GlandsegError
 
 DEFAULT_POSTPROCESS: dict[str, Any] = {
     "gland_threshold": 0.5,  # P(gland) + P(border) above this is gland tissue
@@ -79,7 +79,7 @@ class ModelCard:
             return self
         if organ not in self.profiles:
             have = ", ".join(sorted(self.profiles)) if self.profiles else "none: one post-processing for all"
-            raise ValueError(f"model {self.name!r} has no post-processing profile for organ {organ!r} "
+            raise GlandsegError(f"model {self.name!r} has no post-processing profile for organ {organ!r} "
                              f"(profiles: {have})")
         return dataclasses.replace(self, postprocess={**self.postprocess, **self.profiles[organ]}, organ=organ)
 

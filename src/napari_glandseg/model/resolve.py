@@ -150,7 +150,9 @@ def load_model(name_or_path: str | os.PathLike | ModelSource | None = None, *,
 
 
 def _is_checkpoint_path(path: Path) -> bool:
-    return path.suffix in CHECKPOINT_SUFFIXES + PICKLE_SUFFIXES or path.exists()
+    """A checkpoint file, or its stem (``runs/x/best`` for ``best.safetensors`` + ``best.json``)."""
+    return path.suffix in CHECKPOINT_SUFFIXES + PICKLE_SUFFIXES or path.exists() or \
+        path.with_name(path.name + ".safetensors").exists()
 
 
 def _preset(name: str, spec: str) -> ModelSource:
