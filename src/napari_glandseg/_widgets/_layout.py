@@ -42,5 +42,5 @@ def dock_plugin_widgets(viewer: Any, plugin: str = "napari-glandseg") -> dict[st
         docks[name], widgets[name] = viewer.window.add_plugin_dock_widget(plugin, name, tabify=tabify)
     # a tab is raised once the window has laid the group out: now, and again when events run
     docks[RAISED].raise_()
-    QTimer.singleShot(0, docks[RAISED], docks[RAISED].raise_)  # not after the dock is gone
+    QTimer.singleShot(0, docks[RAISED].raise_)
     return widgets
