@@ -301,7 +301,8 @@ class ClickGland(QWidget):
             self._say("click gland: the layer changed or was closed; result dropped")
             return
         try:
-            edit = place_gland(layer.data, found, req.grid, req.include, req.exclude, label=req.label)
+            edit = place_gland(layer.data, found, req.grid, req.include, req.exclude, label=req.label,
+                               grow_only=req.label is not None and len(req.clicks) > 0)
             if edit is None:
                 self._say("no gland found there (try a squiggle, or fewer 'not this' points)")
                 return

@@ -108,11 +108,13 @@ def merge_gland(labels: np.ndarray, mask: np.ndarray, label: int) -> np.ndarray:
 
 
 def place_gland(labels: np.ndarray, found: GlandWindow, grid: GridPlacement, include: Sequence[Sequence[float]] | np.ndarray,
-                exclude: Sequence[Sequence[float]] | np.ndarray = (), *, label: int | None = None) -> GlandEdit | None:
+                exclude: Sequence[Sequence[float]] | np.ndarray = (), *, label: int | None = None,
+                grow_only: bool = False) -> GlandEdit | None:
     """The edit that puts ``found`` on ``labels`` (include/exclude: the guidance in grid (y, x)).
 
     A click mostly on gland ``k`` redraws ``k``; on background it adds ``labels.max() + 1``;
-    ``label`` given (a refining click): that gland is redrawn wherever the click was.
+    ``label`` given (a refining click): that gland is redrawn wherever the click was;
+    ``grow_only`` (a "this too" click): none of its pixels are taken away.
     None when nothing would be drawn (no gland found, or only on other glands' pixels).
     """
     if tuple(labels.shape) != tuple(grid.shape):
@@ -144,6 +146,8 @@ def place_gland(labels: np.ndarray, found: GlandWindow, grid: GridPlacement, inc
         seen[max(0, rows.start - win[0].start):max(0, rows.stop - win[0].start),
              max(0, cols.start - win[1].start):max(0, cols.stop - win[1].start)] = True
         full |= (crop == label) & ~seen
+        if grow_only:
+            full |= crop == label
     rr, cc = _pixels(np.asarray(exclude, float).reshape(-1, 2) - (win[0].start, win[1].start), full.shape)
     full[rr, cc] = False  # an exclusion point is never in the gland, whatever the grid's resolution
     if not (full & ((crop == 0) | (crop == label))).any():

@@ -97,7 +97,8 @@ def select_gland(prob: np.ndarray, include: Sequence[Point], exclude: Sequence[P
                  *, clicks: Sequence[Point] = (), previous: np.ndarray | None = None) -> np.ndarray:
     """The thresholded component(s) under the inclusion marks (and, refining, those that are
     mostly the previous gland — more than half of the component or of that gland — unless a
-    "not this" mark is on them), holes filled, exclusion marks cut out."""
+    "not this" mark is on a piece other than the one holding most of that gland), holes filled,
+    exclusion marks cut out."""
     maps = guidance_maps(prob.shape, include, exclude, clicks=clicks) > 0
     components, n = ndi.label(prob > threshold)
     keep = np.zeros(n + 1, bool)
@@ -108,6 +109,7 @@ def select_gland(prob: np.ndarray, include: Sequence[Point], exclude: Sequence[P
         excluded = np.zeros(n + 1, bool)
         # the model tends to hollow out the mark itself: what touches it is what was pointed at
         excluded[np.unique(components[ndi.binary_dilation(maps[1], iterations=2)])] = True
+        excluded[int(np.argmax(inside[1:])) + 1 if n else 0] = False  # the gland itself stays (its mark is cut)
         keep |= mostly & ~excluded
     keep[0] = False
     mask = ndi.binary_fill_holes(keep[components])
@@ -122,22 +124,16 @@ def _add_touching(previous: np.ndarray, found: np.ndarray) -> np.ndarray:
     return previous | np.isin(parts, touching)
 
 
-def _anchor(previous: GlandWindow, exclude: np.ndarray) -> np.ndarray | None:
-    """"Not this" for a model that cannot see its previous result is a redraw: a click on the
-    previous gland's deepest point away from the "not this" clicks (caller px), or None."""
-    mask = previous.mask
-    if not mask.any() or len(exclude) == 0:
-        return None
-    depth = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    yy, xx = np.indices(mask.shape)
-    clicks = (exclude - np.asarray(previous.origin)) / previous.px_per_model - 0.5
-    away = np.min([np.hypot(yy - cy, xx - cx) for cy, cx in clicks], axis=0)
-    for reach in (depth.max(), depth.max() / 2):
-        far = mask & (away >= reach)
-        if far.any():
-            i = np.unravel_index(int(np.argmax(np.where(far, depth, -1))), mask.shape)
-            return np.asarray(previous.origin) + (np.asarray(i) + 0.5) * previous.px_per_model
-    return None
+def _cut_without_model(previous: np.ndarray, exclude: np.ndarray) -> np.ndarray:
+    """"Not this" for a model that cannot see its previous result: the separate pieces of the
+    previous gland under the marks go (not its largest piece), and the marks are cut out."""
+    marks = guidance_maps(previous.shape, [], exclude)[1] > 0
+    pieces, n = ndi.label(previous)
+    if n > 1:
+        largest = 1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))
+        hit = set(np.unique(pieces[ndi.binary_dilation(marks, iterations=2)]).tolist()) - {0, largest}
+        previous = previous & ~np.isin(pieces, list(hit))
+    return previous & ~marks
 
 
 def window_from(found: GlandWindow, origin: tuple[float, float], size: int, px_per_model: float) -> np.ndarray:
@@ -190,9 +186,6 @@ def segment_window(model, read: Callable[[tuple[float, float], int], np.ndarray]
     """
     inc, exc, more = (_as_points(p, what) for p, what in ((include, "include"), (exclude, "exclude"), (clicks, "clicks")))
     blind = previous is not None and guide_channels(model) == 2  # refining with a model that cannot see it
-    if blind and len(inc) == 0 and len(more) == 0:  # "not this": redraw from a point of the gland it keeps
-        anchor = _anchor(previous, exc)
-        inc = inc if anchor is None else anchor[None]
     marks = np.concatenate([inc, more])
     box = _extent(previous) if previous is not None else None
     if len(marks) == 0 and box is None:
@@ -213,7 +206,8 @@ def segment_window(model, read: Callable[[tuple[float, float], int], np.ndarray]
         centre = (marks.min(0) + marks.max(0)) / 2
     threshold = float(model.card.postprocess.get("gland_threshold", 0.5))
     for attempt in range(MAX_PASSES):
-        origin = (float(centre[0] - size / 2 * px_per_model), float(centre[1] - size / 2 * px_per_model))
+        # whole caller pixels: the image reader, the previous mask and ``paste`` then share one grid
+        origin = (float(np.floor(centre[0] - size / 2 * px_per_model)), float(np.floor(centre[1] - size / 2 * px_per_model)))
         inc_w, exc_w, more_w = ((pts - np.asarray(origin)) / px_per_model for pts in (inc, exc, more))
         prev_w = window_from(previous, origin, size, px_per_model) if previous is not None else None
         prob = window_probability(model, read(origin, size), inc_w, exc_w, clicks=more_w, previous=prev_w)
@@ -221,8 +215,9 @@ def segment_window(model, read: Callable[[tuple[float, float], int], np.ndarray]
         if off is not None:
             prob = np.where(off, 0.0, prob).astype(prob.dtype, copy=False)
         mask = select_gland(prob, inc_w, exc_w, threshold, clicks=more_w, previous=prev_w)
-        if blind and len(more_w):
-            mask = _add_touching(prev_w, mask) & ~(guidance_maps(mask.shape, [], exc_w) > 0)[1]
+        if blind:
+            mask = (_add_touching(prev_w, mask) & ~(guidance_maps(mask.shape, [], exc_w) > 0)[1] if len(more_w)
+                    else _cut_without_model(prev_w, exc_w))
         if off is not None:
             mask &= ~off  # holes filled over glass that the window's crop enclosed
         found = GlandWindow(mask, prob, origin, px_per_model)
