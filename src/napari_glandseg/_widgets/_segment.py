@@ -236,14 +236,15 @@ class SegmentWidget(Container):
         self.info.value = " · ".join(parts)
 
     # ------------------------------------------------------------ segment view
-    def visible_bbox(self, layer: Image | None = None) -> ViewBox:
-        """The level-0 bbox of ``layer`` on screen, clipped and capped (see slide.view_geometry)."""
+    def visible_bbox(self, layer: Image | None = None, work_mpp: float | None = None) -> ViewBox:
+        """The level-0 bbox of ``layer`` on screen, clipped and capped (see slide.view_geometry) at
+        ``work_mpp`` µm/px (default: the selected model's)."""
         layer = layer or self.image_layer()
         if layer is None:
             raise ValueError("no slide: open a slide (File > Open) first")
         ref = slide_ref(layer, self.slide_mpp_override())
-        card = self.models.card(self.model_label())
-        px_per_model_px = card.mpp / ref.mpp if ref.mpp else 1.0
+        work_mpp = work_mpp or self.models.card(self.model_label()).mpp
+        px_per_model_px = work_mpp / ref.mpp if ref.mpp else 1.0
         camera = getattr(self.viewer, "scene", self.viewer).camera
         return visible_bbox0(
             camera.center, camera.zoom, self.viewer.canvas.size, layer.world_to_data, ref.shape,
@@ -301,13 +302,16 @@ class SegmentWidget(Container):
         try:
             p = self.params()
             layer, ref = self._slide(p)
-            view = self.visible_bbox(layer)
+            source = ProposalSource(mpp=ProposalConfig().work_mpp)
+            view = self.visible_bbox(layer, source.mpp)  # capped at the proposals' µm/px, not the model's
         except Exception as exc:
             show_error(f"Propose glands: {exc}")
             return None
+        if view.capped:
+            show_info(f"the view is larger than {self.max_view_model_px / 1e6:.1f} Mpx at {source.mpp:g} µm/px: "
+                      f"proposing for its centre {view.bbox[2]}×{view.bbox[3]} px; zoom in for the rest")
         self.last_view = view
         placement = (tuple(layer.scale), tuple(layer.translate))
-        source = ProposalSource(mpp=ProposalConfig().work_mpp)
 
         def run(progress, cancel: threading.Event):
             from napari_glandseg.unsupervised.proposals import propose_region
