@@ -34,17 +34,15 @@ SHARES = (0.1, 0.2, 0.3)
 def image_sets(names: list[str]) -> dict[str, list[tuple[Path, Path, float, str]]]:
     """name → [(image, mask, µm/px, organ)]: validation = the images none of the bundled models
     trained on (15 % of GlaS train and of the RINGS tiles, seed 0, as their cards say)."""
-    from napari_glandseg.labels.folders import GLAS_MPP
+    from napari_glandseg.labels.folders import GLAS_MPP, glas_pairs
     from napari_glandseg.train.data import split_names
 
     def folder(path: Path, mpp: float, organ: str, only: list[str] | None = None):
-        masks = path / "instances" if (path / "instances").is_dir() else path / "masks"
-        stems = sorted(p.stem for p in (path / "images").glob("*.png"))
-        return [(path / "images" / f"{s}.png", masks / f"{s}.png", mpp, organ) for s in stems if only is None or s in only]
+        return [(p.image, p.mask, mpp, organ) for p in glas_pairs(path) if only is None or p.name in only]
 
     glas_train, rings = DATA / "glas" / "train", DATA / "rings" / "glands"
-    val_glas = split_names(sorted(p.stem for p in (glas_train / "images").glob("*.png")), 0.15, 0)[1]
-    val_rings = split_names(sorted(p.stem for p in (rings / "images").glob("*.png")), 0.15, 0)[1]
+    val_glas = split_names([p.name for p in glas_pairs(glas_train)], 0.15, 0)[1]
+    val_rings = split_names([p.name for p in glas_pairs(rings)], 0.15, 0)[1]
     sets = {
         "validation": folder(glas_train, GLAS_MPP, "colon", val_glas) + folder(rings, 2.72, "prostate", val_rings),
         "glas_testA": folder(DATA / "glas" / "testA", GLAS_MPP, "colon"),

@@ -55,6 +55,14 @@ def _lerp(values: np.ndarray, coords: np.ndarray, axis: int) -> np.ndarray:
     return np.take(values, i0, axis) * (1 - w) + np.take(values, i1, axis) * w
 
 
+def footprint(found: GlandWindow, grid: GridPlacement) -> tuple[tuple[slice, np.ndarray], tuple[slice, np.ndarray]]:
+    """The grid rows and columns whose pixel centres lie in ``found``'s window, each with their
+    model coordinates (see ``_axis_coords``)."""
+    (h, w), (oy, ox), ppm = found.mask.shape, found.origin, found.px_per_model
+    return (_axis_coords(grid.shape[0], grid.translate[0], grid.scale, oy, h, ppm),
+            _axis_coords(grid.shape[1], grid.translate[1], grid.scale, ox, w, ppm))
+
+
 def window_on_grid(found: GlandWindow, grid: GridPlacement) -> tuple[Window, np.ndarray] | None:
     """The found gland on the grid: ``(window, bool mask)`` cropped to the gland, or None if empty.
 
@@ -64,9 +72,7 @@ def window_on_grid(found: GlandWindow, grid: GridPlacement) -> tuple[Window, np.
     if not found.mask.any():
         return None
     prob = np.where(found.mask, np.maximum(found.probability, 0.5), np.minimum(found.probability, 0.5 - 1e-3))
-    (h, w), (oy, ox), ppm = found.mask.shape, found.origin, found.px_per_model
-    rows, u = _axis_coords(grid.shape[0], grid.translate[0], grid.scale, oy, h, ppm)
-    cols, v = _axis_coords(grid.shape[1], grid.translate[1], grid.scale, ox, w, ppm)
+    (rows, u), (cols, v) = footprint(found, grid)
     if u.size == 0 or v.size == 0:
         return None
     mask = _lerp(_lerp(prob.astype(np.float32), u, 0), v, 1) >= 0.5
@@ -140,9 +146,7 @@ def place_gland(labels: np.ndarray, found: GlandWindow, grid: GridPlacement, inc
     crop = np.asarray(labels[win])
     if refining:  # the model saw only its window: the gland beyond it stays as it was
         seen = np.zeros(full.shape, bool)
-        (h, w), (oy, ox), ppm = found.mask.shape, found.origin, found.px_per_model
-        rows = _axis_coords(grid.shape[0], grid.translate[0], grid.scale, oy, h, ppm)[0]
-        cols = _axis_coords(grid.shape[1], grid.translate[1], grid.scale, ox, w, ppm)[0]
+        (rows, _), (cols, _) = footprint(found, grid)
         seen[max(0, rows.start - win[0].start):max(0, rows.stop - win[0].start),
              max(0, cols.start - win[1].start):max(0, cols.stop - win[1].start)] = True
         full |= (crop == label) & ~seen
