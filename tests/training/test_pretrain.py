@@ -112,3 +112,29 @@ def test_student_module_uses_every_trainable_parameter():
     out = student(x, random_mask(2, 64, 64, 16, 0.5, np.random.default_rng(0)))
     (out["patch"].sum() + out["image"].sum() + out["recon"].sum()).backward()
     assert [n for n, p in student.named_parameters() if p.requires_grad and p.grad is None] == []
+
+
+def test_unlabeled_sources_take_their_own_mpp_weight_and_holdout(mini_glas, shared_data):
+    from napari_glandseg.labels.folders import validation_names
+    from napari_glandseg.train.unlabeled import TwoViewDataset, load_unlabeled
+
+    rings = shared_data / "rings" / "glands"
+    images, slides, weights = load_unlabeled(
+        [str(mini_glas), {"path": str(rings), "mpp": 2.72, "weight": 50.0}], crop_px=64, model_mpp=1.24,
+        data_mpp=0.62, slide_mpp=None, seed=0, max_tiles_per_slide=10, holdout=0.25)
+    n_rings = len(list((rings / "images").iterdir())) - len(validation_names(rings, 0.25, 0))
+    assert len(images) == 3 + n_rings and weights == [1.0] * 3 + [50.0] * n_rings and slides == []
+    from napari_glandseg.labels.masks import read_image
+
+    def heights(folder, mpp):
+        held = validation_names(folder, 0.25, 0)
+        return sorted(read_image(p).shape[0] * mpp / 1.24 for p in (folder / "images").iterdir() if p.stem not in held)
+
+    # GlaS at 0.62 -> 1.24 µm/px, RINGS at its own 2.72 µm/px
+    for got, want in zip(sorted(i.shape[0] for i in images[:3]) + sorted(i.shape[0] for i in images[3:]),
+                         heights(mini_glas, 0.62) + heights(rings, 2.72), strict=True):
+        assert abs(got - want) <= 1
+    ds = TwoViewDataset(images, slides, 64, seed=0, image_weights=weights, augment=False)
+    picks = [int(np.searchsorted(ds.cumulative, r * ds.cumulative[-1], side="right"))
+             for r in np.random.default_rng(0).random(400)]
+    assert np.mean([p >= 3 for p in picks]) > 0.9  # the weight 50 entries dominate

@@ -15,6 +15,7 @@ instance masks in ``instances/``: those are preferred (touching glands stay apar
 from __future__ import annotations
 
 import os
+import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,3 +161,23 @@ def _is_image_file(p: Path) -> bool:
 
 def _natural(p: Path) -> tuple:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name))
+
+
+def split_names(names: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Deterministic train/validation split of image names."""
+    names = sorted(names)
+    rnd = random.Random(seed)
+    val = sorted(rnd.sample(names, max(1, round(len(names) * val_fraction)))) if val_fraction > 0 else []
+    return [n for n in names if n not in val], val
+
+
+def validation_names(folder: str | os.PathLike, fraction: float, seed: int) -> list[str]:
+    """The images a training run with ``val_fraction=fraction`` and ``seed`` validates on in
+    ``folder`` (a folder with masks; none for a plain image folder or ``fraction`` 0)."""
+    if fraction <= 0:
+        return []
+    try:
+        names = [pair.name for pair in glas_pairs(folder)]
+    except GlandsegError:  # a plain image folder (no masks): nothing is validated on
+        return []
+    return split_names(names, fraction, seed)[1] if names else []

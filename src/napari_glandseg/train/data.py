@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import math
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 from skimage.color import hed2rgb, rgb2hed
 
-from napari_glandseg.labels.folders import ImageMask, glas_pairs
+from napari_glandseg.labels.folders import ImageMask, glas_pairs, split_names  # noqa: F401 (split_names: re-exported)
 
 IGNORE = 255
 
@@ -297,11 +296,3 @@ def _geometric(image, labels, valid, rng):
         a = np.rot90(a, k, axes=(0, 1))
         out.append(a[:, ::-1] if flip else a)
     return out
-
-
-def split_names(names: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Deterministic train/validation split of image names."""
-    names = sorted(names)
-    rnd = random.Random(seed)
-    val = sorted(rnd.sample(names, max(1, round(len(names) * val_fraction)))) if val_fraction > 0 else []
-    return [n for n in names if n not in val], val

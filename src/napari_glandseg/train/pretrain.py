@@ -51,7 +51,7 @@ from napari_glandseg.train.unlabeled import TwoViewDataset, load_unlabeled
 
 @dataclass(frozen=True)
 class PretrainConfig(LoopSettings):
-    data: list[str] = field(default_factory=list)  # image folders (GlaS-style or plain) and/or slides
+    data: list = field(default_factory=list)  # image folders (GlaS-style or plain) and/or slides; {path, mpp, weight}
     out: str = "runs/pretrain"
     model: str = "glandseg_small"  # preset name (fresh) or checkpoint path
     init: str | None = None  # checkpoint whose matching weights start the run
@@ -72,6 +72,7 @@ class PretrainConfig(LoopSettings):
     lambda_mpd: float = 0.1
     lambda_itd: float = 0.1
     max_tiles_per_slide: int = 2000
+    holdout: float = 0.0  # leave out the validation images of a supervised run with this val_fraction
 
     def __post_init__(self):
         if not self.data:
@@ -163,10 +164,10 @@ def main(argv: list[str] | None = None, hooks: LoopHooks | None = None) -> int:
     net, student, teacher, centers = build(cfg)
     net, student, teacher = net.to(device), student.to(device), teacher.to(device)
     centers = {k: v.to(device) for k, v in centers.items()}
-    images, slides = load_unlabeled(cfg.data, crop_px=cfg.crop_px, model_mpp=net.card.mpp,
+    images, slides, weights = load_unlabeled(cfg.data, crop_px=cfg.crop_px, model_mpp=net.card.mpp,
                                     data_mpp=cfg.data_mpp, slide_mpp=cfg.slide_mpp, seed=cfg.seed,
-                                    max_tiles_per_slide=cfg.max_tiles_per_slide)
-    dataset = MaskedViews(TwoViewDataset(images, slides, cfg.crop_px, seed=cfg.seed), cfg)
+                                    max_tiles_per_slide=cfg.max_tiles_per_slide, holdout=cfg.holdout)
+    dataset = MaskedViews(TwoViewDataset(images, slides, cfg.crop_px, seed=cfg.seed, image_weights=weights), cfg)
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model, step, _ = resume_and_wrap(
         out, net, optimizer, dist_info.world, trained=student,

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from napari_glandseg.labels.folders import image_files
+from napari_glandseg.labels.folders import image_files, validation_names
 from napari_glandseg.labels.masks import read_image
-from napari_glandseg.train.data import hed_jitter, resize_plane
+from napari_glandseg.train.data import DataSource, hed_jitter, resize_plane
 
 
 @dataclass
@@ -29,6 +29,7 @@ class SlideTiles:
     boxes: list[tuple[int, int, int, int]]
     mpp: float
     _slide: object | None = None
+    weight: float = 1.0  # the chance of each tile, relative to an image's weight
 
     def read(self, i: int) -> np.ndarray:
         if self._slide is None:
@@ -38,14 +39,17 @@ class SlideTiles:
         return np.asarray(self._slide.read_at_mpp(self.boxes[i], self.mpp))
 
 
-def load_image_folder(folder: Path, *, source_mpp: float, model_mpp: float) -> list[np.ndarray]:
-    """Every image of ``folder/images`` (or of ``folder``), RGB uint8 at the model's µm/px (the
-    files ``labels.folders`` calls images; masks are not read)."""
+def load_image_folder(folder: Path, *, source_mpp: float, model_mpp: float,
+                      skip: frozenset[str] = frozenset()) -> list[np.ndarray]:
+    """Every image of ``folder/images`` (or of ``folder``) but those named in ``skip`` (stems), RGB
+    uint8 at the model's µm/px (the files ``labels.folders`` calls images; masks are not read)."""
     folder = Path(folder)
     root = folder / "images" if (folder / "images").is_dir() else folder
     scale = source_mpp / model_mpp
     out = []
     for p in image_files(root):
+        if p.stem in skip:
+            continue
         img = read_image(p)
         shape = (max(1, round(img.shape[0] * scale)), max(1, round(img.shape[1] * scale)))
         out.append(resize_plane(img, shape, nearest=False))
@@ -87,11 +91,15 @@ class TwoViewDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, images: list[np.ndarray], slides: list[SlideTiles], crop_px: int, *,
-                 seed: int = 0, region_scale: float = 1.5, scale_jitter: float = 0.2, augment: bool = True):
+                 seed: int = 0, region_scale: float = 1.5, scale_jitter: float = 0.2, augment: bool = True,
+                 image_weights: list[float] | None = None):
         self.entries = [("image", i) for i in range(len(images))]
         self.entries += [("slide", (s, j)) for s in range(len(slides)) for j in range(len(slides[s].boxes))]
         if not self.entries:
             raise ValueError("no unlabeled images or slide tiles")
+        weights = list(image_weights) if image_weights is not None else [1.0] * len(images)
+        weights += [slides[s].weight for s in range(len(slides)) for _ in slides[s].boxes]
+        self.cumulative = np.cumsum(np.asarray(weights, dtype=np.float64))
         self.images, self.slides, self.crop_px, self.seed = images, slides, crop_px, seed
         self.region_px = int(round(crop_px * region_scale))
         self.scale_jitter, self.augment = scale_jitter, augment
@@ -100,7 +108,8 @@ class TwoViewDataset(torch.utils.data.Dataset):
         return 10**9
 
     def _region(self, rng: np.random.Generator) -> np.ndarray:
-        kind, ref = self.entries[rng.integers(len(self.entries))]
+        pick = int(np.searchsorted(self.cumulative, rng.random() * self.cumulative[-1], side="right"))
+        kind, ref = self.entries[min(pick, len(self.entries) - 1)]
         if kind == "slide":
             s, j = ref
             return self.slides[s].read(j)
@@ -136,15 +145,28 @@ class TwoViewDataset(torch.utils.data.Dataset):
         return torch.from_numpy(self._view(region, rng)), torch.from_numpy(self._view(region, rng))
 
 
-def load_unlabeled(sources: list[str], *, crop_px: int, model_mpp: float, data_mpp: float,
-                   slide_mpp: float | None, seed: int, max_tiles_per_slide: int) -> tuple[list, list]:
-    """(images, slide tile lists) from folders and slide files."""
-    images, slides = [], []
-    for src in map(Path, sources):
-        is_folder = src.is_dir() and not (src / "zarr.json").exists() and not (src / ".zattrs").exists()
+def load_unlabeled(sources: list, *, crop_px: int, model_mpp: float, data_mpp: float,
+                   slide_mpp: float | None, seed: int, max_tiles_per_slide: int,
+                   holdout: float = 0.0) -> tuple[list, list, list]:
+    """(images, slide tile lists, image weights) from folders and slide files: each source a path
+    or a config entry ``{path, mpp, weight}`` (``mpp`` overrides ``data_mpp`` for a folder and
+    ``slide_mpp`` for a slide; ``weight`` multiplies the chance of each of its images or tiles).
+
+    ``holdout``: leave out the images a supervised run with ``val_fraction=holdout`` and the same
+    ``seed`` validates on (folders with masks), so an ablation's arms never see them."""
+    images, slides, weights = [], [], []
+    for src in map(DataSource.parse, sources):
+        path = src.path
+        is_folder = path.is_dir() and not (path / "zarr.json").exists() and not (path / ".zattrs").exists()
         if is_folder:
-            images += load_image_folder(src, source_mpp=data_mpp, model_mpp=model_mpp)
+            skip = frozenset(validation_names(path, holdout, seed))
+            loaded = load_image_folder(path, source_mpp=src.mpp or data_mpp, model_mpp=model_mpp, skip=skip)
+            images += loaded
+            weights += [src.weight] * len(loaded)
         else:
-            slides.append(slide_tiles(src, tile_px=int(round(crop_px * 1.5)), model_mpp=model_mpp,
-                                      slide_mpp=slide_mpp, max_tiles=max_tiles_per_slide, seed=seed))
-    return images, slides
+            tiles = slide_tiles(path, tile_px=int(round(crop_px * 1.5)), model_mpp=model_mpp,
+                                slide_mpp=src.mpp or slide_mpp, max_tiles=max_tiles_per_slide, seed=seed)
+            tiles.weight = src.weight
+            slides.append(tiles)
+    return images, slides, weights
+

@@ -1,0 +1,127 @@
+"""Proposals as training targets (the training half of MSSG, written here): a training package.
+
+Selective Proposal Mining gives, per image, gland instances whose sub-regions (epithelium band,
+lumen, mucin) the morphology cue has already grouped into whole glands. A network trained on
+them learns what the proposals share across images — the grouped glands — and not each image's
+clustering noise. What the proposals are least sure of is left out of the loss (MSSG's
+"selective" part): a band of ``band_um`` on either side of every proposal outline, where the
+clustering, the closing and the neck splitting decide pixel by pixel.
+
+``write_proposal_package`` writes the proposals of image folders and slides as a training
+package (``labels.export``'s format: tiles, instance masks, and ``valid`` = outside the band),
+which ``training/finetune.py`` and "Fine-tune on my corrections" read unchanged. Nothing here
+reads a mask: the package's manifest says ``"labels": "spm-proposals (no labels)"``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from napari_glandseg.errors import GlandsegError
+from napari_glandseg.unsupervised.morphology_cue import _disk
+from napari_glandseg.unsupervised.proposals import ProposalConfig, propose_glands
+
+#: What a proposal package's manifest says its labels are.
+PROPOSAL_LABELS = "spm-proposals (no labels)"
+
+
+def selective_valid(labels: np.ndarray, mpp: float, band_um: float) -> np.ndarray:
+    """True where a proposal's target is trusted: not within ``band_um`` of any outline (the
+    boundary between two glands, or a gland and the background)."""
+    if band_um <= 0 or not labels.any():
+        return np.ones(labels.shape, bool)
+    edge = (ndi.maximum_filter(labels, size=3) != ndi.minimum_filter(labels, size=3))
+    return ~ndi.binary_dilation(edge, _disk(band_um, mpp))
+
+
+def _source(entry: Any) -> tuple[Path, float | None]:
+    """(path, µm/px or None) of a source: a path or a ``{path, mpp}`` config entry."""
+    if isinstance(entry, dict):
+        if "path" not in entry:
+            raise GlandsegError(f"proposal source {entry}: give path (and optionally mpp)")
+        return Path(entry["path"]), entry.get("mpp")
+    return Path(entry), None
+
+
+def _image_sources(sources: Sequence[Any], *, data_mpp: float, holdout: float, seed: int):
+    """(name, RGB at its own µm/px, µm/px) of every image the sources hold; slides whole."""
+    from napari_glandseg.labels.folders import image_files, validation_names
+    from napari_glandseg.labels.masks import read_image
+
+    for path, mpp in map(_source, sources):
+        if path.is_dir() and not (path / "zarr.json").exists():
+            root = path / "images" if (path / "images").is_dir() else path
+            skip = set(validation_names(path, holdout, seed))
+            for p in image_files(root):
+                if p.stem not in skip:
+                    yield f"{path.name}_{p.stem}", read_image(p), mpp or data_mpp
+        else:
+            from napari_glandseg.slide import open_slide
+
+            with open_slide(path, mpp=mpp) as slide:
+                if slide.mpp is None:
+                    raise GlandsegError(f"{path}: the slide does not say its µm/px; give mpp in its entry")
+                h0, w0 = slide.shape
+                yield slide.name, np.asarray(slide.read_at_mpp((0, 0, h0, w0), ProposalConfig().work_mpp)), \
+                    ProposalConfig().work_mpp
+
+
+def write_proposal_package(
+    out: str | Path,
+    sources: Sequence[Any],
+    *,
+    config: ProposalConfig | None = None,
+    data_mpp: float = 0.62,
+    holdout: float = 0.0,
+    seed: int = 0,
+    band_um: float = 3.0,
+    threads: int | None = 1,
+    progress: Callable[[int, str], None] | None = None,
+) -> dict[str, Any]:
+    """Proposals of every image of ``sources`` (folders, slides or ``{path, mpp}`` entries; the
+    ``holdout`` validation images of mask folders left out, as ``train.unlabeled`` does) as a
+    training package at the working µm/px in ``out`` (written under a temporary name, renamed
+    into place when complete). Returns the manifest."""
+    from PIL import Image
+
+    from napari_glandseg._atomic import atomic_path, write_json_atomic
+    from napari_glandseg.labels.export import PACKAGE_FORMAT, PACKAGE_VERSION
+    from napari_glandseg.slide.resample import resize_labels, resize_rgb
+
+    cfg = config or ProposalConfig()
+    mpp = cfg.work_mpp
+    regions, t0 = [], time.perf_counter()
+    with atomic_path(out, is_dir=True) as tmp:
+        for sub in ("images", "masks", "valid"):
+            (tmp / sub).mkdir()
+        for i, (name, rgb, src_mpp) in enumerate(_image_sources(sources, data_mpp=data_mpp, holdout=holdout,
+                                                                 seed=seed)):
+            labels = propose_glands(rgb, src_mpp, cfg, threads=threads).labels
+            h, w = max(1, round(rgb.shape[0] * src_mpp / mpp)), max(1, round(rgb.shape[1] * src_mpp / mpp))
+            work, labels = resize_rgb(rgb, h, w), resize_labels(labels, h, w)
+            valid = selective_valid(labels, mpp, band_um)
+            stem = f"region_{i:04d}"
+            Image.fromarray(work).save(tmp / "images" / f"{stem}.png")
+            Image.fromarray(labels.astype(np.uint16)).save(tmp / "masks" / f"{stem}.png")
+            Image.fromarray((valid * 255).astype(np.uint8)).save(tmp / "valid" / f"{stem}.png")
+            regions.append({"name": name, "image": f"images/{stem}.png", "mask": f"masks/{stem}.png",
+                            "valid": f"valid/{stem}.png", "glands": int(labels.max()),
+                            "valid_fraction": round(float(valid.mean()), 4)})
+            if progress:
+                progress(i + 1, name)
+        if not regions:
+            raise GlandsegError(f"{out}: the sources hold no images")
+        manifest = {"format": PACKAGE_FORMAT, "version": PACKAGE_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "mpp": mpp, "labels": PROPOSAL_LABELS, "model": None,
+                    "proposals": {"sources": [str(s) if not isinstance(s, dict) else s for s in sources],
+                                  "holdout": holdout, "seed": seed, "band_um": band_um,
+                                  "seconds": round(time.perf_counter() - t0, 1)},
+                    "regions": regions}
+        write_json_atomic(tmp / "manifest.json", manifest)
+    return manifest

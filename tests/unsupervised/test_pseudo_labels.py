@@ -1,0 +1,71 @@
+"""Proposals as a training package: the supervised loader reads it, the held-out images stay out,
+the band around every outline is left out of the loss, and no mask is ever read."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from napari_glandseg.labels.folders import split_names, validation_names
+from napari_glandseg.unsupervised import ClusterConfig, ProposalConfig
+from napari_glandseg.unsupervised.pseudo_labels import PROPOSAL_LABELS, selective_valid, write_proposal_package
+
+FAST = ProposalConfig(cluster=ClusterConfig(iterations=20))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_selective_valid_leaves_out_a_band_on_both_sides_of_each_outline():
+    labels = np.zeros((60, 60), np.int32)
+    labels[10:30, 10:30] = 1
+    labels[10:30, 30:50] = 2  # touching the first
+    valid = selective_valid(labels, mpp=1.0, band_um=3.0)
+    assert not valid[20, 30] and not valid[20, 29]  # the boundary between the two glands
+    assert not valid[7, 20] and not valid[12, 20]  # 3 px outside and 2 px inside the outer outline
+    assert valid[20, 20] and valid[20, 40] and valid[2, 2] and valid[50, 50]  # cores and far background
+    assert selective_valid(labels, 1.0, 0.0).all() and selective_valid(np.zeros((5, 5), np.int32), 1.0, 3.0).all()
+
+
+def test_package_of_proposals_trains_and_holds_out_validation_images(shared_data, tmp_path):
+    from napari_glandseg.train.data import load_training_package
+
+    folder = tmp_path / "glas"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    names = ["train_1", "train_2", "train_3", "train_4"]
+    for n in names:
+        shutil.copy(shared_data / "glas" / "train" / "images" / f"{n}.png", folder / "images")
+        # masks that are all gland: were they read, the proposals could not differ from them
+        h, w = np.asarray(Image.open(folder / "images" / f"{n}.png")).shape[:2]
+        Image.fromarray(np.full((h, w), 255, np.uint8)).save(folder / "masks" / f"{n}.png")
+    held = validation_names(folder, 0.25, seed=0)
+    assert held == split_names(names, 0.25, 0)[1] and len(held) == 1
+    manifest = write_proposal_package(tmp_path / "pkg", [folder], config=FAST, holdout=0.25, band_um=3.0)
+    assert manifest["labels"] == PROPOSAL_LABELS and manifest["mpp"] == FAST.work_mpp
+    assert sorted(r["name"] for r in manifest["regions"]) == sorted(f"glas_{n}" for n in names if n not in held)
+    assert json.loads((tmp_path / "pkg" / "manifest.json").read_text())["regions"] == manifest["regions"]
+    samples = load_training_package(tmp_path / "pkg", model_mpp=FAST.work_mpp)
+    assert len(samples) == 3
+    for s in samples:
+        assert s.image.shape[:2] == s.labels.shape == s.valid.shape
+        assert s.labels.max() >= 2  # glands, not the all-gland masks
+        assert 0.5 < s.valid.mean() < 0.99  # the bands are left out, most of the image is not
+        assert (s.labels > 0).mean() < 0.9
+
+
+def test_package_of_nothing_is_an_error_and_leaves_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="no images|no image"):
+        write_proposal_package(tmp_path / "pkg", [tmp_path / "empty"], config=FAST)
+    assert not (tmp_path / "pkg").exists()
