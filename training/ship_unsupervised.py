@@ -1,0 +1,93 @@
+"""Ship a model trained on proposals alone as the bundled ``glandseg_unsupervised``: fp16
+safetensors + a card that says it saw no labels, with how it was made and what it measured.
+
+Nothing here chooses weights or settings with labels: the model is the run's last checkpoint and
+its post-processing is the proposals' own (minimum area 500 µm², the default thresholds). The
+labels of the held-out validation images decide one thing only, whether it ships: it must beat
+the proposals it was trained on (mIoU on those images, ``benchmarks/propose.py``'s JSON lines).
+
+    python benchmarks/propose.py --sets glas_val rings_val > RUN/proposals_val.jsonl
+    python benchmarks/propose.py --model RUN/last.safetensors --sets glas_val rings_val > RUN/model_val.jsonl
+    python training/ship_unsupervised.py RUN/last --config training/configs/unsupervised_cpu.yaml \\
+        --proposals RUN/proposals_val.jsonl --model-scores RUN/model_val.jsonl [--dry-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shipping import without_run_dir, write_bundled  # noqa: E402
+
+NAME = "glandseg_unsupervised"
+#: The post-processing: the proposals' own minimum gland area, the default thresholds.
+POSTPROCESS = {"gland_threshold": 0.5, "border_threshold": 0.5, "min_area_um2": 500.0, "fill_holes": True}
+KEYS = ("images", "miou", "iou_gland", "iou_background", "pixel_dice", "object_f1", "object_dice")
+
+
+def scores(path: Path) -> dict[str, dict]:
+    """``{set: {metric: value}}`` from benchmarks/propose.py's JSON lines."""
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("{"):
+            row = json.loads(line)
+            out[row["set"]] = {k: row[k] for k in KEYS if k in row}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", type=Path, help="STEM of the run's checkpoint (STEM.safetensors + .json)")
+    ap.add_argument("--config", type=Path, required=True)
+    ap.add_argument("--proposals", type=Path, required=True, help="the proposals' scores on the validation sets")
+    ap.add_argument("--model-scores", type=Path, required=True, help="this checkpoint's scores on the same sets")
+    ap.add_argument("--dry-run", action="store_true")
+    args = ap.parse_args(argv)
+
+    from napari_glandseg.model.checkpoint import load_checkpoint
+    from napari_glandseg.model.precision import cpu_description
+    from napari_glandseg.train.common import parse_config
+    from napari_glandseg.train.supervised import FinetuneConfig
+
+    cfg = parse_config(FinetuneConfig, ["--config", str(args.config)], __doc__)
+    model = load_checkpoint(args.checkpoint.with_suffix(".safetensors")).eval()
+    base, new = scores(args.proposals), scores(args.model_scores)
+    sets = sorted(set(base) & set(new))
+    if not sets:
+        raise SystemExit(f"{args.proposals}, {args.model_scores}: no validation set scored in both")
+    better = all(new[s]["miou"] > base[s]["miou"] for s in sets)
+    print(json.dumps({"sets": sets, "proposals": base, "model": new, "better": better}, indent=1))
+    if args.dry_run or not better:
+        print("not shipped" + ("" if args.dry_run else ": not better than its own proposals on every set"))
+        return 0
+    run_dir = args.checkpoint.parent
+    package = json.loads((Path(cfg.data[0]) / "manifest.json").read_text(encoding="utf-8"))
+    prov = dict(model.card.provenance)
+    prov.update({
+        "labels": "none: trained on SPM gland proposals only (no mask, grade or other label of any kind); "
+                  "its encoders start from SMIT pretraining on unlabeled tissue",
+        "how": f"training/propose_package.py (proposals), training/finetune.py --config {args.config}, "
+               "then training/ship_unsupervised.py (last checkpoint, no selection)",
+        "proposals": {k: package[k] for k in ("proposals", "labels", "mpp") if k in package}
+        | {"images": len(package["regions"]), "glands": sum(r["glands"] for r in package["regions"])},
+        "device": f"CPU ({cpu_description()}), {cfg.threads} torch thread(s), beside other work",
+        "validation_measured_only": {"sets": sets, "model": new, "proposals": base,
+                                     "note": "held-out images; their labels decided only whether the model ships"},
+        "weights": "fp16 (loaded as fp32)",
+        "license": "Images (no labels) of GlaS: research use only (not for clinical use); RINGS: CC BY 4.0 "
+                   "(Salvi et al. 2021, doi:10.1016/j.artmed.2021.102076; data doi:10.17632/h8bdwrtnr5.1); "
+                   "CMU-1-Small-Region (OpenSlide test data): CC0 1.0",
+    })
+    prov = without_run_dir(prov, run_dir)
+    card = dataclasses.replace(model.card, name=NAME, provenance=prov, postprocess=dict(POSTPROCESS),
+                               profiles={}, organ=None)
+    print(f"shipped {write_bundled(model, card, run_dir, NAME)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
