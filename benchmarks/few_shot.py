@@ -9,6 +9,10 @@ k tiles. Prints one JSON line per run and one summary line per k.
 
     .venv/bin/python benchmarks/few_shot.py [--k 1 2 3] [--rotations 2] [--minutes 2] [--threads 1]
 
+``--proposals``: the k tiles are trained on their gland proposals (``glandseg propose``: no model,
+no labels), **uncorrected**, instead of their masks: the no-label loop of a new organ, proposals
+→ fine-tune → a model, scored on the other tiles' masks against the base model.
+
 RINGS: CC BY 4.0, Salvi et al., Artificial Intelligence in Medicine 2021,
 doi:10.1016/j.artmed.2021.102076; data doi:10.17632/h8bdwrtnr5.1.
 """
@@ -44,6 +48,15 @@ def link_folder(folder: Path, names: list[str]) -> tuple[Path, Path]:
         for n in names:
             (folder / sub / n).symlink_to((RINGS / sub / n).resolve())
     return folder / "images", folder / "masks"
+
+
+def proposal_masks(images: Path, out: Path) -> Path:
+    """Gland proposals of every image in ``images`` (``glandseg propose``'s folder path): their masks folder."""
+    from napari_glandseg.commands.propose import propose_folder
+    from napari_glandseg.unsupervised import ProposalConfig
+
+    propose_folder(images, out, mpp=RINGS_MPP, config=ProposalConfig(), threads=1)
+    return out / "masks"
 
 
 def rotations(tiles: list[str], k: int, n: int) -> list[list[str]]:
@@ -88,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--no-replay", action="store_true")
+    p.add_argument("--proposals", action="store_true", help="train on the tiles' proposals (no labels), not their masks")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     overrides = {k: getattr(args, k) for k in ("lr", "replay_ratio", "crop_px", "batch_size", "max_steps")
@@ -110,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                 test = [t for t in tiles if t not in train]
                 run = tmp / f"k{k}_{i}"
                 images, masks = link_folder(run / "train", train)
+                if args.proposals:
+                    masks = proposal_masks(images, run / "proposals")
                 t_run = time.perf_counter()
                 result = finetune_on_corrections(
                     str(base), out_dir=run / "model", folders=[ImageFolders(images, masks, RINGS_MPP)],
@@ -129,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                                 model, GLAS_TEST / "images", GLAS_TEST / "masks", GLAS_MPP, args.glas_limit))}
                 row = {
                     "event": "run", "k": k, "train": train, "test": test, "minutes": args.minutes,
+                    "trained_on": "proposals (uncorrected)" if args.proposals else "masks",
                     "settings": overrides, "replay": not args.no_replay, "steps": result.steps,
                     "wall_s": round(wall, 1),
                     "prostate_before": mean_of([base_rings[t] for t in test]),
@@ -143,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         for k, rows in summary.items():
             print(json.dumps({
                 "event": "summary", "k": k, "runs": len(rows), "minutes": args.minutes,
+                "trained_on": "proposals (uncorrected)" if args.proposals else "masks", "model": str(args.model),
                 **{f"{what}_{when}": mean_of([r[f"{what}_{when}"] for r in rows])
                    for what in ("prostate", "glas") for when in ("before", "after")},
                 "steps_mean": round(float(np.mean([r["steps"] for r in rows])), 1),
