@@ -14,6 +14,7 @@ and of the RINGS tiles, seed 0), which the unsupervised model's proposals left o
 
     GLANDSEG_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/propose.py --limit 10
     python benchmarks/propose.py --model glandseg_unsupervised --sets glas_testA glas_val rings_val
+    python benchmarks/propose.py --slide ../shared/data/slides/cmu-1-small-region.svs --region-px 2048 --threads 2
 """
 
 from __future__ import annotations
@@ -106,13 +107,39 @@ def measure(name: str, limit: int | None, iterations: int | None, model: str | N
     }
 
 
+def time_slide_region(slide_path: Path, side: int, threads: int, out: Path) -> dict:
+    """``glandseg propose SLIDE --region 0,0,SIDE,SIDE``'s code on a real slide, timed end to end
+    (reading, proposals, label store, GeoJSON, CSV)."""
+    import time
+
+    from napari_glandseg.commands.propose import propose_slide
+    from napari_glandseg.unsupervised import ProposalConfig
+
+    t0 = time.perf_counter()
+    summary = propose_slide(slide_path, out, mpp=None, region=f"0,0,{side},{side}", config=ProposalConfig(),
+                            threads=threads)
+    return {"benchmark": "propose_slide_region", "slide": slide_path.name, "region_level0_px": side,
+            "slide_mpp": summary["slide_mpp"], "work_px": round(side * summary["slide_mpp"] / summary["model_mpp"]),
+            "threads": threads, "glands": summary["glands"], "seconds_total": round(time.perf_counter() - t0, 2),
+            "seconds_propose": round(summary["timings_s"]["propose"], 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", nargs="+", choices=sorted(SETS), default=sorted(SETS))
     parser.add_argument("--limit", type=int, default=None, help="only the first N images of each set")
     parser.add_argument("--iterations", type=int, default=None, help="clustering steps (default: the product's)")
     parser.add_argument("--model", default=None, help="measure this model's glands instead of the proposals")
+    parser.add_argument("--slide", type=Path, default=None, help="time proposals on a region of this slide instead")
+    parser.add_argument("--region-px", type=int, default=2048, help="with --slide: the region's side (level-0 px)")
+    parser.add_argument("--threads", type=int, default=1, help="with --slide: torch threads")
     args = parser.parse_args(argv)
+    if args.slide is not None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(time_slide_region(args.slide, args.region_px, args.threads, Path(tmp))), flush=True)
+        return 0
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
     if not DATA.is_dir():
