@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
                    "CMU-1-Small-Region (OpenSlide test data): CC0 1.0",
     })
     prov = without_run_dir(prov, run_dir)
+    prov = without_run_dir(prov, Path(cfg.data[0]), "PROPOSALS")  # the package: RUN/../proposals here
+    if cfg.init:
+        prov = without_run_dir(prov, Path(cfg.init), "PRETRAINED")
     card = dataclasses.replace(model.card, name=NAME, provenance=prov, postprocess=dict(POSTPROCESS),
                                profiles={}, organ=None)
     print(f"shipped {write_bundled(model, card, run_dir, NAME)}")

@@ -10,10 +10,10 @@ from pathlib import Path
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "napari_glandseg" / "model" / "weights"
 
 
-def without_run_dir(provenance: dict, run_dir: Path) -> dict:
-    """``provenance`` with the run folder's path written RUN (tests/model/test_shipped_files.py)."""
+def without_run_dir(provenance: dict, run_dir: Path, name: str = "RUN") -> dict:
+    """``provenance`` with the run folder's path written ``name`` (tests/model/test_shipped_files.py)."""
     text = json.dumps(provenance, default=str)
-    return json.loads(text.replace(str(run_dir.resolve()), "RUN").replace(str(run_dir), "RUN"))
+    return json.loads(text.replace(str(run_dir.resolve()), name).replace(str(run_dir), name))
 
 
 def write_bundled(model, card, run_dir: Path, name: str) -> Path:
