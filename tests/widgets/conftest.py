@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _jobs import TINY_BASE
 from _layers import BLOBS, SYNTH_MPP, SYNTH_SHAPE
 
 from napari_glandseg.model.card import ModelCard
@@ -81,3 +82,18 @@ def artifacts() -> Path:
     out = Path(__file__).resolve().parents[2] / "test-artifacts"
     out.mkdir(exist_ok=True)
     return out
+
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    """A user models folder holding one tiny model, ``tiny-base``."""
+    from napari_glandseg.model import create_model, save_checkpoint
+    from napari_glandseg.model.user_models import ENV_VAR
+
+    folder = tmp_path / "models"
+    monkeypatch.setenv(ENV_VAR, str(folder))
+    torch.manual_seed(0)
+    model = create_model("glandseg_tiny")
+    save_checkpoint(model, folder / TINY_BASE / "model", card=model.card.replace(name=TINY_BASE))
+    return folder

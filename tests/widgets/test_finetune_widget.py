@@ -8,28 +8,15 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
+from _jobs import TINY_BASE as BASE
+from _jobs import TINY_TRAINING as TINY
+from _jobs import wait_job as _wait
 
 from napari_glandseg._widgets import CorrectWidget, ExportWidget, SegmentWidget
 from napari_glandseg.labels import layer_meta as lm
-from napari_glandseg.model import create_model, save_checkpoint
-from napari_glandseg.model.user_models import ENV_VAR, list_user_models
+from napari_glandseg.model.user_models import list_user_models
 
 pytestmark = pytest.mark.gui
-BASE = "tiny-base"
-#: Engine settings for the tiny model: 64-px crops, fp32, one thread.
-TINY = {"crop_px": 64, "batch_size": 2, "amp": False, "threads": 1, "device": "cpu"}
-
-
-@pytest.fixture
-def models_dir(tmp_path, monkeypatch):
-    """A user models folder holding one tiny model, ``tiny-base``."""
-    folder = tmp_path / "models"
-    monkeypatch.setenv(ENV_VAR, str(folder))
-    torch.manual_seed(0)
-    model = create_model("glandseg_tiny")
-    save_checkpoint(model, folder / BASE / "model", card=model.card.replace(name=BASE))
-    return folder
 
 
 @pytest.fixture
@@ -61,10 +48,6 @@ def corrected(make_napari_viewer, cmu_svs, tmp_path, models_dir, qtbot):
     return viewer, segment, panel, models_dir
 
 
-def _wait(qtbot, widget, worker, timeout=300_000):
-    assert worker is not None, "the job did not start (see notifications)"
-    qtbot.waitUntil(lambda: not widget.jobs.busy, timeout=timeout)
-    assert widget.jobs.last_error is None, repr(widget.jobs.last_error)
 
 
 def test_button_fine_tunes_and_segment_uses_the_new_model(corrected, qtbot):
