@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 import warnings
@@ -20,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-GLAS = ROOT / ".." / "shared" / "data" / "glas" / "train" / "images"
+#: real tissue to build the slide from ($GLANDSEG_BENCH_TISSUE: a folder of GlaS images where ../shared is not)
+GLAS = Path(os.environ.get("GLANDSEG_BENCH_TISSUE") or ROOT / ".." / "shared" / "data" / "glas" / "train" / "images")
 MPP = 0.5
 
 
