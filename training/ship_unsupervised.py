@@ -1,10 +1,11 @@
 """Ship a model trained on proposals alone as the bundled ``glandseg_unsupervised``: fp16
 safetensors + a card that says it saw no labels, with how it was made and what it measured.
 
-Nothing here chooses weights or settings with labels: the model is the run's last checkpoint and
-its post-processing is the proposals' own (minimum area 500 µm², the default thresholds). The
-labels of the held-out validation images decide one thing only, whether it ships: it must beat
-the proposals it was trained on (mIoU on those images, ``benchmarks/propose.py``'s JSON lines).
+Nothing here chooses weights or settings with labels: the model is the run's last checkpoint with
+the default post-processing it was trained and measured with. The labels of the held-out
+validation images decide one thing only, whether it ships: it must beat the proposals it was
+trained on (mIoU on those images, ``benchmarks/propose.py``'s JSON lines; the package must have
+left out exactly those images: holdout 0.15, seed 0).
 
     python benchmarks/propose.py --sets glas_val rings_val > RUN/proposals_val.jsonl
     python benchmarks/propose.py --model RUN/last.safetensors --sets glas_val rings_val > RUN/model_val.jsonl
@@ -21,20 +22,22 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from shipping import without_run_dir, write_bundled  # noqa: E402
+from shipping import machine_paths, without_run_dir, write_bundled  # noqa: E402
 
 NAME = "glandseg_unsupervised"
-#: The post-processing: the proposals' own minimum gland area, the default thresholds.
-POSTPROCESS = {"gland_threshold": 0.5, "border_threshold": 0.5, "min_area_um2": 500.0, "fill_holes": True}
+#: The validation split the benchmark's glas_val / rings_val sets are (labels.folders.validation_names).
+HOLDOUT, SEED = 0.15, 0
 KEYS = ("images", "miou", "iou_gland", "iou_background", "pixel_dice", "object_f1", "object_dice")
 
 
-def scores(path: Path) -> dict[str, dict]:
-    """``{set: {metric: value}}`` from benchmarks/propose.py's JSON lines."""
+def scores(path: Path, method: str) -> dict[str, dict]:
+    """``{set: {metric: value}}`` from benchmarks/propose.py's JSON lines, all of ``method``."""
     out = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("{"):
             row = json.loads(line)
+            if row.get("method") != method:
+                raise SystemExit(f"{path}: a {row.get('method')!r} line where {method!r} scores were expected")
             out[row["set"]] = {k: row[k] for k in KEYS if k in row}
     return out
 
@@ -53,9 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     from napari_glandseg.train.common import parse_config
     from napari_glandseg.train.supervised import FinetuneConfig
 
-    cfg = parse_config(FinetuneConfig, ["--config", str(args.config)], __doc__)
+    run_dir = args.checkpoint.resolve().parent
+    cfg = parse_config(FinetuneConfig, ["--config", str(run_dir / "config.yaml")], __doc__)  # as the run resolved it
+    package_dir = Path(cfg.data[0])
+    package = json.loads((package_dir / "manifest.json").read_text(encoding="utf-8"))
+    made = package.get("proposals", {})
+    if (made.get("holdout"), made.get("seed")) != (HOLDOUT, SEED):
+        raise SystemExit(f"{package_dir}: proposals made with holdout {made.get('holdout')}, seed {made.get('seed')}: "
+                         f"the validation images (holdout {HOLDOUT}, seed {SEED}) may be among its training images")
     model = load_checkpoint(args.checkpoint.with_suffix(".safetensors")).eval()
-    base, new = scores(args.proposals), scores(args.model_scores)
+    base, new = scores(args.proposals, "spm-proposals"), scores(args.model_scores, "model")
     sets = sorted(set(base) & set(new))
     if not sets:
         raise SystemExit(f"{args.proposals}, {args.model_scores}: no validation set scored in both")
@@ -64,14 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run or not better:
         print("not shipped" + ("" if args.dry_run else ": not better than its own proposals on every set"))
         return 0
-    run_dir = args.checkpoint.parent
-    package = json.loads((Path(cfg.data[0]) / "manifest.json").read_text(encoding="utf-8"))
-    prov = dict(model.card.provenance)
-    prov.update({
+    prov = {
+        "command": "training/finetune.py --config " + str(args.config),
+        "config": dataclasses.asdict(cfg),
+        "data": list(cfg.data),
         "labels": "none: trained on SPM gland proposals only (no mask, grade or other label of any kind); "
                   "its encoders start from SMIT pretraining on unlabeled tissue",
         "how": f"training/propose_package.py (proposals), training/finetune.py --config {args.config}, "
                "then training/ship_unsupervised.py (last checkpoint, no selection)",
+        "steps": _last_step(run_dir),
         "proposals": {k: package[k] for k in ("proposals", "labels", "mpp") if k in package}
         | {"images": len(package["regions"]), "glands": sum(r["glands"] for r in package["regions"])},
         "device": f"CPU ({cpu_description()}), {cfg.threads} torch thread(s), beside other work",
@@ -81,15 +92,23 @@ def main(argv: list[str] | None = None) -> int:
         "license": "Images (no labels) of GlaS: research use only (not for clinical use); RINGS: CC BY 4.0 "
                    "(Salvi et al. 2021, doi:10.1016/j.artmed.2021.102076; data doi:10.17632/h8bdwrtnr5.1); "
                    "CMU-1-Small-Region (OpenSlide test data): CC0 1.0",
-    })
+    }
     prov = without_run_dir(prov, run_dir)
-    prov = without_run_dir(prov, Path(cfg.data[0]), "PROPOSALS")  # the package: RUN/../proposals here
+    prov = without_run_dir(prov, package_dir, "PROPOSALS")
     if cfg.init:
-        prov = without_run_dir(prov, Path(cfg.init), "PRETRAINED")
-    card = dataclasses.replace(model.card, name=NAME, provenance=prov, postprocess=dict(POSTPROCESS),
-                               profiles={}, organ=None)
+        prov = without_run_dir(prov, Path(cfg.init).parent, "PRETRAINED")
+    if found := machine_paths(prov):
+        raise SystemExit(f"the card would record machine paths {found[:3]}: name them in ship_unsupervised.py")
+    card = dataclasses.replace(model.card, name=NAME, provenance=prov, profiles={}, organ=None)
     print(f"shipped {write_bundled(model, card, run_dir, NAME)}")
     return 0
+
+
+def _last_step(run_dir: Path) -> int | None:
+    """The step of the run's last log line (the last checkpoint's)."""
+    steps = [json.loads(line).get("step") for line in (run_dir / "log.jsonl").read_text(encoding="utf-8").splitlines()
+             if line.startswith("{")]
+    return next((s for s in reversed(steps) if s is not None), None)
 
 
 if __name__ == "__main__":

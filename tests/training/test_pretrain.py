@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from _train_helpers import TINY, max_abs_diff, weights
 
@@ -116,7 +117,7 @@ def test_student_module_uses_every_trainable_parameter():
 
 def test_unlabeled_sources_take_their_own_mpp_weight_and_holdout(mini_glas, shared_data):
     from napari_glandseg.labels.folders import validation_names
-    from napari_glandseg.train.unlabeled import TwoViewDataset, load_unlabeled
+    from napari_glandseg.train.unlabeled import load_unlabeled
 
     rings = shared_data / "rings" / "glands"
     images, slides, weights = load_unlabeled(
@@ -134,7 +135,18 @@ def test_unlabeled_sources_take_their_own_mpp_weight_and_holdout(mini_glas, shar
     for got, want in zip(sorted(i.shape[0] for i in images[:3]) + sorted(i.shape[0] for i in images[3:]),
                          heights(mini_glas, 0.62) + heights(rings, 2.72), strict=True):
         assert abs(got - want) <= 1
-    ds = TwoViewDataset(images, slides, 64, seed=0, image_weights=weights, augment=False)
-    picks = [int(np.searchsorted(ds.cumulative, r * ds.cumulative[-1], side="right"))
-             for r in np.random.default_rng(0).random(400)]
-    assert np.mean([p >= 3 for p in picks]) > 0.9  # the weight 50 entries dominate
+
+
+def test_two_view_regions_follow_the_image_weights():
+    from napari_glandseg.train.unlabeled import TwoViewDataset
+
+    images = [np.full((100, 100, 3), v, np.uint8) for v in (10, 200)]  # told apart by their value
+    ds = TwoViewDataset(images, [], 64, seed=0, image_weights=[1.0, 50.0], augment=False)
+    rng = np.random.default_rng(0)
+    drawn = [int(ds._region(rng)[0, 0, 0]) for _ in range(400)]
+    assert 0.9 < drawn.count(200) / len(drawn) < 1.0  # 50 : 1, and the light one is still drawn
+    equal = TwoViewDataset(images, [], 64, seed=0, augment=False)
+    drawn = [int(equal._region(rng)[0, 0, 0]) for _ in range(400)]
+    assert 0.4 < drawn.count(200) / len(drawn) < 0.6
+    with pytest.raises(ValueError, match="2 image weights for 1 images"):
+        TwoViewDataset(images[:1], [], 64, image_weights=[1.0, 2.0])

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from napari_glandseg.errors import GlandsegError
 from napari_glandseg.labels.folders import split_names, validation_names
 from napari_glandseg.unsupervised import ClusterConfig, ProposalConfig
 from napari_glandseg.unsupervised.pseudo_labels import PROPOSAL_LABELS, selective_valid, write_proposal_package
@@ -31,8 +32,9 @@ def test_selective_valid_leaves_out_a_band_on_both_sides_of_each_outline():
     labels[10:30, 10:30] = 1
     labels[10:30, 30:50] = 2  # touching the first
     valid = selective_valid(labels, mpp=1.0, band_um=3.0)
-    assert not valid[20, 30] and not valid[20, 29]  # the boundary between the two glands
-    assert not valid[7, 20] and not valid[12, 20]  # 3 px outside and 2 px inside the outer outline
+    # pixel centres nearer than 3 µm (3 px) to an outline are left out, those farther are kept
+    assert not valid[20, 27:33].any() and valid[20, 26] and valid[20, 33]  # between the two glands
+    assert not valid[7:13, 20].any() and valid[6, 20] and valid[13, 20]  # across the outer outline
     assert valid[20, 20] and valid[20, 40] and valid[2, 2] and valid[50, 50]  # cores and far background
     assert selective_valid(labels, 1.0, 0.0).all() and selective_valid(np.zeros((5, 5), np.int32), 1.0, 3.0).all()
 
@@ -64,8 +66,21 @@ def test_package_of_proposals_trains_and_holds_out_validation_images(shared_data
         assert (s.labels > 0).mean() < 0.9
 
 
-def test_package_of_nothing_is_an_error_and_leaves_nothing(tmp_path):
+def test_bad_sources_are_errors_that_leave_nothing_and_spare_a_users_folder(tmp_path, shared_data):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(Exception, match="no images|no image"):
+    with pytest.raises(GlandsegError, match="no image"):
         write_proposal_package(tmp_path / "pkg", [tmp_path / "empty"], config=FAST)
     assert not (tmp_path / "pkg").exists()
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    Image.fromarray(np.full((20, 20, 3), 128, np.uint8)).save(tiny / "speck.png")
+    with pytest.raises(GlandsegError, match="tiny_speck: .*too small"):
+        write_proposal_package(tmp_path / "pkg", [tiny], config=FAST)
+    with pytest.raises(GlandsegError, match="nothing else"):
+        write_proposal_package(tmp_path / "pkg", [{"path": str(tiny), "mmp": 2.0}], config=FAST)
+    mine = tmp_path / "mine"  # not a package: never replaced
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(GlandsegError, match="not empty"):
+        write_proposal_package(mine, [tiny], config=FAST)
+    assert (mine / "notes.txt").read_text() == "mine"

@@ -84,7 +84,6 @@ def artifacts() -> Path:
     return out
 
 
-
 @pytest.fixture
 def models_dir(tmp_path, monkeypatch):
     """A user models folder holding one tiny model, ``tiny-base``."""

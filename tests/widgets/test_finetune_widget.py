@@ -48,8 +48,6 @@ def corrected(make_napari_viewer, cmu_svs, tmp_path, models_dir, qtbot):
     return viewer, segment, panel, models_dir
 
 
-
-
 def test_button_fine_tunes_and_segment_uses_the_new_model(corrected, qtbot):
     viewer, segment, panel, folder = corrected
     panel.settings["max_steps"] = 2

@@ -174,10 +174,8 @@ def split_names(names: list[str], val_fraction: float, seed: int) -> tuple[list[
 def validation_names(folder: str | os.PathLike, fraction: float, seed: int) -> list[str]:
     """The images a training run with ``val_fraction=fraction`` and ``seed`` validates on in
     ``folder`` (a folder with masks; none for a plain image folder or ``fraction`` 0)."""
-    if fraction <= 0:
-        return []
-    try:
-        names = [pair.name for pair in glas_pairs(folder)]
-    except GlandsegError:  # a plain image folder (no masks): nothing is validated on
-        return []
+    folder = Path(folder)
+    if fraction <= 0 or not (folder / "images").is_dir() or not glas_masks(folder).is_dir():
+        return []  # a plain image folder (no masks): nothing is validated on
+    names = [pair.name for pair in glas_pairs(folder)]
     return split_names(names, fraction, seed)[1] if names else []

@@ -204,12 +204,17 @@ def hed_jitter(image: np.ndarray, rng: np.random.Generator, sigma: float = 0.05,
     return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+def weighted_index(weights: np.ndarray, rng: np.random.Generator) -> int:
+    """An index drawn with probability proportional to ``weights`` (uniformly, by ``integers``,
+    when they are all equal: the draws of unweighted runs stay what they always were)."""
+    if np.all(weights == weights[0]):
+        return int(rng.integers(len(weights)))
+    return int(rng.choice(len(weights), p=weights / weights.sum()))
+
+
 def pick_sample(samples: list[Sample], rng: np.random.Generator) -> Sample:
     """A sample drawn with probability proportional to its weight."""
-    weights = np.array([s.weight for s in samples], dtype=float)
-    if np.all(weights == weights[0]):
-        return samples[rng.integers(len(samples))]
-    return samples[rng.choice(len(samples), p=weights / weights.sum())]
+    return samples[weighted_index(np.array([s.weight for s in samples], dtype=float), rng)]
 
 
 def resized_crop(image, labels, valid, crop_px: int):

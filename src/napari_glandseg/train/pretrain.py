@@ -80,6 +80,8 @@ class PretrainConfig(LoopSettings):
         super().__post_init__()
         if self.mask_px % 4 or self.crop_px % self.mask_px:
             raise ValueError(f"mask_px must be a multiple of 4 dividing crop_px, got {self.mask_px}")
+        if not 0 <= self.holdout < 1:
+            raise ValueError(f"holdout must be in [0, 1), got {self.holdout}")
         if not 0 < self.mask_ratio < 1:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
 

@@ -17,7 +17,7 @@ from scipy import ndimage as ndi
 
 from napari_glandseg.labels.folders import image_files, validation_names
 from napari_glandseg.labels.masks import read_image
-from napari_glandseg.train.data import DataSource, hed_jitter, resize_plane
+from napari_glandseg.train.data import DataSource, hed_jitter, resize_plane, weighted_index
 
 
 @dataclass
@@ -98,8 +98,10 @@ class TwoViewDataset(torch.utils.data.Dataset):
         if not self.entries:
             raise ValueError("no unlabeled images or slide tiles")
         weights = list(image_weights) if image_weights is not None else [1.0] * len(images)
+        if len(weights) != len(images):
+            raise ValueError(f"{len(weights)} image weights for {len(images)} images")
         weights += [slides[s].weight for s in range(len(slides)) for _ in slides[s].boxes]
-        self.cumulative = np.cumsum(np.asarray(weights, dtype=np.float64))
+        self.weights = np.asarray(weights, dtype=np.float64)
         self.images, self.slides, self.crop_px, self.seed = images, slides, crop_px, seed
         self.region_px = int(round(crop_px * region_scale))
         self.scale_jitter, self.augment = scale_jitter, augment
@@ -108,8 +110,7 @@ class TwoViewDataset(torch.utils.data.Dataset):
         return 10**9
 
     def _region(self, rng: np.random.Generator) -> np.ndarray:
-        pick = int(np.searchsorted(self.cumulative, rng.random() * self.cumulative[-1], side="right"))
-        kind, ref = self.entries[min(pick, len(self.entries) - 1)]
+        kind, ref = self.entries[weighted_index(self.weights, rng)]
         if kind == "slide":
             s, j = ref
             return self.slides[s].read(j)

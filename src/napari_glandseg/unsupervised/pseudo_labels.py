@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_glandseg.errors import GlandsegError
-from napari_glandseg.unsupervised.morphology_cue import _disk
+from napari_glandseg.errors import GlandsegError, check_mpp
 from napari_glandseg.unsupervised.proposals import ProposalConfig, propose_glands
 
 #: What a proposal package's manifest says its labels are.
@@ -32,30 +31,41 @@ PROPOSAL_LABELS = "spm-proposals (no labels)"
 
 
 def selective_valid(labels: np.ndarray, mpp: float, band_um: float) -> np.ndarray:
-    """True where a proposal's target is trusted: not within ``band_um`` of any outline (the
-    boundary between two glands, or a gland and the background)."""
+    """True where a proposal's target is trusted: farther than ``band_um`` from every outline (the
+    boundary between two glands, or a gland and the background), measured from pixel centres."""
     if band_um <= 0 or not labels.any():
         return np.ones(labels.shape, bool)
-    edge = (ndi.maximum_filter(labels, size=3) != ndi.minimum_filter(labels, size=3))
-    return ~ndi.binary_dilation(edge, _disk(band_um, mpp))
+    # the pixels on either side of a boundary: each half a pixel from it
+    edge = np.zeros(labels.shape, bool)
+    for axis in (0, 1):
+        step = np.diff(labels, axis=axis) != 0
+        lo = [slice(None)] * 2
+        hi = [slice(None)] * 2
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        edge[tuple(lo)] |= step
+        edge[tuple(hi)] |= step
+    return ndi.distance_transform_edt(~edge) + 0.5 >= band_um / mpp
 
 
 def _source(entry: Any) -> tuple[Path, float | None]:
     """(path, µm/px or None) of a source: a path or a ``{path, mpp}`` config entry."""
     if isinstance(entry, dict):
-        if "path" not in entry:
-            raise GlandsegError(f"proposal source {entry}: give path (and optionally mpp)")
-        return Path(entry["path"]), entry.get("mpp")
+        if "path" not in entry or set(entry) - {"path", "mpp"}:
+            raise GlandsegError(f"proposal source {entry}: give path and optionally mpp, nothing else")
+        mpp = entry.get("mpp")
+        return Path(entry["path"]), None if mpp is None else check_mpp(mpp, f"proposal source {entry['path']}: mpp")
     return Path(entry), None
 
 
-def _image_sources(sources: Sequence[Any], *, data_mpp: float, holdout: float, seed: int):
-    """(name, RGB at its own µm/px, µm/px) of every image the sources hold; slides whole."""
+def _image_sources(sources: Sequence[Any], *, data_mpp: float, work_mpp: float, holdout: float, seed: int):
+    """(name, RGB at its own µm/px, µm/px) of every image the sources hold; slides whole, read at
+    ``work_mpp``."""
     from napari_glandseg.labels.folders import image_files, validation_names
     from napari_glandseg.labels.masks import read_image
+    from napari_glandseg.slide.ngff import is_zarr
 
     for path, mpp in map(_source, sources):
-        if path.is_dir() and not (path / "zarr.json").exists():
+        if path.is_dir() and not is_zarr(path):
             root = path / "images" if (path / "images").is_dir() else path
             skip = set(validation_names(path, holdout, seed))
             for p in image_files(root):
@@ -68,8 +78,7 @@ def _image_sources(sources: Sequence[Any], *, data_mpp: float, holdout: float, s
                 if slide.mpp is None:
                     raise GlandsegError(f"{path}: the slide does not say its µm/px; give mpp in its entry")
                 h0, w0 = slide.shape
-                yield slide.name, np.asarray(slide.read_at_mpp((0, 0, h0, w0), ProposalConfig().work_mpp)), \
-                    ProposalConfig().work_mpp
+                yield slide.name, np.asarray(slide.read_at_mpp((0, 0, h0, w0), work_mpp)), work_mpp
 
 
 def write_proposal_package(
@@ -87,24 +96,29 @@ def write_proposal_package(
     """Proposals of every image of ``sources`` (folders, slides or ``{path, mpp}`` entries; the
     ``holdout`` validation images of mask folders left out, as ``train.unlabeled`` does) as a
     training package at the working µm/px in ``out`` (written under a temporary name, renamed
-    into place when complete). Returns the manifest."""
+    into place when complete; an existing ``out`` must be empty or an earlier package). Returns
+    the manifest. An image that cannot be proposed on is an error naming it."""
     from PIL import Image
 
     from napari_glandseg._atomic import atomic_path, write_json_atomic
-    from napari_glandseg.labels.export import PACKAGE_FORMAT, PACKAGE_VERSION
-    from napari_glandseg.slide.resample import resize_labels, resize_rgb
+    from napari_glandseg.labels.export import PACKAGE_FORMAT, PACKAGE_VERSION, _check_replaceable, _foreign_in_package
+    from napari_glandseg.slide.resample import resize_rgb
 
     cfg = config or ProposalConfig()
     mpp = cfg.work_mpp
     regions, t0 = [], time.perf_counter()
+    _check_replaceable(Path(out), _foreign_in_package, "training package")
     with atomic_path(out, is_dir=True) as tmp:
         for sub in ("images", "masks", "valid"):
             (tmp / sub).mkdir()
-        for i, (name, rgb, src_mpp) in enumerate(_image_sources(sources, data_mpp=data_mpp, holdout=holdout,
-                                                                 seed=seed)):
-            labels = propose_glands(rgb, src_mpp, cfg, threads=threads).labels
+        images = _image_sources(sources, data_mpp=data_mpp, work_mpp=mpp, holdout=holdout, seed=seed)
+        for i, (name, rgb, src_mpp) in enumerate(images):
             h, w = max(1, round(rgb.shape[0] * src_mpp / mpp)), max(1, round(rgb.shape[1] * src_mpp / mpp))
-            work, labels = resize_rgb(rgb, h, w), resize_labels(labels, h, w)
+            work = rgb if (h, w) == rgb.shape[:2] else resize_rgb(rgb, h, w)
+            try:
+                labels = propose_glands(work, mpp, cfg, threads=threads).labels
+            except GlandsegError as exc:
+                raise GlandsegError(f"{name}: {exc}") from exc
             valid = selective_valid(labels, mpp, band_um)
             stem = f"region_{i:04d}"
             Image.fromarray(work).save(tmp / "images" / f"{stem}.png")
