@@ -1,4 +1,5 @@
-"""Evaluate a checkpoint on a GlaS-style folder (images/*.png + masks/*.png): ``glandseg
+"""Evaluate a checkpoint on a GlaS-style folder (images/*.png + the official instances/*.png where
+the folder has them, else masks/*.png): ``glandseg
 evaluate`` (one evaluation path: the same tiling, resampling and post-processing as the plugin
 and the CLI), plus a breakdown by grade when a GlaS ``Grade.csv`` lies beside or above the
 folder, and optional test-time augmentation.
@@ -39,7 +40,7 @@ def by_grade(rows: list[dict[str, Any]], folder: Path) -> dict[str, dict[str, fl
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="NAME.safetensors / NAME.json, or a preset name (bundled weights)")
-    parser.add_argument("folder", type=Path, help="GlaS-style folder: images/*.png + masks/*.png")
+    parser.add_argument("folder", type=Path, help="GlaS-style folder: images/*.png + instances/*.png or masks/*.png")
     parser.add_argument("--mpp", type=float, default=GLAS_MPP, help=f"µm/px of the images (default {GLAS_MPP}, GlaS)")
     parser.add_argument("--json", dest="json_out", help="write the results as JSON to this file ('-': stdout)")
     parser.add_argument("--device", default="auto")
@@ -48,14 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from napari_glandseg.commands.evaluate import evaluate_folder
+    from napari_glandseg.labels.folders import glas_masks
     from napari_glandseg.model import load_model
     from napari_glandseg.model.tta import with_tta
 
     model = with_tta(load_model(args.checkpoint, device="cpu" if args.device == "auto" else args.device), args.tta)
-    result = evaluate_folder(args.folder / "images", args.folder / "masks", model=model, mpp=args.mpp,
-                             device=args.device, limit=args.limit,
+    masks = glas_masks(args.folder)
+    result = evaluate_folder(args.folder / "images", masks, model=model, mpp=args.mpp, device=args.device,
+                             limit=args.limit, mask_kind="instance" if masks.name == "instances" else "auto",
                              progress=lambda d, t, n: print(f"[{d}/{t}] {n}", file=sys.stderr))
-    result = {"checkpoint": str(args.checkpoint), "folder": str(args.folder), "mpp": args.mpp, "tta": args.tta,
+    result = {"checkpoint": str(args.checkpoint), "folder": str(args.folder), "masks": masks.name, "mpp": args.mpp,
+              "tta": args.tta,
               "model_mpp": model.card.mpp, **result, "by_grade": by_grade(result["per_image"], args.folder)}
     text = json.dumps(result, indent=1)
     if args.json_out == "-":
