@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, required=True)
     ap.add_argument("--proposals", type=Path, required=True, help="the proposals' scores on the validation sets")
     ap.add_argument("--model-scores", type=Path, required=True, help="this checkpoint's scores on the same sets")
+    ap.add_argument("--ship-despite", nargs=2, metavar=("SET", "REASON"), default=None,
+                    help="ship although not better on SET, for REASON (both recorded in the card)")
     ap.add_argument("--dry-run", action="store_true")
     args = ap.parse_args(argv)
 
@@ -69,10 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     sets = sorted(set(base) & set(new))
     if not sets:
         raise SystemExit(f"{args.proposals}, {args.model_scores}: no validation set scored in both")
-    better = all(new[s]["miou"] > base[s]["miou"] for s in sets)
-    print(json.dumps({"sets": sets, "proposals": base, "model": new, "better": better}, indent=1))
-    if args.dry_run or not better:
-        print("not shipped" + ("" if args.dry_run else ": not better than its own proposals on every set"))
+    worse = [s for s in sets if not new[s]["miou"] > base[s]["miou"]]
+    overridden = args.ship_despite is not None and worse == [args.ship_despite[0]]
+    print(json.dumps({"sets": sets, "proposals": base, "model": new, "not_better_on": worse}, indent=1))
+    if args.dry_run or (worse and not overridden):
+        print("not shipped" + ("" if args.dry_run else f": not better than its own proposals on {', '.join(worse)}"))
         return 0
     prov = {
         "command": "training/finetune.py --config " + str(args.config),
@@ -88,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": f"CPU ({cpu_description()}), {cfg.threads} torch thread(s), beside other work",
         "validation_measured_only": {"sets": sets, "model": new, "proposals": base,
                                      "note": "held-out images; their labels decided only whether the model ships"},
+        "shipped_despite": {"set": args.ship_despite[0], "reason": args.ship_despite[1]} if overridden else None,
         "weights": "fp16 (loaded as fp32)",
         "license": "Images (no labels) of GlaS: research use only (not for clinical use); RINGS: CC BY 4.0 "
                    "(Salvi et al. 2021, doi:10.1016/j.artmed.2021.102076; data doi:10.17632/h8bdwrtnr5.1); "

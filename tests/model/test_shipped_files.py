@@ -41,3 +41,17 @@ def test_the_pattern_catches_machine_paths():
     assert ABSOLUTE.search("--out /work/runs/default_small")
     assert ABSOLUTE.search('"C:\\Users\\me"')
     assert not ABSOLUTE.search("--out runs/default_small ../shared/data/glas/train 1.24 µm/px")
+
+
+def test_the_unsupervised_model_ships_with_a_card_that_says_it_saw_no_labels():
+    from napari_glandseg.model import list_models
+    from napari_glandseg.model.resolve import resolve
+
+    assert "glandseg_unsupervised" in list_models()
+    source = resolve("glandseg_unsupervised")
+    assert source.trained and source.weights == bundled_weights_dir() / "glandseg_unsupervised.safetensors"
+    card = source.card
+    prov = card.provenance
+    assert prov["labels"].startswith("none") and prov["data"] == ["PROPOSALS"]
+    assert prov["proposals"]["labels"] == "spm-proposals (no labels)" and prov["proposals"]["proposals"]["holdout"] > 0
+    assert card.classes == ("background", "gland", "border") and card.mpp == 1.24 and not card.profiles

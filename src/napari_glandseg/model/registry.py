@@ -52,6 +52,14 @@ def glandseg_colon() -> dict[str, Any]:
 
 
 @register_preset
+def glandseg_unsupervised() -> dict[str, Any]:
+    """glandseg_small's architecture; its bundled weights saw no labels at all: SMIT-pretrained
+    encoders, then trained on gland proposals (``glandseg propose``) of unlabeled images — a
+    start for tissue no labelled model fits, to correct and fine-tune."""
+    return glandseg_small()
+
+
+@register_preset
 def glandseg_guided() -> dict[str, Any]:
     """Click-to-segment: glandseg_small's architecture on RGB + inclusion + exclusion maps + the
     previous result (refining clicks), predicting the one gland the guidance points at
