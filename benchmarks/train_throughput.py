@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                           "step_s": round(dt, 3), "crops_per_s_model": round(model_rate, 3),
                           "prepare_crop_s": None if d is None else round(d, 4),
                           "crops_per_s_loop": None if loop_rate is None else round(loop_rate, 3)}), flush=True)
-    loop_own = (384, 4, "bf16" if "native" in cpu_description() else "fp32", False)
+    # the loop's own setting: channels_last since 2026-12-03 (train.common.build_model)
+    loop_own = (384, 4, "bf16" if "native" in cpu_description() else "fp32", True)
     fastest = max(rates, key=rates.get)
     print(json.dumps({**facts, "fastest": dict(zip(("crop_px", "batch", "precision", "channels_last"), fastest, strict=True)),
                       "fastest_crops_per_s": round(rates[fastest], 3),
