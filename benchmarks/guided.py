@@ -133,7 +133,7 @@ def main() -> None:
 
 
 def held_out_rings(folder: Path) -> str:
-    from napari_glandseg.train.data import split_names
+    from napari_glandseg.labels.folders import split_names
 
     names = sorted(p.stem for p in (folder / "images").glob("*.png"))
     return split_names(names, 0.15, 0)[1][0]

@@ -34,8 +34,7 @@ SHARES = (0.1, 0.2, 0.3)
 def image_sets(names: list[str]) -> dict[str, list[tuple[Path, Path, float, str]]]:
     """name → [(image, mask, µm/px, organ)]: validation = the images none of the bundled models
     trained on (15 % of GlaS train and of the RINGS tiles, seed 0, as their cards say)."""
-    from napari_glandseg.labels.folders import GLAS_MPP, glas_pairs
-    from napari_glandseg.train.data import split_names
+    from napari_glandseg.labels.folders import GLAS_MPP, glas_pairs, split_names
 
     def folder(path: Path, mpp: float, organ: str, only: list[str] | None = None):
         return [(p.image, p.mask, mpp, organ) for p in glas_pairs(path) if only is None or p.name in only]

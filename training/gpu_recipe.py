@@ -51,10 +51,11 @@ def evaluate_arms(bundle: Path, runs: Path, arms: list[str]) -> dict:
     import torch
 
     from napari_glandseg.inference.postprocess import probabilities_to_instances
+    from napari_glandseg.labels.folders import split_names
     from napari_glandseg.labels.metrics import evaluate_pair
     from napari_glandseg.model import load_checkpoint
     from napari_glandseg.train.common import predict_probs
-    from napari_glandseg.train.data import load_glas_folder, split_names
+    from napari_glandseg.train.data import load_glas_folder
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     test = load_glas_folder(bundle / "glas_testA", source_mpp=1.24, model_mpp=1.24)

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed, band_um=args.band_um, threads=args.threads,
         progress=lambda i, name: print(f"propose {i}: {name}", flush=True))
     regions = manifest["regions"]
-    print(f"{len(regions)} images, {sum(r['glands'] for r in regions)} proposed glands -> {args.out}")
+    print(f"{len(regions)} images, {sum(r['n_glands'] for r in regions)} proposed glands -> {args.out}")
     return 0
 
 

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                "then training/ship_unsupervised.py (last checkpoint, no selection)",
         "steps": _last_step(run_dir),
         "proposals": {k: package[k] for k in ("proposals", "labels", "mpp") if k in package}
-        | {"images": len(package["regions"]), "glands": sum(r["glands"] for r in package["regions"])},
+        | {"images": len(package["regions"]), "glands": sum(r["n_glands"] for r in package["regions"])},
         "device": f"CPU ({cpu_description()}), {cfg.threads} torch thread(s), beside other work",
         "validation_measured_only": {"sets": sets, "model": new, "proposals": base,
                                      "note": "held-out images; their labels decided only whether the model ships"},

@@ -33,8 +33,8 @@ def validation_pairs(config: Path) -> list[tuple[Path, Path, float, str]]:
     """(image, mask, µm/px, source) of the images the training config held out for validation."""
     import yaml
 
-    from napari_glandseg.labels.folders import GLAS_MPP, glas_pairs
-    from napari_glandseg.train.data import DataSource, split_names
+    from napari_glandseg.labels.folders import GLAS_MPP, glas_pairs, split_names
+    from napari_glandseg.train.data import DataSource
 
     cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
     pairs = []

@@ -8,7 +8,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from napari_glandseg.errors import GlandsegError
@@ -17,14 +16,6 @@ from napari_glandseg.unsupervised import ClusterConfig, ProposalConfig
 from napari_glandseg.unsupervised.pseudo_labels import PROPOSAL_LABELS, selective_valid, write_proposal_package
 
 FAST = ProposalConfig(cluster=ClusterConfig(iterations=20))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_selective_valid_leaves_out_a_band_on_both_sides_of_each_outline():

@@ -13,14 +13,6 @@ from napari_glandseg.unsupervised import ClusterConfig, ProposalConfig, instance
 FAST = ProposalConfig(cluster=ClusterConfig(iterations=30))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max((a | b).sum(), 1))
 

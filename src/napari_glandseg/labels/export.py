@@ -62,7 +62,7 @@ def export_training_package(
     out_mpp = float(mpp) if mpp else grid.mpp
     ds_out = grid.level0_per_px * (out_mpp / grid.mpp) if (out_mpp and grid.mpp) else grid.level0_per_px
     tiles = []
-    _check_replaceable(Path(out_dir), _foreign_in_package, "training package")
+    check_package_target(out_dir)
     with atomic_path(out_dir, is_dir=True) as tmp:
         for sub in ("images", "masks", "valid"):
             (tmp / sub).mkdir()
@@ -131,21 +131,31 @@ def _export_region(folder: Path, name: str, slide: Any, grid: _LabelGrid, region
     if rgb.shape[:2] != (out_h, out_w):
         rgb = resize_rgb(rgb, out_h, out_w)
     labels, _ = compact_labels(resize_labels(grid.read(y, x, h, w), out_h, out_w))
+    return {
+        **write_package_tile(folder, name, rgb, labels, np.ones((out_h, out_w), bool)),
+        "bounds": [y, x, h, w],
+        "bounds_level0": [round(v, 3) for v in bbox0],
+        "review": {k: v for k, v in region.items() if k not in ("bounds", "patch")},
+    }
+
+
+def write_package_tile(folder: Path, name: str, rgb: np.ndarray, labels: np.ndarray, valid: np.ndarray) -> dict:
+    """One tile of a training package being written in ``folder``: ``images/NAME.png``,
+    ``masks/NAME.png`` (16-bit instances) and ``valid/NAME.png`` (255 where the labels count).
+    Returns its manifest entry: the file names and ``n_glands``."""
     if labels.max() > np.iinfo(np.uint16).max:
         raise GlandsegError(f"{name}: more than 65535 glands in one region; review smaller regions")
     _save_png(folder / "images" / f"{name}.png", rgb)
     _save_png(folder / "masks" / f"{name}.png", labels.astype(np.uint16))
-    _save_png(folder / "valid" / f"{name}.png", np.full((out_h, out_w), 255, np.uint8))
-    return {
-        "name": name,
-        "image": f"images/{name}.png",
-        "mask": f"masks/{name}.png",
-        "valid": f"valid/{name}.png",
-        "bounds": [y, x, h, w],
-        "bounds_level0": [round(v, 3) for v in bbox0],
-        "n_glands": int(labels.max()),
-        "review": {k: v for k, v in region.items() if k not in ("bounds", "patch")},
-    }
+    _save_png(folder / "valid" / f"{name}.png", valid.astype(np.uint8) * 255)
+    return {"name": name, "image": f"images/{name}.png", "mask": f"masks/{name}.png", "valid": f"valid/{name}.png",
+            "n_glands": int(labels.max())}
+
+
+def check_package_target(out_dir: str | os.PathLike) -> None:
+    """Refuse to write a training package over anything but nothing, an empty folder or an
+    earlier package (replacing a folder deletes all it holds)."""
+    _check_replaceable(Path(out_dir), _foreign_in_package, "training package")
 
 
 def _clip_bounds(region: dict, shape: tuple[int, int]) -> tuple[int, int, int, int]:

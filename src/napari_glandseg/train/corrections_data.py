@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from napari_glandseg.errors import GlandsegError
-from napari_glandseg.labels.folders import GLAS_MPP, ImageMask, checked_pairs
+from napari_glandseg.labels.folders import GLAS_MPP, ImageMask, checked_pairs, split_names
 from napari_glandseg.slide.resample import resize_rgb
 from napari_glandseg.train.corrections_settings import REPLAY_ENV
 from napari_glandseg.train.data import (
@@ -31,7 +31,6 @@ from napari_glandseg.train.data import (
     load_training_package,
     pair_sample,
     rescale_sample,
-    split_names,
 )
 
 log = logging.getLogger(__name__)

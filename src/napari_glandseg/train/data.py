@@ -15,7 +15,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 from skimage.color import hed2rgb, rgb2hed
 
-from napari_glandseg.labels.folders import ImageMask, glas_pairs, split_names  # noqa: F401 (split_names: re-exported)
+from napari_glandseg.labels.folders import ImageMask, glas_pairs, split_names
 
 IGNORE = 255
 

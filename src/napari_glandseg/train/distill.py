@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from napari_glandseg.labels.folders import GLAS_MPP
+from napari_glandseg.labels.folders import GLAS_MPP, split_names
 from napari_glandseg.train.common import (
     autocast,
     batch_stream,
@@ -36,7 +36,7 @@ from napari_glandseg.train.common import (
     start_run,
     unwrap,
 )
-from napari_glandseg.train.data import IGNORE, CropDataset, DataSource, Sample, load_glas_folder, split_names
+from napari_glandseg.train.data import IGNORE, CropDataset, DataSource, Sample, load_glas_folder
 from napari_glandseg.train.loop import LoopHooks, LoopSettings, resume_and_wrap, run_loop
 from napari_glandseg.train.pretrain import aux_tensors, export, restore_aux
 from napari_glandseg.train.smit import SMITStudent, distribution_ce, ema_update, make_teacher, update_center

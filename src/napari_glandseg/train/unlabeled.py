@@ -17,6 +17,7 @@ from scipy import ndimage as ndi
 
 from napari_glandseg.labels.folders import image_files, validation_names
 from napari_glandseg.labels.masks import read_image
+from napari_glandseg.slide.ngff import is_zarr
 from napari_glandseg.train.data import DataSource, hed_jitter, resize_plane, weighted_index
 
 
@@ -158,8 +159,7 @@ def load_unlabeled(sources: list, *, crop_px: int, model_mpp: float, data_mpp: f
     images, slides, weights = [], [], []
     for src in map(DataSource.parse, sources):
         path = src.path
-        is_folder = path.is_dir() and not (path / "zarr.json").exists() and not (path / ".zattrs").exists()
-        if is_folder:
+        if path.is_dir() and not is_zarr(path):
             skip = frozenset(validation_names(path, holdout, seed))
             loaded = load_image_folder(path, source_mpp=src.mpp or data_mpp, model_mpp=model_mpp, skip=skip)
             images += loaded

@@ -98,16 +98,14 @@ def write_proposal_package(
     training package at the working µm/px in ``out`` (written under a temporary name, renamed
     into place when complete; an existing ``out`` must be empty or an earlier package). Returns
     the manifest. An image that cannot be proposed on is an error naming it."""
-    from PIL import Image
-
     from napari_glandseg._atomic import atomic_path, write_json_atomic
-    from napari_glandseg.labels.export import PACKAGE_FORMAT, PACKAGE_VERSION, _check_replaceable, _foreign_in_package
+    from napari_glandseg.labels.export import PACKAGE_FORMAT, PACKAGE_VERSION, check_package_target, write_package_tile
     from napari_glandseg.slide.resample import resize_rgb
 
     cfg = config or ProposalConfig()
     mpp = cfg.work_mpp
     regions, t0 = [], time.perf_counter()
-    _check_replaceable(Path(out), _foreign_in_package, "training package")
+    check_package_target(out)
     with atomic_path(out, is_dir=True) as tmp:
         for sub in ("images", "masks", "valid"):
             (tmp / sub).mkdir()
@@ -120,13 +118,8 @@ def write_proposal_package(
             except GlandsegError as exc:
                 raise GlandsegError(f"{name}: {exc}") from exc
             valid = selective_valid(labels, mpp, band_um)
-            stem = f"region_{i:04d}"
-            Image.fromarray(work).save(tmp / "images" / f"{stem}.png")
-            Image.fromarray(labels.astype(np.uint16)).save(tmp / "masks" / f"{stem}.png")
-            Image.fromarray((valid * 255).astype(np.uint8)).save(tmp / "valid" / f"{stem}.png")
-            regions.append({"name": name, "image": f"images/{stem}.png", "mask": f"masks/{stem}.png",
-                            "valid": f"valid/{stem}.png", "glands": int(labels.max()),
-                            "valid_fraction": round(float(valid.mean()), 4)})
+            tile = write_package_tile(tmp, f"region_{i:04d}", work, labels, valid)
+            regions.append({**tile, "name": name, "valid_fraction": round(float(valid.mean()), 4)})
             if progress:
                 progress(i + 1, name)
         if not regions:
