@@ -7,6 +7,9 @@ the unsupervised model (``unsupervised.pseudo_labels``; MSSG's selective proposa
 A source ``PATH:MPP`` gives a folder's (or slide's) µm/px; folders without one are at
 ``--data-mpp``. ``--holdout`` leaves out the images a supervised run with that ``val_fraction``
 validates on, so a model trained on the package can be measured on them.
+
+``--model NAME`` labels the images with a model made without labels instead (its card must say
+``labels: none``): the package of a self-training round, e.g. ``--model glandseg_unsupervised``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,18 @@ def parse_source(text: str):
     return text
 
 
+def model_labeller(name: str, threads: int):
+    """labels(rgb, mpp) of a model whose card says it saw no labels (else SystemExit)."""
+    from napari_glandseg.inference.region import get_predictor, segment_image
+
+    predictor = get_predictor(name, "cpu", None, threads=threads)
+    labels = str((predictor.card.provenance or {}).get("labels", ""))
+    if not labels.startswith("none"):
+        raise SystemExit(f"{name}: its card does not say it was made without labels (labels: {labels!r}); "
+                         "a package it labels would not be label-free")
+    return lambda rgb, mpp: segment_image(rgb, mpp=mpp, predictor=predictor)
+
+
 def main(argv: list[str] | None = None) -> int:
     from napari_glandseg.unsupervised.pseudo_labels import write_proposal_package
 
@@ -36,11 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--band-um", type=float, default=3.0, help="ignored band on either side of each outline")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", default=None, help="label with this no-label model instead (self-training)")
     args = parser.parse_args(argv)
+    labeller = None if args.model is None else model_labeller(args.model, args.threads)
     manifest = write_proposal_package(
         args.out, [parse_source(s) for s in args.sources], data_mpp=args.data_mpp, holdout=args.holdout,
         seed=args.seed, band_um=args.band_um, threads=args.threads,
-        progress=lambda i, name: print(f"propose {i}: {name}", flush=True))
+        progress=lambda i, name: print(f"propose {i}: {name}", flush=True),
+        labeller=labeller, labeller_name=args.model)
     regions = manifest["regions"]
     print(f"{len(regions)} images, {sum(r['n_glands'] for r in regions)} proposed glands -> {args.out}")
     return 0

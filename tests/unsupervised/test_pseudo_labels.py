@@ -75,3 +75,38 @@ def test_bad_sources_are_errors_that_leave_nothing_and_spare_a_users_folder(tmp_
     with pytest.raises(GlandsegError, match="not empty"):
         write_proposal_package(mine, [tiny], config=FAST)
     assert (mine / "notes.txt").read_text() == "mine"
+
+
+def test_self_training_package_holds_the_labellers_glands_and_names_it(shared_data, tmp_path):
+    from napari_glandseg.train.data import load_training_package
+    from napari_glandseg.unsupervised.pseudo_labels import SELF_TRAINING_LABELS
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    shutil.copy(shared_data / "glas" / "train" / "images" / "train_1.png", folder)
+    seen = []
+
+    def labeller(rgb, mpp):  # two square "glands" where the labeller puts them
+        seen.append((rgb.shape, mpp))
+        labels = np.zeros(rgb.shape[:2], np.int32)
+        labels[20:80, 20:80], labels[100:160, 20:80] = 1, 2
+        return labels
+
+    manifest = write_proposal_package(tmp_path / "pkg", [folder], config=FAST, band_um=0.0, labeller=labeller,
+                                      labeller_name="my_unsupervised")
+    assert manifest["labels"] == SELF_TRAINING_LABELS and manifest["model"] == "my_unsupervised"
+    assert len(seen) == 1 and seen[0][1] == FAST.work_mpp
+    (sample,) = load_training_package(tmp_path / "pkg", model_mpp=FAST.work_mpp)
+    assert sample.labels.shape == seen[0][0][:2] and sample.valid.all()
+    assert len(np.unique(sample.labels[20:80, 20:80])) == 1 and len(np.unique(sample.labels[100:160, 20:80])) == 1
+    assert sample.labels[50, 50] != sample.labels[130, 50] and sample.labels[50, 50] > 0
+    assert (sample.labels > 0).sum() == 2 * 60 * 60
+
+
+def test_a_model_made_with_labels_cannot_label_a_no_label_package(tmp_path):
+    from training import propose_package
+
+    with pytest.raises(SystemExit, match="glandseg_small: its card does not say it was made without labels"):
+        propose_package.main(["--out", str(tmp_path / "pkg"), str(tmp_path), "--model", "glandseg_small"])
+    assert not (tmp_path / "pkg").exists()
+    assert callable(propose_package.model_labeller("glandseg_unsupervised", 1))

@@ -28,6 +28,11 @@ from napari_glandseg.unsupervised.proposals import ProposalConfig, propose_gland
 
 #: What a proposal package's manifest says its labels are.
 PROPOSAL_LABELS = "spm-proposals (no labels)"
+#: ... and a self-training package's (a model made without labels labelling the images).
+SELF_TRAINING_LABELS = "model pseudo-labels (self-training, no labels)"
+
+#: labels(rgb, mpp) -> int gland instances of the image (its H×W).
+Labeller = Callable[[np.ndarray, float], np.ndarray]
 
 
 def selective_valid(labels: np.ndarray, mpp: float, band_um: float) -> np.ndarray:
@@ -92,12 +97,18 @@ def write_proposal_package(
     band_um: float = 3.0,
     threads: int | None = 1,
     progress: Callable[[int, str], None] | None = None,
+    labeller: Labeller | None = None,
+    labeller_name: str | None = None,
 ) -> dict[str, Any]:
     """Proposals of every image of ``sources`` (folders, slides or ``{path, mpp}`` entries; the
     ``holdout`` validation images of mask folders left out, as ``train.unlabeled`` does) as a
     training package at the working µm/px in ``out`` (written under a temporary name, renamed
     into place when complete; an existing ``out`` must be empty or an earlier package). Returns
-    the manifest. An image that cannot be proposed on is an error naming it."""
+    the manifest. An image that cannot be proposed on is an error naming it.
+
+    ``labeller`` replaces the proposals with another no-label source of glands, for a
+    self-training round: a model made without labels (``labeller_name``, recorded in the manifest)
+    labelling the same images."""
     from napari_glandseg._atomic import atomic_path, write_json_atomic
     from napari_glandseg.labels.export import PACKAGE_FORMAT, PACKAGE_VERSION, check_package_target, write_package_tile
     from napari_glandseg.slide.resample import resize_rgb
@@ -114,7 +125,8 @@ def write_proposal_package(
             h, w = max(1, round(rgb.shape[0] * src_mpp / mpp)), max(1, round(rgb.shape[1] * src_mpp / mpp))
             work = rgb if (h, w) == rgb.shape[:2] else resize_rgb(rgb, h, w)
             try:
-                labels = propose_glands(work, mpp, cfg, threads=threads).labels
+                labels = (propose_glands(work, mpp, cfg, threads=threads).labels if labeller is None
+                          else labeller(work, mpp))
             except GlandsegError as exc:
                 raise GlandsegError(f"{name}: {exc}") from exc
             valid = selective_valid(labels, mpp, band_um)
@@ -125,7 +137,8 @@ def write_proposal_package(
         if not regions:
             raise GlandsegError(f"{out}: the sources hold no images")
         manifest = {"format": PACKAGE_FORMAT, "version": PACKAGE_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                    "mpp": mpp, "labels": PROPOSAL_LABELS, "model": None,
+                    "mpp": mpp, "labels": PROPOSAL_LABELS if labeller is None else SELF_TRAINING_LABELS,
+                    "model": labeller_name,
                     "proposals": {"sources": [str(s) if not isinstance(s, dict) else s for s in sources],
                                   "holdout": holdout, "seed": seed, "band_um": band_um,
                                   "seconds": round(time.perf_counter() - t0, 1)},
