@@ -69,8 +69,7 @@ def _instances_from_masks(
     small = seed_sizes < max(4.0, 0.1 * min_area_px)
     small[0] = False
     seeds[small[seeds]] = 0
-    # Flood from the seeds over the gland region; pixels of the region no seed reaches stay 0.
-    labels = watershed(flood_priority(region, interior, seeds), seeds, mask=region)
+    labels = flood_seeds(region, interior, seeds)
     if fill_holes:
         labels = fill_label_holes(labels)
     keep = None
@@ -79,34 +78,48 @@ def _instances_from_masks(
     return remove_small_objects(labels, min_area_px, keep=keep)
 
 
-def flood_priority(region: np.ndarray, interior: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-    """Distance of each region pixel to the nearest interior pixel of its own region component.
+def flood_seeds(region: np.ndarray, interior: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Grow the labelled ``seeds`` over the gland ``region`` (int32 labels; region pixels no seed
+    reaches stay 0), one region component at a time.
 
-    Computed per component (only where two or more seeds compete: with one seed the flood fills
-    its component whatever the order), so how a gland cluster is split never depends on pixels
-    outside it: a whole-slide chunk that sees the whole cluster splits it as a one-piece run does.
+    A component with one seed is that seed's gland whatever the flooding order; one with none is
+    dropped. Only components where two or more seeds compete are flooded (a watershed in the
+    component's box), in order of distance to the interior of that component, so how a gland
+    cluster is split never depends on pixels outside it: a whole-slide chunk that sees the whole
+    cluster splits it as a one-piece run does.
     """
     comps, n = ndi.label(region)
-    dist = np.zeros(region.shape, np.float64)
     if n == 0:
-        return dist
+        return np.zeros(region.shape, np.int32)
+    where = seeds > 0
     base = int(seeds.max()) + 1
-    pairs = np.unique(comps[seeds > 0].astype(np.int64) * base + seeds[seeds > 0])  # (component, seed)
-    n_seeds = np.bincount(pairs // base, minlength=n + 1)
+    pairs = np.unique(comps[where].astype(np.int64) * base + seeds[where])  # (component, seed)
+    comp_of, seed_of = pairs // base, (pairs % base).astype(np.int32)
+    n_seeds = np.bincount(comp_of, minlength=n + 1)
+    single = n_seeds[comp_of] == 1
+    lut = np.zeros(n + 1, np.int32)
+    lut[comp_of[single]] = seed_of[single]
+    labels = lut[comps]
     boxes = ndi.find_objects(comps)
     for k in np.nonzero(n_seeds >= 2)[0]:
         sl = boxes[k - 1]
         inside = comps[sl] == k
-        d = ndi.distance_transform_edt(~(interior[sl] & inside))
-        dist[sl][inside] = d[inside]
-    return dist
+        priority = ndi.distance_transform_edt(~(interior[sl] & inside))
+        flooded = watershed(priority, np.where(inside, seeds[sl], 0), mask=inside)
+        labels[sl][inside] = flooded[inside]
+    return labels
 
 
 def fill_label_holes(labels: np.ndarray) -> np.ndarray:
     """Fill background holes fully enclosed by one gland."""
     out = labels.copy()
+    # a hole of one gland is a hole of all glands together: only glands whose box holds one look
+    fg = labels > 0
+    any_hole = ndi.binary_fill_holes(fg) & ~fg
+    if not any_hole.any():
+        return out
     for i, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is None:
+        if sl is None or not any_hole[sl].any():
             continue
         obj = labels[sl] == i
         filled = ndi.binary_fill_holes(obj)

@@ -195,14 +195,16 @@ def stitch_store(store: Any, geoms: list[ChunkGeom], seam_dir: Path, card: Any,
 
 def _run_local(slide, predictor, plan, todo: list[ChunkWork], store, progress, cancel, done, total,
                release, tile_progress: Progress | None = None) -> list[dict]:
-    """Chunks in order; post-processing and writing of chunk k overlap the model on chunk k+1.
+    """Chunks in order; post-processing and writing of chunk k overlap the model on chunk k+1
+    where a core is spare for them, else they run here between batches (``beside_model``).
 
     Tiles go to the model in full batches that may span two chunks (``tile_jobs.TileBatcher``).
     One writer thread keeps at most one chunk's probabilities besides those being blended.
     """
     from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
     from contextlib import closing
+
+    from napari_glandseg.inference.beside_model import executor_beside
 
     summaries: list[dict] = []
     cache = plan.cache()
@@ -212,7 +214,7 @@ def _run_local(slide, predictor, plan, todo: list[ChunkWork], store, progress, c
                           None if tile_progress is None else lambda n: tile_progress(n, n_tiles, "tiles"))
     active: deque = deque()
     pending = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="glandseg-finish") as pool, closing(batcher):
+    with executor_beside(predictor, "glandseg-finish") as pool, closing(batcher):
 
         def collect() -> None:
             nonlocal done, pending

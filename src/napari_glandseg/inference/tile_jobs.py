@@ -22,7 +22,7 @@ import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_glandseg.inference.beside_model import executor_beside
 from napari_glandseg.inference.stitch import ChunkGeom
 from napari_glandseg.inference.tiling import BlendAccumulator, SlideTiles
 from napari_glandseg.slide.resample import resize_rgb
@@ -202,7 +203,8 @@ class TileBatcher:
     """Feeds jobs' tiles to the model in full batches; each tile runs once for all jobs waiting.
 
     Tiles are read in one reader thread (the slide is never read from two threads), the next
-    batch's while the model runs on this one. ``close()`` stops the thread.
+    batch's while the model runs on this one, where a core is spare for it; else in this thread
+    between batches (``beside_model``). ``close()`` stops the thread.
     """
 
     def __init__(self, predictor: Any, read_tile: Callable[[Key], np.ndarray], cache: TileCache | None,
@@ -218,7 +220,7 @@ class TileBatcher:
         self._waiting: dict[Key, list[ChunkJob]] = {}
         self._shared: set[Key] = set()
         self._reads: dict[Key, Future] = {}
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="glandseg-read")
+        self._reader = executor_beside(predictor, "glandseg-read")
         self.stats = {"tiles_run": 0, "tiles_padding": 0, "tiles_from_cache": 0, "tiles_background": 0}
 
     def add(self, job: ChunkJob) -> None:

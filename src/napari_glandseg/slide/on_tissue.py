@@ -108,9 +108,9 @@ def on_tissue(shape: tuple[int, int], slide: Any, origin0: tuple[float, float], 
 
 def set_background(probs: np.ndarray, where: np.ndarray) -> None:
     """Certain background at the pixels ``where`` of C×H×W ``probs``, in place."""
-    if where.any():
-        probs[:, where] = 0.0
-        probs[0, where] = 1.0
+    if where.any():  # copyto with where: no gather of the C×N selected values
+        for c in range(probs.shape[0]):
+            np.copyto(probs[c], 1.0 if c == 0 else 0.0, where=where)
 
 
 def glass_is_background(probs: np.ndarray, slide: Any, origin0: tuple[float, float], scale: float) -> None:

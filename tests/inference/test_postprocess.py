@@ -1,0 +1,88 @@
+"""From class probabilities to gland instances: seeds, the flood between touching glands, holes,
+small objects, and a cluster split the same whatever lies around it."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from napari_glandseg.inference.postprocess import (
+    fill_label_holes,
+    probabilities_to_instances,
+    probabilities_to_instances_keep_edges,
+)
+
+
+def _probs(gland: np.ndarray, border: np.ndarray) -> np.ndarray:
+    gland, border = gland.astype(np.float32), border.astype(np.float32)
+    return np.stack([1 - np.maximum(gland, border), gland * (1 - border), border])
+
+
+def _disc(shape, cy, cx, r):
+    y, x = np.ogrid[: shape[0], : shape[1]]
+    return (y - cy) ** 2 + (x - cx) ** 2 <= r * r
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to the numbering of the objects."""
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return len(pairs[0]) == len(np.unique(pairs[0])) == len(np.unique(pairs[1]))
+
+
+def test_touching_glands_are_split_at_their_border_and_the_border_is_given_back():
+    shape = (120, 200)
+    left, right = _disc(shape, 60, 60, 35), _disc(shape, 60, 135, 35)
+    gland = left | right | (np.abs(np.arange(200) - 97)[None] < 8) & (np.abs(np.arange(120) - 60)[:, None] < 15)
+    border = np.zeros(shape, bool)
+    border[:, 96:99] = gland[:, 96:99]  # the model's border class between the two
+    labels = probabilities_to_instances(_probs(gland & ~border, border), mpp=1.0, params={"min_area_um2": 50})
+    assert len(np.unique(labels)) == 3
+    assert len(np.unique(labels[left & ~border])) == 1 and len(np.unique(labels[right & ~border])) == 1
+    assert labels[60, 60] != labels[60, 135]
+    assert ((labels > 0) == gland).all()  # every border pixel went back to a gland
+
+
+def test_one_seed_owns_its_region_none_drops_it_and_small_glands_go():
+    shape = (100, 100)
+    gland = _disc(shape, 30, 30, 20)
+    border = _disc(shape, 75, 75, 15) & ~_disc(shape, 75, 75, 3)  # a ring of border, seed too small
+    speck = _disc(shape, 80, 20, 3)
+    labels = probabilities_to_instances(_probs(gland | speck, border), mpp=1.0, params={"min_area_um2": 100})
+    assert np.unique(labels).tolist() == [0, 1]
+    assert (labels == 1).sum() == gland.sum() and not labels[border].any() and not labels[speck].any()
+    kept = probabilities_to_instances_keep_edges(_probs(gland | _disc(shape, 0, 99, 4), border), mpp=1.0,
+                                                 params={"min_area_um2": 100})
+    assert kept[0, 99] > 0 and len(np.unique(kept)) == 3  # a small gland on the edge is kept
+
+
+def test_holes_of_one_gland_are_filled_a_gap_between_two_is_not():
+    labels = np.zeros((60, 100), np.int32)
+    labels[10:50, 5:45] = 1
+    labels[20:30, 20:30] = 0  # a lumen of gland 1
+    labels[10:50, 50:70], labels[10:50, 72:92] = 2, 3
+    labels[10:12, 70:72] = labels[48:50, 70:72] = 2  # 2 and 3 close a gap between them
+    filled = fill_label_holes(labels)
+    assert (filled[20:30, 20:30] == 1).all()
+    assert (filled[12:48, 70:72] == 0).all()  # enclosed by two glands: not one gland's hole
+    assert np.array_equal(filled[labels > 0], labels[labels > 0])
+    assert np.array_equal(fill_label_holes(np.zeros((5, 5), np.int32)), np.zeros((5, 5), np.int32))
+
+
+def test_a_cluster_is_split_the_same_whatever_lies_around_it():
+    rng = np.random.default_rng(0)
+    shape = (160, 160)
+    gland = ndi.gaussian_filter(rng.random(shape), 6)
+    gland = (gland - gland.min()) / np.ptp(gland)
+    border = np.clip(1 - np.abs(gland - 0.55) * 12, 0, 1) * (gland > 0.4)
+    probs = _probs(gland, border)
+    alone = probabilities_to_instances(probs, mpp=1.0, params={"min_area_um2": 20})
+    assert len(np.unique(alone)) > 3
+    wide = np.zeros((3, 300, 400), np.float32)
+    wide[0] = 1
+    wide[:, 70:230, 120:280] = probs
+    wide[:, 5:60, 5:390] = _probs(np.ones((55, 385)), np.zeros((55, 385)))[:, :, :]  # another gland elsewhere
+    around = probabilities_to_instances(wide, mpp=1.0, params={"min_area_um2": 20})
+    inner = around[70:230, 120:280]
+    touching = np.unique(np.concatenate([alone[0], alone[-1], alone[:, 0], alone[:, -1]]))
+    inside = ~np.isin(alone, touching)  # glands not cut by the small image's edge
+    assert _same_partition(alone[inside], inner[inside])
