@@ -25,6 +25,8 @@ def test_a_crisp_gland_is_surer_than_a_hesitant_one():
     conf = gland_confidence(labels, probs_for(np.where(np.arange(200)[None] < 100, crisp, hesitant)))
     assert set(conf) == {1, 2}
     assert conf[1] > 0.9 and conf[2] < 0.5 * conf[1]
+    only = gland_confidence(labels, probs_for(np.where(np.arange(200)[None] < 100, crisp, hesitant)), np.array([2]))
+    assert only == {2: conf[2]}  # the glands asked for, with the same values
     feats = gland_features(labels, probs_for(crisp))
     assert feats[1]["edge"] == pytest.approx(1.0) and feats[1]["margin"] == pytest.approx(1.0)
 

@@ -102,9 +102,10 @@ def cut_objects(local: np.ndarray, geom: ChunkGeom) -> int:
     """Glands in the core that reach the padded box's edge (not whole in the box: the one case
     where the stitch matches two chunks' different views instead of identical ones)."""
     m = geom.margin
-    edge = np.unique(np.concatenate([local[0], local[-1], local[:, 0], local[:, -1]]))
-    core = np.unique(local[m : m + geom.h, m : m + geom.w])
-    return int(np.count_nonzero(np.isin(core, edge[edge > 0])))
+    n = int(local.max()) + 1
+    on_edge = np.bincount(np.concatenate([local[0], local[-1], local[:, 0], local[:, -1]]), minlength=n) > 0
+    in_core = np.bincount(local[m : m + geom.h, m : m + geom.w].ravel(), minlength=n) > 0  # no sort of the core
+    return int(np.count_nonzero(on_edge[1:] & in_core[1:]))
 
 
 def finish_chunk(slide: Any, card: Any, plan: RunPlan, geom: ChunkGeom, store: Any,
@@ -112,8 +113,10 @@ def finish_chunk(slide: Any, card: Any, plan: RunPlan, geom: ChunkGeom, store: A
     """Post-process a chunk's probabilities, write its seam file, then its labels (+ done log)."""
     local = chunk_instances(slide, card, geom, probs, plan.factor, plan.postprocess)
     m = geom.margin
-    areas = write_seam(Path(plan.seam_dir), geom, local, gland_confidence(local, probs))
-    core = to_global(local[m : m + geom.h, m : m + geom.w], geom.index)
+    core = local[m : m + geom.h, m : m + geom.w]
+    in_core = np.nonzero(np.bincount(core.ravel()))[0]  # the seam keeps the confidence of these only
+    areas = write_seam(Path(plan.seam_dir), geom, local, gland_confidence(local, probs, in_core[in_core > 0]))
+    core = to_global(core, geom.index)
     store.write_chunk(geom.cy, geom.cx, core)
     return {"cy": geom.cy, "cx": geom.cx, "tissue": True, "objects": len(areas),
             "cut_objects": cut_objects(local, geom)}

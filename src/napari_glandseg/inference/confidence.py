@@ -31,16 +31,18 @@ def foreground(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(probs[1] + border, 0, 1), border
 
 
-def gland_features(labels: np.ndarray, probs: np.ndarray) -> dict[int, dict[str, float]]:
-    """``FEATURES`` of every gland of ``labels`` (H×W) from ``probs`` (C×H×W, same grid)."""
+def gland_features(labels: np.ndarray, probs: np.ndarray, ids: np.ndarray | None = None) -> dict[int, dict[str, float]]:
+    """``FEATURES`` of every gland of ``labels`` (H×W) from ``probs`` (C×H×W, same grid); only
+    those of ``ids`` where given."""
     if probs.shape[1:] != labels.shape:
         raise ValueError(f"probabilities {probs.shape[1:]} and labels {labels.shape} are not on one grid")
     fg, border = foreground(probs)
     out = {}
     h, w = labels.shape
     pad = RING_PX + 1
+    wanted = None if ids is None else set(np.asarray(ids).tolist())
     for i, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is None:
+        if sl is None or (wanted is not None and i not in wanted):
             continue
         box = (slice(max(0, sl[0].start - pad), min(h, sl[0].stop + pad)),
                slice(max(0, sl[1].start - pad), min(w, sl[1].stop + pad)))
@@ -64,9 +66,9 @@ def confidence_of(features: dict[str, float]) -> float:
     return float(np.clip(features["margin"] * features["edge"], 0, 1))
 
 
-def gland_confidence(labels: np.ndarray, probs: np.ndarray) -> dict[int, float]:
-    """Confidence in [0, 1] of every gland of ``labels`` (id → value)."""
-    return {i: round(confidence_of(f), 4) for i, f in gland_features(labels, probs).items()}
+def gland_confidence(labels: np.ndarray, probs: np.ndarray, ids: np.ndarray | None = None) -> dict[int, float]:
+    """Confidence in [0, 1] of every gland of ``labels`` (id → value); only those of ``ids`` where given."""
+    return {i: round(confidence_of(f), 4) for i, f in gland_features(labels, probs, ids).items()}
 
 
 def merge_pieces(pieces: dict[int, list[tuple[float, int]]]) -> dict[int, float]:
