@@ -100,3 +100,14 @@ def test_cut_objects_counts_core_glands_that_reach_the_padded_edge():
     local[25:40, 25:28] = 4  # core to the bottom edge: cut
     assert cut_objects(local, geom) == 2
     assert cut_objects(np.zeros((40, 40), np.int32), geom) == 0
+
+
+def test_enclosed_is_what_fill_holes_adds():
+    from napari_glandseg.inference.postprocess import enclosed
+
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        shape = tuple(rng.integers(1, 50, 2))
+        mask = ndi.gaussian_filter(rng.random(shape), rng.uniform(0.5, 3)) > rng.uniform(0.3, 0.7)
+        assert np.array_equal(enclosed(mask), ndi.binary_fill_holes(mask) & ~mask)
+    assert not enclosed(np.zeros((4, 4), bool)).any() and not enclosed(np.ones((4, 4), bool)).any()
