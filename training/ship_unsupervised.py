@@ -11,6 +11,11 @@ left out exactly those images: holdout 0.15, seed 0).
     python benchmarks/propose.py --model RUN/last.safetensors --sets glas_val rings_val > RUN/model_val.jsonl
     python training/ship_unsupervised.py RUN/last --config training/configs/unsupervised_cpu.yaml \\
         --proposals RUN/proposals_val.jsonl --model-scores RUN/model_val.jsonl [--dry-run]
+
+A self-training round (``training/configs/unsupervised_selftrain_cpu.yaml``: the shipped model's
+own glands as targets) must beat the shipped model instead: ``--proposals`` is then its scores
+(``benchmarks/propose.py --model glandseg_unsupervised``), and the card keeps the first round's
+provenance under ``round_1``.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ KEYS = ("images", "miou", "iou_gland", "iou_background", "pixel_dice", "object_f
 
 
 def scores(path: Path, method: str) -> dict[str, dict]:
-    """``{set: {metric: value}}`` from benchmarks/propose.py's JSON lines, all of ``method``."""
+    """``{set: {metric: value}}`` from benchmarks/propose.py's JSON lines, all of ``method``
+    ("spm-proposals" or "model")."""
     out = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("{"):
@@ -67,29 +73,36 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{package_dir}: proposals made with holdout {made.get('holdout')}, seed {made.get('seed')}: "
                          f"the validation images (holdout {HOLDOUT}, seed {SEED}) may be among its training images")
     model = load_checkpoint(args.checkpoint.with_suffix(".safetensors")).eval()
-    base, new = scores(args.proposals, "spm-proposals"), scores(args.model_scores, "model")
+    self_training = package.get("model") == NAME  # round 2: the shipped model labelled the images
+    baseline = "model" if self_training else "spm-proposals"
+    base, new = scores(args.proposals, baseline), scores(args.model_scores, "model")
     sets = sorted(set(base) & set(new))
     if not sets:
         raise SystemExit(f"{args.proposals}, {args.model_scores}: no validation set scored in both")
     worse = [s for s in sets if not new[s]["miou"] > base[s]["miou"]]
     overridden = args.ship_despite is not None and worse == [args.ship_despite[0]]
-    print(json.dumps({"sets": sets, "proposals": base, "model": new, "not_better_on": worse}, indent=1))
+    print(json.dumps({"sets": sets, baseline: base, "model": new, "not_better_on": worse}, indent=1))
     if args.dry_run or (worse and not overridden):
-        print("not shipped" + ("" if args.dry_run else f": not better than its own proposals on {', '.join(worse)}"))
+        print("not shipped" + ("" if args.dry_run else f": not better than its {baseline} on {', '.join(worse)}"))
         return 0
     prov = {
         "command": "training/finetune.py --config " + str(args.config),
         "config": dataclasses.asdict(cfg),
         "data": list(cfg.data),
-        "labels": "none: trained on SPM gland proposals only (no mask, grade or other label of any kind); "
-                  "its encoders start from SMIT pretraining on unlabeled tissue",
-        "how": f"training/propose_package.py (proposals), training/finetune.py --config {args.config}, "
-               "then training/ship_unsupervised.py (last checkpoint, no selection)",
+        "labels": ("none: trained on the glands the first round of this model (itself trained on SPM gland "
+                   "proposals only) drew on the same unlabeled images, starting from its weights (no mask, grade "
+                   "or other label of any kind)" if self_training else
+                   "none: trained on SPM gland proposals only (no mask, grade or other label of any kind); "
+                   "its encoders start from SMIT pretraining on unlabeled tissue"),
+        "how": (f"training/propose_package.py --model {NAME} (the first round's glands), " if self_training else
+                "training/propose_package.py (proposals), ")
+               + f"training/finetune.py --config {args.config}, then training/ship_unsupervised.py "
+                 "(last checkpoint, no selection)",
         "steps": _last_step(run_dir),
         "proposals": {k: package[k] for k in ("proposals", "labels", "mpp") if k in package}
         | {"images": len(package["regions"]), "glands": sum(r["n_glands"] for r in package["regions"])},
         "device": f"CPU ({cpu_description()}), {cfg.threads} torch thread(s), beside other work",
-        "validation_measured_only": {"sets": sets, "model": new, "proposals": base,
+        "validation_measured_only": {"sets": sets, "model": new, "baseline": baseline, baseline: base,
                                      "note": "held-out images; their labels decided only whether the model ships"},
         "shipped_despite": {"set": args.ship_despite[0], "reason": args.ship_despite[1]} if overridden else None,
         "weights": "fp16 (loaded as fp32)",
@@ -97,9 +110,13 @@ def main(argv: list[str] | None = None) -> int:
                    "(Salvi et al. 2021, doi:10.1016/j.artmed.2021.102076; data doi:10.17632/h8bdwrtnr5.1); "
                    "CMU-1-Small-Region (OpenSlide test data): CC0 1.0",
     }
+    if self_training:
+        from napari_glandseg.model import load_model
+
+        prov["round_1"] = load_model(NAME).card.provenance  # how the model it started from was made
     prov = without_run_dir(prov, run_dir)
     prov = without_run_dir(prov, package_dir, "PROPOSALS")
-    if cfg.init:
+    if cfg.init and Path(cfg.init).parent != Path("."):  # a path, not a model's name
         prov = without_run_dir(prov, Path(cfg.init).parent, "PRETRAINED")
     if found := machine_paths(prov):
         raise SystemExit(f"the card would record machine paths {found[:3]}: name them in ship_unsupervised.py")

@@ -139,6 +139,7 @@ class BlendAccumulator:
         self.weight = np.zeros((height, width), np.float32)
         self.window = window_2d(tile_px, overlap_px)
         self.tile_px = tile_px
+        self._scratch = np.empty((tile_px, tile_px), np.float32)
 
     def add(self, tile_probs: np.ndarray | None, y: int, x: int, *, background: bool = False) -> None:
         """Add one C×t×t tile whose top-left corner is at canvas (y, x); parts off the canvas
@@ -151,12 +152,14 @@ class BlendAccumulator:
             return
         w = self.window[ty0:ty1, tx0:tx1]
         acc = self.probs[:, y + ty0 : y + ty1, x + tx0 : x + tx1]
-        # one fused multiply-add per class; no temporaries the size of the canvas
+        # a multiply into a reused tile-sized buffer and an add per class: no temporaries
         if background:
             acc[0] += w
         else:
+            scratch = self._scratch[: ty1 - ty0, : tx1 - tx0]
             for c in range(acc.shape[0]):
-                acc[c] += tile_probs[c, ty0:ty1, tx0:tx1] * w
+                np.multiply(tile_probs[c, ty0:ty1, tx0:tx1], w, out=scratch)
+                acc[c] += scratch
         self.weight[y + ty0 : y + ty1, x + tx0 : x + tx1] += w
 
     def result(self) -> np.ndarray:
