@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from napari_glandseg.errors import GlandsegError
+from napari_glandseg.inference.beside_model import cores_lent
 from napari_glandseg.model.device import pick_device
 from napari_glandseg.model.precision import (
     apply_cpu_threads,
@@ -132,6 +133,9 @@ class Predictor:
             out = self._output_buffer(n, h, w)
         if self.threads is not None:  # other work comes and goes during a long run
             self.threads = apply_cpu_threads(self._threads_asked, helpers=1)
+            lent = cores_lent()  # helpers of a whole-slide run at work on a core of ours
+            if lent and self._threads_asked is None and self.threads > 1:
+                torch.set_num_threads(max(1, self.threads - lent))
         if self._timing_pending and n:
             dtype = self.amp_dtype
             try:

@@ -196,7 +196,7 @@ def stitch_store(store: Any, geoms: list[ChunkGeom], seam_dir: Path, card: Any,
 def _run_local(slide, predictor, plan, todo: list[ChunkWork], store, progress, cancel, done, total,
                release, tile_progress: Progress | None = None) -> list[dict]:
     """Chunks in order; post-processing and writing of chunk k overlap the model on chunk k+1
-    where a core is spare for them, else they run here between batches (``beside_model``).
+    (on a core the model lends them where none is spare: ``beside_model``).
 
     Tiles go to the model in full batches that may span two chunks (``tile_jobs.TileBatcher``).
     One writer thread keeps at most one chunk's probabilities besides those being blended.
@@ -214,7 +214,7 @@ def _run_local(slide, predictor, plan, todo: list[ChunkWork], store, progress, c
                           None if tile_progress is None else lambda n: tile_progress(n, n_tiles, "tiles"))
     active: deque = deque()
     pending = None
-    with executor_beside(predictor, "glandseg-finish") as pool, closing(batcher):
+    with executor_beside(predictor, "glandseg-finish", borrow=True) as pool, closing(batcher):
 
         def collect() -> None:
             nonlocal done, pending
