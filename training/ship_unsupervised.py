@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.proposals}, {args.model_scores}: no validation set scored in both")
     worse = [s for s in sets if not new[s]["miou"] > base[s]["miou"]]
     overridden = args.ship_despite is not None and worse == [args.ship_despite[0]]
-    print(json.dumps({"sets": sets, baseline: base, "model": new, "not_better_on": worse}, indent=1))
+    print(json.dumps({"sets": sets, "baseline": baseline, "baseline_scores": base, "model": new,
+                      "not_better_on": worse}, indent=1))
     if args.dry_run or (worse and not overridden):
         print("not shipped" + ("" if args.dry_run else f": not better than its {baseline} on {', '.join(worse)}"))
         return 0
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "proposals": {k: package[k] for k in ("proposals", "labels", "mpp") if k in package}
         | {"images": len(package["regions"]), "glands": sum(r["n_glands"] for r in package["regions"])},
         "device": f"CPU ({cpu_description()}), {cfg.threads} torch thread(s), beside other work",
-        "validation_measured_only": {"sets": sets, "model": new, "baseline": baseline, baseline: base,
+        "validation_measured_only": {"sets": sets, "model": new, ("round_1" if self_training else "proposals"): base,
                                      "note": "held-out images; their labels decided only whether the model ships"},
         "shipped_despite": {"set": args.ship_despite[0], "reason": args.ship_despite[1]} if overridden else None,
         "weights": "fp16 (loaded as fp32)",
