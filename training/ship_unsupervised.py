@@ -14,8 +14,8 @@ left out exactly those images: holdout 0.15, seed 0).
 
 A self-training round (``training/configs/unsupervised_selftrain_cpu.yaml``: the shipped model's
 own glands as targets) must beat the shipped model instead: ``--proposals`` is then its scores
-(``benchmarks/propose.py --model glandseg_unsupervised``), and the card keeps the first round's
-provenance under ``round_1``.
+(``benchmarks/propose.py --model glandseg_unsupervised``), and the card keeps the shipped model's
+provenance under ``started_from``.
 """
 
 from __future__ import annotations
@@ -90,12 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         "command": "training/finetune.py --config " + str(args.config),
         "config": dataclasses.asdict(cfg),
         "data": list(cfg.data),
-        "labels": ("none: trained on the glands the first round of this model (itself trained on SPM gland "
-                   "proposals only) drew on the same unlabeled images, starting from its weights (no mask, grade "
+        "labels": ("none: trained on the glands that the model it started from (made without labels: "
+                   "started_from) drew on the same unlabeled images, starting from its weights (no mask, grade "
                    "or other label of any kind)" if self_training else
                    "none: trained on SPM gland proposals only (no mask, grade or other label of any kind); "
                    "its encoders start from SMIT pretraining on unlabeled tissue"),
-        "how": (f"training/propose_package.py --model {NAME} (the first round's glands), " if self_training else
+        "how": (f"training/propose_package.py --model {NAME} (the previous round's glands), " if self_training else
                 "training/propose_package.py (proposals), ")
                + f"training/finetune.py --config {args.config}, then training/ship_unsupervised.py "
                  "(last checkpoint, no selection)",
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "proposals": {k: package[k] for k in ("proposals", "labels", "mpp") if k in package}
         | {"images": len(package["regions"]), "glands": sum(r["n_glands"] for r in package["regions"])},
         "device": f"CPU ({cpu_description()}), {cfg.threads} torch thread(s), beside other work",
-        "validation_measured_only": {"sets": sets, "model": new, ("round_1" if self_training else "proposals"): base,
+        "validation_measured_only": {"sets": sets, "model": new, ("started_from" if self_training else "proposals"): base,
                                      "note": "held-out images; their labels decided only whether the model ships"},
         "shipped_despite": {"set": args.ship_despite[0], "reason": args.ship_despite[1]} if overridden else None,
         "weights": "fp16 (loaded as fp32)",
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if self_training:
         from napari_glandseg.model import load_model
 
-        prov["round_1"] = load_model(NAME).card.provenance  # how the model it started from was made
+        prov["started_from"] = load_model(NAME).card.provenance  # how the model it started from was made
     prov = without_run_dir(prov, run_dir)
     prov = without_run_dir(prov, package_dir, "PROPOSALS")
     if cfg.init and Path(cfg.init).parent != Path("."):  # a path, not a model's name
