@@ -44,3 +44,15 @@ def test_every_training_config_checks_the_loop_settings_alike(config, needs):
                       ({"steps": 0}, "must be >= 1")):
         with pytest.raises(ValueError, match=says):
             config(**needs, **bad)
+
+
+def test_a_list_setting_from_the_command_line_is_one_item_or_a_yaml_list(tmp_path):
+    from napari_glandseg.train.common import parse_config
+    from napari_glandseg.train.supervised import FinetuneConfig
+
+    (tmp_path / "c.yaml").write_text("data: [a, b]\nsteps: 5\n")
+    base = ["--config", str(tmp_path / "c.yaml")]
+    assert parse_config(FinetuneConfig, base, "").data == ["a", "b"]
+    assert parse_config(FinetuneConfig, [*base, "--data", "/runs/pkg"], "").data == ["/runs/pkg"]
+    assert parse_config(FinetuneConfig, [*base, "--data", "[x, y]", "--steps", "7"], "").data == ["x", "y"]
+    assert parse_config(FinetuneConfig, [*base, "--out", "/runs/o"], "").out == "/runs/o"  # not a list field

@@ -55,7 +55,10 @@ def parse_config(cls, argv: list[str] | None, description: str):
     for f in dataclasses.fields(cls):
         raw = getattr(args, f.name)
         if raw is not None:
-            values[f.name] = yaml.safe_load(raw)  # "3e-4" → float, "[a, b]" → list, "true" → bool
+            value = yaml.safe_load(raw)  # "3e-4" → float, "[a, b]" → list, "true" → bool
+            if isinstance(value, str) and str(f.type).startswith("list"):
+                value = [value]  # --data FOLDER: one folder, not its characters
+            values[f.name] = value
     unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
         parser.error(f"unknown settings {sorted(unknown)}")
