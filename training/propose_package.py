@@ -29,15 +29,18 @@ def parse_source(text: str):
 
 
 def model_labeller(name: str, threads: int):
-    """labels(rgb, mpp) of a model whose card says it saw no labels (else SystemExit)."""
+    """(labels(rgb, mpp), {name, sha256}) of a model whose card says it saw no labels (else SystemExit)."""
     from napari_glandseg.inference.region import get_predictor, segment_image
 
-    predictor = get_predictor(name, "cpu", None, threads=threads)
+    predictor = get_predictor(name, "cpu", None, threads=threads, precision="fp32")  # the same glands on every CPU
     labels = str((predictor.card.provenance or {}).get("labels", ""))
     if not labels.startswith("none"):
         raise SystemExit(f"{name}: its card does not say it was made without labels (labels: {labels!r}); "
                          "a package it labels would not be label-free")
-    return lambda rgb, mpp: segment_image(rgb, mpp=mpp, predictor=predictor)
+    from napari_glandseg.model.resolve import resolve
+
+    return (lambda rgb, mpp: segment_image(rgb, mpp=mpp, predictor=predictor)), {"name": name,
+                                                                                  "sha256": resolve(name).sha256()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,12 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model", default=None, help="label with this no-label model instead (self-training)")
     args = parser.parse_args(argv)
-    labeller = None if args.model is None else model_labeller(args.model, args.threads)
+    labeller, info = (None, None) if args.model is None else model_labeller(args.model, args.threads)
     manifest = write_proposal_package(
         args.out, [parse_source(s) for s in args.sources], data_mpp=args.data_mpp, holdout=args.holdout,
         seed=args.seed, band_um=args.band_um, threads=args.threads,
         progress=lambda i, name: print(f"propose {i}: {name}", flush=True),
-        labeller=labeller, labeller_name=args.model)
+        labeller=labeller, labeller_info=info)
     regions = manifest["regions"]
     print(f"{len(regions)} images, {sum(r['n_glands'] for r in regions)} proposed glands -> {args.out}")
     return 0

@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_glandseg.model.precision import cpu_description
     from napari_glandseg.train.common import parse_config
     from napari_glandseg.train.supervised import FinetuneConfig
+    from napari_glandseg.unsupervised.pseudo_labels import SELF_TRAINING_LABELS
 
     run_dir = args.checkpoint.resolve().parent
     cfg = parse_config(FinetuneConfig, ["--config", str(run_dir / "config.yaml")], __doc__)  # as the run resolved it
@@ -73,7 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{package_dir}: proposals made with holdout {made.get('holdout')}, seed {made.get('seed')}: "
                          f"the validation images (holdout {HOLDOUT}, seed {SEED}) may be among its training images")
     model = load_checkpoint(args.checkpoint.with_suffix(".safetensors")).eval()
-    self_training = package.get("model") == NAME  # round 2: the shipped model labelled the images
+    self_training = package.get("labels") == SELF_TRAINING_LABELS  # a round on a no-label model's glands
+    if self_training:
+        from napari_glandseg.model.resolve import resolve
+
+        installed = resolve(NAME).sha256()
+        if (package.get("model"), package.get("model_sha256")) != (NAME, installed):
+            raise SystemExit(f"{package_dir}: labelled by {package.get('model')} ({package.get('model_sha256')}), "
+                             f"not by the installed {NAME} ({installed}): the card could not say what it started from")
     baseline = "model" if self_training else "spm-proposals"
     base, new = scores(args.proposals, baseline), scores(args.model_scores, "model")
     sets = sorted(set(base) & set(new))

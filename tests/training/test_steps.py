@@ -56,3 +56,5 @@ def test_a_list_setting_from_the_command_line_is_one_item_or_a_yaml_list(tmp_pat
     assert parse_config(FinetuneConfig, [*base, "--data", "/runs/pkg"], "").data == ["/runs/pkg"]
     assert parse_config(FinetuneConfig, [*base, "--data", "[x, y]", "--steps", "7"], "").data == ["x", "y"]
     assert parse_config(FinetuneConfig, [*base, "--out", "/runs/o"], "").out == "/runs/o"  # not a list field
+    assert parse_config(FinetuneConfig, [*base, "--deep-weights", "0.5"], "").deep_weights == [0.5]
+    assert parse_config(FinetuneConfig, [*base, "--data", "{path: x, mpp: 1}"], "").data == [{"path": "x", "mpp": 1}]

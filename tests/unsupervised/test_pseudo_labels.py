@@ -93,8 +93,9 @@ def test_self_training_package_holds_the_labellers_glands_and_names_it(shared_da
         return labels
 
     manifest = write_proposal_package(tmp_path / "pkg", [folder], config=FAST, band_um=0.0, labeller=labeller,
-                                      labeller_name="my_unsupervised")
+                                      labeller_info={"name": "my_unsupervised", "sha256": "ab12"})
     assert manifest["labels"] == SELF_TRAINING_LABELS and manifest["model"] == "my_unsupervised"
+    assert manifest["model_sha256"] == "ab12"
     assert len(seen) == 1 and seen[0][1] == FAST.work_mpp
     (sample,) = load_training_package(tmp_path / "pkg", model_mpp=FAST.work_mpp)
     assert sample.labels.shape == seen[0][0][:2] and sample.valid.all()
@@ -109,4 +110,5 @@ def test_a_model_made_with_labels_cannot_label_a_no_label_package(tmp_path):
     with pytest.raises(SystemExit, match="glandseg_small: its card does not say it was made without labels"):
         propose_package.main(["--out", str(tmp_path / "pkg"), str(tmp_path), "--model", "glandseg_small"])
     assert not (tmp_path / "pkg").exists()
-    assert callable(propose_package.model_labeller("glandseg_unsupervised", 1))
+    label, info = propose_package.model_labeller("glandseg_unsupervised", 1)
+    assert callable(label) and info["name"] == "glandseg_unsupervised" and len(info["sha256"]) == 64

@@ -32,8 +32,8 @@ class InlineExecutor(Executor):
         fut: Future = Future()
         try:
             fut.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - delivered by result(), as a thread's would be
-            fut.set_exception(exc)
+        except Exception as exc:  # noqa: BLE001 - delivered by result(), as a thread's would be
+            fut.set_exception(exc)  # (Ctrl-C and exits go straight up, as they would here)
         return fut
 
 

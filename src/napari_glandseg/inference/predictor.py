@@ -20,10 +20,12 @@ from napari_glandseg.model.device import pick_device
 from napari_glandseg.model.precision import (
     apply_cpu_threads,
     cpu_description,
+    cpu_threads,
     fixed_by_environment,
     pick_faster,
     precision_name,
     resolve_precision,
+    threads_fixed,
 )
 
 log = logging.getLogger(__name__)
@@ -132,10 +134,7 @@ class Predictor:
         if out is None:
             out = self._output_buffer(n, h, w)
         if self.threads is not None:  # other work comes and goes during a long run
-            self.threads = apply_cpu_threads(self._threads_asked, helpers=1)
-            lent = cores_lent()  # helpers of a whole-slide run at work on a core of ours
-            if lent and self._threads_asked is None and self.threads > 1:
-                torch.set_num_threads(max(1, self.threads - lent))
+            self._set_threads()
         if self._timing_pending and n:
             dtype = self.amp_dtype
             try:
@@ -160,6 +159,16 @@ class Predictor:
                 continue  # retry the same tiles with the smaller batch
             start = stop
         return out
+
+    def _set_threads(self) -> None:
+        """Torch threads for the next batch: the free cores (``cpu_threads``), less the cores
+        lent to a whole-slide run's helpers at work now (``beside_model``) unless the count was
+        fixed (``threads``, ``GLANDSEG_THREADS``). ``self.threads`` stays the count without them."""
+        self.threads = cpu_threads(self._threads_asked, helpers=1)
+        lent = 0 if self._threads_asked is not None or threads_fixed() else cores_lent()
+        use = max(1, self.threads - lent)
+        if torch.get_num_threads() != use:
+            torch.set_num_threads(use)
 
     def _time_precisions(self, tiles: np.ndarray) -> None:
         """Keep the faster of bf16 and fp32 on this batch (once per model, shape and threads)."""

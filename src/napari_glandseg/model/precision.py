@@ -174,6 +174,11 @@ def cpu_threads(requested: int | None = None, helpers: int = 0) -> int:
     return max(1, free - helpers if free - helpers >= 2 else free)
 
 
+def threads_fixed() -> bool:
+    """Whether ``GLANDSEG_THREADS`` fixes the torch threads of every CPU run."""
+    return bool(_env("GLANDSEG_THREADS", ""))
+
+
 def apply_cpu_threads(requested: int | None = None, helpers: int = 0) -> int:
     """Set torch's intra-op threads with :func:`cpu_threads`; returns the count. Cheap enough to
     call before every batch or click: the free cores are counted at most once a minute."""

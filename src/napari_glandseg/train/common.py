@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +53,13 @@ def parse_config(cls, argv: list[str] | None, description: str):
             values.update(yaml.safe_load(args.config.read_text(encoding="utf-8")) or {})
         except (OSError, yaml.YAMLError) as exc:
             parser.error(f"{args.config}: cannot read config: {exc}")
+    lists = _list_fields(cls)
     for f in dataclasses.fields(cls):
         raw = getattr(args, f.name)
         if raw is not None:
             value = yaml.safe_load(raw)  # "3e-4" → float, "[a, b]" → list, "true" → bool
-            if isinstance(value, str) and str(f.type).startswith("list"):
-                value = [value]  # --data FOLDER: one folder, not its characters
+            if f.name in lists and value is not None and not isinstance(value, list):
+                value = [value]  # --data FOLDER: a list of one folder, not of its characters
             values[f.name] = value
     unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
@@ -66,6 +68,18 @@ def parse_config(cls, argv: list[str] | None, description: str):
         return cls(**values)
     except (TypeError, ValueError) as exc:
         parser.error(str(exc))
+
+
+def _list_fields(cls) -> set[str]:
+    """Names of the dataclass fields typed as a list (``list[...]``, alone or ``| None``)."""
+    import typing
+
+    out = set()
+    for name, hint in typing.get_type_hints(cls).items():
+        kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        if any(typing.get_origin(k) is list or k is list for k in kinds):
+            out.add(name)
+    return out
 
 
 def save_resolved_config(cfg, out: Path) -> None:

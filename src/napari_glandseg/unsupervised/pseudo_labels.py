@@ -98,7 +98,7 @@ def write_proposal_package(
     threads: int | None = 1,
     progress: Callable[[int, str], None] | None = None,
     labeller: Labeller | None = None,
-    labeller_name: str | None = None,
+    labeller_info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Proposals of every image of ``sources`` (folders, slides or ``{path, mpp}`` entries; the
     ``holdout`` validation images of mask folders left out, as ``train.unlabeled`` does) as a
@@ -107,8 +107,8 @@ def write_proposal_package(
     the manifest. An image that cannot be proposed on is an error naming it.
 
     ``labeller`` replaces the proposals with another no-label source of glands, for a
-    self-training round: a model made without labels (``labeller_name``, recorded in the manifest)
-    labelling the same images."""
+    self-training round: a model made without labels labelling the same images; ``labeller_info``
+    (its ``name`` and weights' ``sha256``) goes into the manifest as ``model`` / ``model_sha256``."""
     from napari_glandseg._atomic import atomic_path, write_json_atomic
     from napari_glandseg.labels.export import PACKAGE_FORMAT, PACKAGE_VERSION, check_package_target, write_package_tile
     from napari_glandseg.slide.resample import resize_rgb
@@ -138,7 +138,8 @@ def write_proposal_package(
             raise GlandsegError(f"{out}: the sources hold no images")
         manifest = {"format": PACKAGE_FORMAT, "version": PACKAGE_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                     "mpp": mpp, "labels": PROPOSAL_LABELS if labeller is None else SELF_TRAINING_LABELS,
-                    "model": labeller_name,
+                    "model": (labeller_info or {}).get("name"),
+                    **({"model_sha256": labeller_info.get("sha256")} if labeller_info else {}),
                     "proposals": {"sources": [str(s) if not isinstance(s, dict) else s for s in sources],
                                   "holdout": holdout, "seed": seed, "band_um": band_um,
                                   "seconds": round(time.perf_counter() - t0, 1)},
