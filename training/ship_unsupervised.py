@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from napari_glandseg.model.checkpoint import load_checkpoint
     from napari_glandseg.model.precision import cpu_description
+    from napari_glandseg.model.resolve import resolve
     from napari_glandseg.train.common import parse_config
     from napari_glandseg.train.supervised import FinetuneConfig
     from napari_glandseg.unsupervised.pseudo_labels import SELF_TRAINING_LABELS
@@ -76,8 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     model = load_checkpoint(args.checkpoint.with_suffix(".safetensors")).eval()
     self_training = package.get("labels") == SELF_TRAINING_LABELS  # a round on a no-label model's glands
     if self_training:
-        from napari_glandseg.model.resolve import resolve
-
         installed = resolve(NAME).sha256()
         if (package.get("model"), package.get("model_sha256")) != (NAME, installed):
             raise SystemExit(f"{package_dir}: labelled by {package.get('model')} ({package.get('model_sha256')}), "
@@ -119,10 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                    "(Salvi et al. 2021, doi:10.1016/j.artmed.2021.102076; data doi:10.17632/h8bdwrtnr5.1); "
                    "CMU-1-Small-Region (OpenSlide test data): CC0 1.0",
     }
-    if self_training:
-        from napari_glandseg.model import load_model
-
-        prov["started_from"] = load_model(NAME).card.provenance  # how the model it started from was made
+    if self_training:  # how the model it started from was made (its card: no weights read)
+        prov["started_from"] = resolve(NAME).card.provenance
     prov = without_run_dir(prov, run_dir)
     prov = without_run_dir(prov, package_dir, "PROPOSALS")
     if cfg.init and Path(cfg.init).parent != Path("."):  # a path, not a model's name

@@ -89,7 +89,7 @@ def test_a_cluster_is_split_the_same_whatever_lies_around_it():
 
 
 def test_cut_objects_counts_core_glands_that_reach_the_padded_edge():
-    from napari_glandseg.inference.chunks import cut_objects
+    from napari_glandseg.inference.chunks import core_ids, cut_objects
     from napari_glandseg.inference.stitch import ChunkGeom
 
     geom = ChunkGeom(cy=0, cx=0, y0=10, x0=10, h=20, w=20, margin=10, index=0)
@@ -98,8 +98,9 @@ def test_cut_objects_counts_core_glands_that_reach_the_padded_edge():
     local[20:25, 20:25] = 2  # whole in the core
     local[0:5, 30:40] = 3  # on the edge, margin only
     local[25:40, 25:28] = 4  # core to the bottom edge: cut
-    assert cut_objects(local, geom) == 2
-    assert cut_objects(np.zeros((40, 40), np.int32), geom) == 0
+    assert cut_objects(local, core_ids(local, geom)) == 2
+    empty = np.zeros((40, 40), np.int32)
+    assert cut_objects(empty, core_ids(empty, geom)) == 0
 
 
 def test_enclosed_is_what_fill_holes_adds():

@@ -98,14 +98,19 @@ def chunk_instances(slide: Any, card: Any, geom: ChunkGeom, probs: np.ndarray, f
     return local
 
 
-def cut_objects(local: np.ndarray, geom: ChunkGeom) -> int:
-    """Glands in the core that reach the padded box's edge (not whole in the box: the one case
-    where the stitch matches two chunks' different views instead of identical ones)."""
+def core_ids(local: np.ndarray, geom: ChunkGeom) -> np.ndarray:
+    """The local ids (> 0) of the glands with a pixel in the chunk's core (a bincount: no sort)."""
     m = geom.margin
-    n = int(local.max()) + 1
-    on_edge = np.bincount(np.concatenate([local[0], local[-1], local[:, 0], local[:, -1]]), minlength=n) > 0
-    in_core = np.bincount(local[m : m + geom.h, m : m + geom.w].ravel(), minlength=n) > 0  # no sort of the core
-    return int(np.count_nonzero(on_edge[1:] & in_core[1:]))
+    ids = np.nonzero(np.bincount(local[m : m + geom.h, m : m + geom.w].ravel()))[0]
+    return ids[ids > 0]
+
+
+def cut_objects(local: np.ndarray, ids: np.ndarray) -> int:
+    """Glands of the core (``ids``: ``core_ids``) that reach the padded box's edge (not whole in
+    the box: the one case where the stitch matches two chunks' different views instead of
+    identical ones)."""
+    on_edge = np.bincount(np.concatenate([local[0], local[-1], local[:, 0], local[:, -1]]), minlength=int(local.max()) + 1)
+    return int(np.count_nonzero(on_edge[ids]))
 
 
 def finish_chunk(slide: Any, card: Any, plan: RunPlan, geom: ChunkGeom, store: Any,
@@ -113,13 +118,10 @@ def finish_chunk(slide: Any, card: Any, plan: RunPlan, geom: ChunkGeom, store: A
     """Post-process a chunk's probabilities, write its seam file, then its labels (+ done log)."""
     local = chunk_instances(slide, card, geom, probs, plan.factor, plan.postprocess)
     m = geom.margin
-    core = local[m : m + geom.h, m : m + geom.w]
-    in_core = np.nonzero(np.bincount(core.ravel()))[0]  # the seam keeps the confidence of these only
-    areas = write_seam(Path(plan.seam_dir), geom, local, gland_confidence(local, probs, in_core[in_core > 0]))
-    core = to_global(core, geom.index)
-    store.write_chunk(geom.cy, geom.cx, core)
-    return {"cy": geom.cy, "cx": geom.cx, "tissue": True, "objects": len(areas),
-            "cut_objects": cut_objects(local, geom)}
+    ids = core_ids(local, geom)  # the seam keeps the confidence of these only
+    areas = write_seam(Path(plan.seam_dir), geom, local, gland_confidence(local, probs, ids))
+    store.write_chunk(geom.cy, geom.cx, to_global(local[m : m + geom.h, m : m + geom.w], geom.index))
+    return {"cy": geom.cy, "cx": geom.cx, "tissue": True, "objects": len(areas), "cut_objects": cut_objects(local, ids)}
 
 
 def write_empty(geom: ChunkGeom, store: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import os
 import sys
 import time
 import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,6 @@ def parse_config(cls, argv: list[str] | None, description: str):
 
 def _list_fields(cls) -> set[str]:
     """Names of the dataclass fields typed as a list (``list[...]``, alone or ``| None``)."""
-    import typing
-
     out = set()
     for name, hint in typing.get_type_hints(cls).items():
         kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
