@@ -3,7 +3,9 @@
 Both tools run the same network (``glandseg_small`` by default, as ``load_model`` gives it) on
 the same generated slide (``segment_slide.py``'s pyramidal JPEG TIFF of real GlaS tissue, about
 30 % of the area in many pieces, 0.5 µm/px), at the model's µm/px (1.24), in 384-px tiles with
-a 64-px overlap (stride 320), batch 1 (the engine's CPU default), bf16 autocast and channels_last on the CPU:
+a 64-px overlap (stride 320), batch 1 (the engine's CPU default), channels_last, and one precision for
+both (``--precision``; ``auto`` is the engine's choice for this CPU: bf16 autocast where the CPU runs
+bf16 natively, fp32 where it would emulate it, e.g. AVX2 only):
 
 * ``glandseg``: ``glandseg segment SLIDE --out DIR`` end to end (tissue mask, tiles, blending,
   gland instances stitched across chunks, the label pyramid, ``glands.geojson`` and
@@ -13,7 +15,7 @@ a 64-px overlap (stride 320), batch 1 (the engine's CPU default), bf16 autocast 
   (argmax of the blended probabilities; no instances, no polygons, no tables), in a venv of
   its own (TIAToolbox pins torch < 2.13; that venv has the project's torch, see below). The
   network is wrapped in ``tiatoolbox.models.models_abc.ModelABC``; its ``infer_batch`` does
-  what glandseg's Predictor does per batch (normalise, bf16 autocast, softmax) and counts the
+  what glandseg's Predictor does per batch (normalise, autocast at that precision, softmax) and counts the
   forward calls and tiles.
 
 Each tool runs in a fresh process started from here and is timed from outside: wall seconds
@@ -124,7 +126,8 @@ def run_glandseg(slide: Path, args, work: Path) -> dict:
     out = work / "glandseg_out"
     shutil.rmtree(out, ignore_errors=True)
     cmd = [args.python, "-m", "napari_glandseg.cli", "segment", str(slide), "--out", str(out),
-           "--model", args.model, "--device", "cpu", "--batch-size", str(args.batch_size), "--no-resume"]
+           "--model", args.model, "--device", "cpu", "--batch-size", str(args.batch_size), "--no-resume",
+           "--precision", args.precision]
     measured = timed_child(cmd, work / "glandseg.log")
     folder = next(p for p in out.iterdir() if (p / "summary.json").exists())
     summary = json.loads((folder / "summary.json").read_text())
@@ -165,7 +168,7 @@ def run_tiatoolbox(slide: Path, args, work: Path) -> dict:
     result.unlink(missing_ok=True)
     cmd = [args.tia_python, str(Path(__file__).resolve()), "--tia-child", str(slide), "--child-out", str(out),
            "--child-result", str(result), "--model", args.model, "--batch-size", str(args.batch_size),
-           "--tia-workers", str(args.tia_workers)]
+           "--tia-workers", str(args.tia_workers), "--precision", args.precision]
     measured = timed_child(cmd, work / "tiatoolbox.log")
     return {**measured, **json.loads(result.read_text())}
 
@@ -180,6 +183,8 @@ def main() -> None:
     ap.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"), help="the project venv's python")
     ap.add_argument("--tia-python", default=DEFAULT_TIA_PYTHON, help="python of the venv with tiatoolbox 2.1.3")
     ap.add_argument("--tia-workers", type=int, default=0, help="TIAToolbox DataLoader workers (its default: 0)")
+    ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                    help="both tools' autocast on the CPU (auto: bf16 only where this CPU runs it natively)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench_out" / "tia_compare")
     ap.add_argument("--keep", action="store_true", help="keep both tools' outputs")
     # the TIAToolbox half, run by the parent in TIAToolbox's venv
@@ -206,13 +211,27 @@ def main() -> None:
           file=sys.stderr, flush=True)
     common = {"slide_px": args.size, "slide_mpp": MPP, "layout": args.layout,
               "slide_mb": round(slide.stat().st_size / 1e6, 1), "model": args.model, "batch_size": args.batch_size,
-              "amp": "bfloat16", "device": "cpu", "cpus": os.cpu_count()}
+              "precision": _resolved(args.precision), "cpu": _cpu(), "device": "cpu", "cpus": os.cpu_count()}
     for tool in tools:
         print(f"running {tool} ...", file=sys.stderr, flush=True)
         res = run_glandseg(slide, args, args.out) if tool == "glandseg" else run_tiatoolbox(slide, args, args.out)
         print(json.dumps({"benchmark": "tiatoolbox_compare", "tool": tool, **common, **res}), flush=True)
         if not args.keep:
             shutil.rmtree(args.out / f"{tool}_out", ignore_errors=True)
+
+
+def _resolved(precision: str) -> str:
+    import torch
+
+    from napari_glandseg.model.precision import precision_name, resolve_precision
+
+    return precision_name(resolve_precision(torch.device("cpu"), precision))
+
+
+def _cpu() -> str:
+    from napari_glandseg.model.precision import cpu_description
+
+    return cpu_description()
 
 
 # -- the child in TIAToolbox's venv ----------------------------------------------------------
@@ -234,6 +253,7 @@ def tia_child(args) -> None:
     from tiatoolbox.models.models_abc import ModelABC
 
     from napari_glandseg.model import load_model
+    from napari_glandseg.model.precision import resolve_precision
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -260,7 +280,7 @@ def tia_child(args) -> None:
             model.eval()
             dev = torch.device(device)
             x = torch.as_tensor(batch_data).to(dev)
-            dtype = torch.bfloat16 if dev.type in ("cpu", "cuda") else None
+            dtype = resolve_precision(dev, args.precision)
             with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
                 logits = model(model.inner.normalize(x))
                 probs = torch.softmax(logits.float(), dim=1)
