@@ -44,11 +44,17 @@ class GlandWindow:
     px_per_model: float  # caller pixels per model pixel
 
 
-@lru_cache(maxsize=2)
-def _default_model(device: str | None):
+def _load_channels_last(name, device: str | None):
+    """A guided model loaded with its weights channels_last, the layout its input comes in
+    (on a CPU with AVX2 alone 1.1-1.35x faster than contiguous at fp32; see the README)."""
     from napari_glandseg.model import load_model
 
-    return load_model(GUIDED_MODEL, device=device)
+    return load_model(name, device=device).to(memory_format=torch.channels_last)
+
+
+@lru_cache(maxsize=2)
+def _default_model(device: str | None):
+    return _load_channels_last(GUIDED_MODEL, device)
 
 
 def guided_model(model=None, device: str | None = None):
@@ -56,9 +62,7 @@ def guided_model(model=None, device: str | None = None):
     if model is None:
         return _default_model(device)
     if isinstance(model, str) or hasattr(model, "__fspath__"):
-        from napari_glandseg.model import load_model
-
-        return load_model(model, device=device)
+        return _load_channels_last(model, device)
     return model
 
 
@@ -88,6 +92,7 @@ def window_probability(model, rgb: np.ndarray, include: Sequence[Point] | np.nda
                          channels=guide_channels(model))
     maps = torch.from_numpy(maps)[None].to(device)
     x = torch.cat([model.normalize(torch.from_numpy(np.array(rgb))[None].to(device)), maps], 1)
+    x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
         logits = model(x)
     return logits.float().softmax(1)[0, 1].cpu().numpy()
