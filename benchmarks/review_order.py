@@ -50,8 +50,9 @@ def image_sets(names: list[str]) -> dict[str, list[tuple[Path, Path, float, str]
     return {n: sets[n] for n in names}
 
 
-def wrong_glands(pred: np.ndarray, truth: np.ndarray) -> list[int]:
-    """The predicted gland at which each error is seen (one entry per error; see the doc)."""
+def wrong_glands(pred: np.ndarray, truth: np.ndarray) -> list[tuple[int, str]]:
+    """(the predicted gland at which it is seen, its kind) for each error (see the doc): kinds
+    ``false_positive``, ``merge``, ``split``, ``spill``, ``miss``."""
     n_p, n_t = int(pred.max()), int(truth.max())
     inter = np.zeros((n_p + 1, n_t + 1), np.int64)
     np.add.at(inter, (pred.ravel(), truth.ravel()), 1)
@@ -61,12 +62,14 @@ def wrong_glands(pred: np.ndarray, truth: np.ndarray) -> list[int]:
     best_pred = np.argmax(inter[1:, 1:], axis=0) + 1 if n_p else np.zeros(n_t, int)
     for i in range(1, n_p + 1):
         held = np.flatnonzero(covers[i - 1])
-        if len(held) != 1:  # a false positive or a merge
-            errors.append(i)
+        if len(held) != 1:
+            errors.append((i, "merge" if len(held) else "false_positive"))
             continue
         j = held[0] + 1
-        if best_pred[j - 1] != i or inter[i, j] < 0.5 * area_p[i]:  # split, or mostly spill
-            errors.append(i)
+        if best_pred[j - 1] != i:
+            errors.append((i, "split"))
+        elif inter[i, j] < 0.5 * area_p[i]:
+            errors.append((i, "spill"))
     if n_p:
         missed = [j for j in range(1, n_t + 1) if not covers[:, j - 1].any()]
         if missed:
@@ -74,8 +77,11 @@ def wrong_glands(pred: np.ndarray, truth: np.ndarray) -> list[int]:
             for j in missed:
                 ys, xs = np.nonzero(truth == j)
                 k = len(ys) // 2
-                errors.append(int(pred[iy[ys[k], xs[k]], ix[ys[k], xs[k]]]))
+                errors.append((int(pred[iy[ys[k], xs[k]], ix[ys[k], xs[k]]]), "miss"))
     return errors
+
+
+ERROR_KINDS = ("false_positive", "merge", "split", "spill", "miss")
 
 
 def segment_with_probs(path: Path, mpp: float, organ: str, predictor):
@@ -105,10 +111,12 @@ def collect(items, predictor) -> list[dict]:
     for image, mask, mpp, organ in items:
         probs, pred = segment_with_probs(image, mpp, organ, predictor)
         truth = resize_labels(to_instances(np.asarray(Image.open(mask))), *pred.shape)
-        errors = np.bincount(wrong_glands(pred, truth), minlength=int(pred.max()) + 1)
+        wrong = wrong_glands(pred, truth)
+        errors = np.bincount(np.asarray([g for g, _ in wrong], dtype=int), minlength=int(pred.max()) + 1)
         for gid, feats in gland_features(pred, probs).items():
             rows.append({"image": image.stem, "organ": organ, "gland": gid, "area_px": int((pred == gid).sum()),
-                         **feats, "confidence": confidence_of(feats), "errors": int(errors[gid])})
+                         **feats, "confidence": confidence_of(feats), "errors": int(errors[gid]),
+                         "kinds": sorted(kind for g, kind in wrong if g == gid)})
     return rows
 
 
@@ -141,6 +149,7 @@ def main() -> None:
         rows = everything[name] = collect(items, predictor)
         print(json.dumps({"benchmark": "review_order", "set": name, "images": len(items), "glands": len(rows),
                           "errors": sum(r["errors"] for r in rows), "wrong_glands": sum(r["errors"] > 0 for r in rows),
+                          "error_kinds": {k: sum(r["kinds"].count(k) for r in rows) for k in ERROR_KINDS},
                           "random_order_finds": "the share reviewed, on average", **found_share(rows)}), flush=True)
     if args.features:
         args.features.write_text(json.dumps(everything))

@@ -29,8 +29,9 @@ def _log(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
 
-def test_one_step_runs_and_loss_is_finite(mini_glas, tmp_path):
-    assert supervised.main(_args(mini_glas, tmp_path, "--steps", "1")) == 0
+@pytest.mark.parametrize("extra", [(), ("--separation-px", "4", "--separation-weight", "5")])
+def test_one_step_runs_and_loss_is_finite(mini_glas, tmp_path, extra):
+    assert supervised.main(_args(mini_glas, tmp_path, "--steps", "1", *extra)) == 0
     steps = [r for r in _log(tmp_path) if "loss" in r]
     assert len(steps) == 1 and math.isfinite(steps[0]["loss"])
     assert (tmp_path / "last.safetensors").exists() and (tmp_path / "last_state.pt").exists()

@@ -52,3 +52,49 @@ def test_glass_sample_is_background_on_glass_and_ignored_on_tissue(cmu_svs):
     grey = s.image.mean(axis=2)
     assert np.median(grey[s.valid]) > 200  # glass is bright
     assert np.median(grey[~s.valid]) < np.median(grey[s.valid]) - 20  # tissue is not
+
+
+def _two_glands(gap: int) -> np.ndarray:
+    labels = np.zeros((40, 60), np.int32)
+    labels[10:30, 5:25] = 1
+    labels[10:30, 25 + gap : 45 + gap] = 2
+    return labels
+
+
+def test_separation_marks_the_gap_between_two_glands_only():
+    from napari_glandseg.train.data import SEPARATION
+
+    labels = _two_glands(gap=2)  # gland 1 ends at column 24, gland 2 starts at 27
+    valid = np.ones_like(labels, bool)
+    plain = make_targets(labels, valid)
+    marked = make_targets(labels, valid, separation_px=4)
+    near_two = marked >= SEPARATION
+    np.testing.assert_array_equal(np.where(near_two, marked - SEPARATION, marked), plain)  # the classes stay
+    assert (plain[20, 25:27] == 0).all() and near_two[20, 25:27].all()  # the gap (background)
+    assert near_two[20, 23:25].all() and near_two[20, 27:29].all()  # each gland's edge facing the other
+    assert not near_two[20, :23].any() and not near_two[20, 29:].any()  # farther than 4 px from the other gland
+    assert not near_two[:6].any() and not near_two[34:].any()  # above and below: one gland at most
+    lone = labels.copy()
+    lone[lone == 2] = 0
+    assert not (make_targets(lone, valid, separation_px=4) >= SEPARATION).any()
+
+
+def test_separation_weight_counts_in_the_cross_entropy_only_where_marked():
+    import torch
+
+    from napari_glandseg.train.losses import per_sample_ce, split_separation
+
+    labels = _two_glands(gap=4)
+    marked = torch.from_numpy(make_targets(labels, np.ones_like(labels, bool), separation_px=4).astype(np.int64))[None]
+    target, weights = split_separation(marked, 5.0)
+    assert set(torch.unique(weights).tolist()) == {1.0, 5.0} and int(target.max()) == 2
+    plain_target, none = split_separation(target, 5.0)
+    assert none is None and torch.equal(plain_target, target)
+    logits = torch.zeros(1, 3, *labels.shape)
+    logits[:, 1] = 2.0  # "gland" everywhere: wrong on the background of the gap
+    gap_only = torch.zeros_like(weights)
+    gap_only[..., 20, 25:29] = 1.0
+    heavy, light = per_sample_ce(logits, target, pixel_weights=weights), per_sample_ce(logits, target)
+    assert heavy > light  # the gap's wrong pixels weigh more
+    assert torch.isclose(per_sample_ce(logits, target, pixel_weights=gap_only),
+                         torch.nn.functional.cross_entropy(logits[..., 20, 25:29], target[..., 20, 25:29]))

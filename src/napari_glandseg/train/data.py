@@ -18,6 +18,9 @@ from skimage.color import hed2rgb, rgb2hed
 from napari_glandseg.labels.folders import ImageMask, glas_pairs, split_names
 
 IGNORE = 255
+#: added to a target's class where two glands lie close (``make_targets(separation_px=...)``):
+#: the loss weighs those pixels more (``losses.split_separation``) and reads the class below it
+SEPARATION = 4
 
 
 @dataclass
@@ -176,8 +179,13 @@ def to_instances(mask: np.ndarray) -> np.ndarray:
     return read_instances(mask, "auto")
 
 
-def make_targets(labels: np.ndarray, valid: np.ndarray, border_px: int = 2) -> np.ndarray:
-    """Instance labels → class map: 0 background, 1 gland interior, 2 gland border, IGNORE."""
+def make_targets(labels: np.ndarray, valid: np.ndarray, border_px: int = 2, separation_px: int = 0) -> np.ndarray:
+    """Instance labels → class map: 0 background, 1 gland interior, 2 gland border, IGNORE.
+
+    ``separation_px`` > 0: pixels with two different glands within that many pixels (a square
+    window) get ``SEPARATION`` added to their class, so that the loss can weigh the narrow gaps
+    and touching edges between neighbouring glands more (U-Net's separation weights, without the
+    per-gland distance maps): where a model merges glands it is wrong there."""
     if not valid.all() and valid.any():
         # Unreviewed pixels hold anything (old predictions, garbage). Let each take the label of
         # the nearest reviewed pixel, so that they cannot create borders inside reviewed glands:
@@ -191,6 +199,12 @@ def make_targets(labels: np.ndarray, valid: np.ndarray, border_px: int = 2) -> n
     lo = ndi.minimum_filter(labels, size=size)
     hi = ndi.maximum_filter(labels, size=size)
     target[fg & ((lo != labels) | (hi != labels))] = 2
+    if separation_px > 0:
+        none = np.iinfo(np.int32).max  # no gland: above every label, so the minimum finds glands only
+        window = 2 * separation_px + 1
+        lowest = ndi.minimum_filter(np.where(fg, labels, none).astype(np.int32), size=window)
+        highest = ndi.maximum_filter(labels.astype(np.int32), size=window)
+        target[(lowest != none) & (lowest != highest)] += SEPARATION
     target[~valid] = IGNORE
     return target
 
@@ -242,12 +256,13 @@ class CropDataset(torch.utils.data.Dataset):
     """Random augmented crops; ``length`` crops per epoch, deterministic given ``seed`` and index."""
 
     def __init__(self, samples: list[Sample], crop_px: int, length: int, *, seed: int = 0, augment: bool = True,
-                 border_px: int = 2, scale_jitter: float = 0.2, pad_background: bool = False):
+                 border_px: int = 2, scale_jitter: float = 0.2, pad_background: bool = False,
+                 separation_px: int = 0):
         if not samples:
             raise ValueError("no training samples")
         self.samples, self.crop_px, self.length = samples, crop_px, length
         self.seed, self.augment, self.border_px, self.scale_jitter = seed, augment, border_px, scale_jitter
-        self.pad_background = pad_background
+        self.pad_background, self.separation_px = pad_background, separation_px
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -261,7 +276,7 @@ class CropDataset(torch.utils.data.Dataset):
         image, labels, valid = resized_crop(*_random_crop(s, src, rng, self.pad_background), self.crop_px)
         if self.augment:
             image, labels, valid = augment_crop(image, labels, valid, rng)
-        target = make_targets(labels, valid, self.border_px)
+        target = make_targets(labels, valid, self.border_px, self.separation_px)
         return torch.from_numpy(np.array(image)), torch.from_numpy(target.astype(np.int64)), s.tumor
 
 

@@ -6,13 +6,26 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from napari_glandseg.train.data import IGNORE
+from napari_glandseg.train.data import IGNORE, SEPARATION
 
 
-def per_sample_ce(logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy averaged over each sample's labelled pixels → N values."""
+def split_separation(target: torch.Tensor, weight: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Targets with ``SEPARATION`` marks (``data.make_targets``) → plain classes and per-pixel
+    cross-entropy weights (``weight`` where two glands lie close, 1 elsewhere; None: no marks)."""
+    marked = (target >= SEPARATION) & (target != IGNORE)
+    if not bool(marked.any()):
+        return target, None
+    return torch.where(marked, target - SEPARATION, target), 1.0 + (weight - 1.0) * marked.float()
+
+
+def per_sample_ce(logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None,
+                  pixel_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy averaged over each sample's labelled pixels (each counted ``pixel_weights``
+    times where given) → N values."""
     ce = F.cross_entropy(logits.float(), target, weight=class_weights, ignore_index=IGNORE, reduction="none")
     valid = (target != IGNORE).float()
+    if pixel_weights is not None:
+        valid = valid * pixel_weights
     return (ce * valid).flatten(1).sum(1) / valid.flatten(1).sum(1).clamp_min(1.0)
 
 
@@ -38,16 +51,21 @@ def _dice(p: torch.Tensor, t: torch.Tensor, valid: torch.Tensor, eps: float) -> 
 
 def segmentation_loss(
     out: dict, target: torch.Tensor, *, dice_weight: float = 1.0, deep_weights=(0.2, 0.1, 0.05),
-    class_weights: torch.Tensor | None = None, classes: tuple[int, ...] = (1, 2),
+    class_weights: torch.Tensor | None = None, classes: tuple[int, ...] = (1, 2), separation_weight: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Dice + CE on the full-resolution logits plus down-weighted deep-supervision terms;
-    ``classes``: the foreground classes (gland, border; the guided model has gland only)."""
-    main_ce = per_sample_ce(out["logits"], target, class_weights)
+    ``classes``: the foreground classes (gland, border; the guided model has gland only);
+    ``separation_weight``: the cross-entropy weight of pixels marked as lying between glands."""
+    marked = target
+    target, pixel_weights = split_separation(marked, separation_weight)
+    main_ce = per_sample_ce(out["logits"], target, class_weights, pixel_weights)
     main_dice = per_sample_dice(out["logits"], target, classes)
     loss = main_ce + dice_weight * main_dice
     for w, logits in zip(deep_weights, out.get("deep", []), strict=False):
-        small = F.interpolate(target[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
-        loss = loss + w * (per_sample_ce(logits, small, class_weights) + dice_weight * per_sample_dice(logits, small, classes))
+        small, small_weights = split_separation(
+            F.interpolate(marked[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long(), separation_weight)
+        loss = loss + w * (per_sample_ce(logits, small, class_weights, small_weights)
+                           + dice_weight * per_sample_dice(logits, small, classes))
     return loss.mean(), {"ce": float(main_ce.detach().mean()), "dice_loss": float(main_dice.detach().mean())}
 
 

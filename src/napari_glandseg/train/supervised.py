@@ -45,6 +45,10 @@ class FinetuneConfig(SupervisedSettings):
     tumor_weight: float = 0.1
     border_px: int = 2
     pad_background: bool = False  # crops may hang over an image's edge: white background there
+    # pixels with two glands within separation_px weigh separation_weight in the cross-entropy
+    # (0: off); where neighbouring glands are merged, that is where a model is wrong
+    separation_px: int = 0
+    separation_weight: float = 10.0  # U-Net's w0
 
 
 def load_samples(cfg: FinetuneConfig, model_mpp: float) -> tuple[list[Sample], list[Sample]]:
@@ -64,7 +68,7 @@ def step_loss(model, images, targets, tumor, cfg: FinetuneConfig, device: torch.
     with autocast(device, cfg.amp):
         out = model(x, return_all=True)
     loss, parts = segmentation_loss(out, targets.to(device), dice_weight=cfg.dice_weight,
-                                    deep_weights=tuple(cfg.deep_weights))
+                                    deep_weights=tuple(cfg.deep_weights), separation_weight=cfg.separation_weight)
     # Always in the graph (weight 0 included) so DDP sees every parameter used.
     t_loss = tumor_loss(out, tumor.to(device))
     parts["tumor"] = float(t_loss.detach())
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None, hooks: LoopHooks | None = None) -> int:
     card = model.card
     train, val = load_samples(cfg, card.mpp)
     dataset = CropDataset(train, cfg.crop_px, length=10**9, seed=cfg.seed, border_px=cfg.border_px,
-                          pad_background=cfg.pad_background)
+                          pad_background=cfg.pad_background, separation_px=cfg.separation_px)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model, step, extra = resume_and_wrap(out, model, optimizer, dist_info.world)
     best = extra.get("best", {"object_f1": -1.0})
