@@ -112,3 +112,54 @@ def test_enclosed_is_what_fill_holes_adds():
         mask = ndi.gaussian_filter(rng.random(shape), rng.uniform(0.5, 3)) > rng.uniform(0.3, 0.7)
         assert np.array_equal(enclosed(mask), ndi.binary_fill_holes(mask) & ~mask)
     assert not enclosed(np.zeros((4, 4), bool)).any() and not enclosed(np.ones((4, 4), bool)).any()
+
+
+def _necked_pair(shape=(120, 200), neck_half_width=4):
+    """Two discs joined by a neck of 2 × ``neck_half_width`` + 1 px, no border class anywhere."""
+    left, right = _disc(shape, 60, 60, 35), _disc(shape, 60, 135, 35)
+    neck = (np.abs(np.arange(shape[0]) - 60)[:, None] <= neck_half_width) & (np.arange(shape[1]) > 60)[None] \
+        & (np.arange(shape[1]) < 135)[None]
+    return left, right, left | right | neck
+
+
+def test_neck_um_splits_glands_joined_by_a_neck_and_only_there():
+    left, right, gland = _necked_pair()
+    no_border = np.zeros(gland.shape, bool)
+    params = {"min_area_um2": 50}
+    assert len(np.unique(probabilities_to_instances(_probs(gland, no_border), mpp=1.0, params=params))) == 2
+    labels = probabilities_to_instances(_probs(gland, no_border), mpp=0.5, params={**params, "neck_um": 3.0})
+    assert len(np.unique(labels)) == 3  # a 9-px neck, eroded by 6 px (3 µm at 0.5 µm/px)
+    assert len(np.unique(labels[left])) == 1 and len(np.unique(labels[right])) == 1
+    assert (labels[gland] > 0).all()  # flooded back over the whole gland
+    # a neck wider than the erosion stays one gland, and so does a gland too thin to keep a core
+    assert len(np.unique(probabilities_to_instances(_probs(gland, no_border), mpp=0.5,
+                                                    params={**params, "neck_um": 1.5}))) == 2
+    thin = np.zeros(gland.shape, bool)
+    thin[20:26, 10:190] = True
+    thin_labels = probabilities_to_instances(_probs(thin, no_border), mpp=0.5, params={**params, "neck_um": 3.0})
+    assert len(np.unique(thin_labels)) == 2 and (thin_labels[thin] > 0).all()
+
+
+def test_neck_erosion_does_not_start_at_the_image_edge():
+    """A gland cut by the image's (a chunk's) edge is seeded as in the whole image."""
+    _, _, gland = _necked_pair()
+    params = {"min_area_um2": 50, "neck_um": 3.0}
+    whole = probabilities_to_instances_keep_edges(_probs(gland, np.zeros(gland.shape, bool)), mpp=0.5, params=params)
+    cut = gland[:, :70]  # the left disc cut by the edge, a stub of the neck on it
+    part = probabilities_to_instances_keep_edges(_probs(cut, np.zeros(cut.shape, bool)), mpp=0.5, params=params)
+    assert _same_partition(part, whole[:, :70])
+
+
+def test_seeds_at_necks_keep_a_lone_piece_whole_and_drop_tiny_cores():
+    from skimage.morphology import disk
+
+    from napari_glandseg.inference.postprocess import seeds_at_necks
+
+    left, right, gland = _necked_pair()
+    speck = np.zeros(gland.shape, bool)
+    speck[5:8, 5:8] = True
+    seeds = seeds_at_necks(gland | speck, disk(6), min_core_px=20)
+    assert set(np.unique(seeds[left])) == {0, seeds[60, 60]} and set(np.unique(seeds[right])) == {0, seeds[60, 135]}
+    assert 0 < seeds[60, 60] != seeds[60, 135] > 0  # a core each side of the neck
+    assert (seeds[speck] == seeds[6, 6]).all() and seeds[6, 6] > 0  # no core survives: the piece is one seed
+    assert not (seeds[gland] == seeds[6, 6]).any()

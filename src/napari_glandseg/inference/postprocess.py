@@ -3,8 +3,10 @@
 Touching glands are the hard case: the model predicts a thin *border* class between them. We
 take the gland interiors (gland probability high, border probability low) as seeds, label them,
 and grow each seed back over the whole gland region (interior + border) so that the border
-pixels are returned to the gland they belong to. Holes are filled and objects smaller than a
-minimum area in µm² are dropped.
+pixels are returned to the gland they belong to. Where two glands touch without a border the
+model saw, their interiors join at a neck: ``neck_um`` > 0 erodes the seeds by that radius, so
+that each core left is a seed of its own (a seed no core survives in stays whole). Holes are
+filled and objects smaller than a minimum area in µm² are dropped.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.morphology import disk
 from skimage.segmentation import watershed
 
 from napari_glandseg.model.card import DEFAULT_POSTPROCESS
@@ -49,7 +52,8 @@ def _to_instances(
     interior = region & (border < p["border_threshold"]) & (gland >= border)
     min_area_px = float(p["min_area_um2"]) / (mpp * mpp)
     return _instances_from_masks(
-        region, interior, min_area_px, bool(p["fill_holes"]), keep_edge_objects=keep_edge_objects
+        region, interior, min_area_px, bool(p["fill_holes"]), keep_edge_objects=keep_edge_objects,
+        neck_px=float(p.get("neck_um", 0.0)) / mpp,
     )
 
 
@@ -60,15 +64,21 @@ def _instances_from_masks(
     fill_holes: bool,
     *,
     keep_edge_objects: bool = False,
+    neck_px: float = 0.0,
 ) -> np.ndarray:
     # Seeds must be a meaningful part of a gland; specks in the border band would split glands.
     seeds, n = ndi.label(interior)
     if n == 0:
         return np.zeros(region.shape, np.int32)
+    min_seed_px = max(4.0, 0.1 * min_area_px)
     seed_sizes = np.bincount(seeds.ravel())
-    small = seed_sizes < max(4.0, 0.1 * min_area_px)
+    small = seed_sizes < min_seed_px
     small[0] = False
     seeds[small[seeds]] = 0
+    if round(neck_px) >= 1:
+        # the image's edge is no gland's edge: erode from the seeds' own outlines only, so that a
+        # whole-slide chunk seeds a gland as a one-piece run does
+        seeds = seeds_at_necks(seeds > 0, disk(round(neck_px)), min_core_px=min_seed_px, border_value=1)
     labels = flood_seeds(region, interior, seeds)
     if fill_holes:
         labels = fill_label_holes(labels)
@@ -76,6 +86,26 @@ def _instances_from_masks(
     if keep_edge_objects:
         keep = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     return remove_small_objects(labels, min_area_px, keep=keep)
+
+
+def seeds_at_necks(mask: np.ndarray, structure: np.ndarray, *, min_core_px: float = 1.0,
+                   border_value: int = 0) -> np.ndarray:
+    """int32 seeds of ``mask``: the cores left after eroding it by ``structure`` (of at least
+    ``min_core_px`` pixels), one seed each, so a piece joined by a neck narrower than the
+    structure gives two; a piece of ``mask`` where no such core survives is one seed whole."""
+    cores, n = ndi.label(ndi.binary_erosion(mask, structure, border_value=border_value))
+    if n:
+        small = np.bincount(cores.ravel()) < min_core_px
+        small[0] = False
+        cores[small[cores]] = 0
+        cores, n = ndi.label(cores > 0)
+    pieces, m = ndi.label(mask)
+    lone = np.ones(m + 1, bool)
+    lone[pieces[cores > 0]] = False
+    lone[0] = False
+    lut = np.zeros(m + 1, np.int32)
+    lut[lone] = np.arange(n + 1, n + 1 + int(lone.sum()), dtype=np.int32)
+    return np.where(cores > 0, cores, lut[pieces]).astype(np.int32)
 
 
 def flood_seeds(region: np.ndarray, interior: np.ndarray, seeds: np.ndarray) -> np.ndarray:

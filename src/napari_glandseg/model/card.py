@@ -14,6 +14,7 @@ DEFAULT_POSTPROCESS: dict[str, Any] = {
     "border_threshold": 0.5,  # P(border) above this separates touching glands
     "min_area_um2": 200.0,  # smaller objects are noise, not glands
     "fill_holes": True,
+    "neck_um": 0.0,  # > 0: gland interiors joined by a neck narrower than twice this are two seeds
 }
 
 

@@ -33,8 +33,8 @@ def check_numbers(name: str, field: str, values: Any, n: int, *, positive: bool 
 
 
 def check_postprocess(name: str, post: dict[str, Any]) -> None:
-    """Thresholds in [0, 1], a finite non-negative minimum area, a yes/no hole filling (the keys
-    that are there: missing ones take the defaults)."""
+    """Thresholds in [0, 1], a finite non-negative minimum area, a neck radius in [0, 100] µm, a
+    yes/no hole filling (the keys that are there: missing ones take the defaults)."""
     if not isinstance(post, dict):
         raise ValueError(f"model card {name!r}: postprocess must be an object, got {post!r}")
     for key in ("gland_threshold", "border_threshold"):
@@ -43,6 +43,9 @@ def check_postprocess(name: str, post: dict[str, Any]) -> None:
     if "min_area_um2" in post and not (_number(post["min_area_um2"]) and post["min_area_um2"] >= 0):
         raise ValueError(f"model card {name!r}: postprocess.min_area_um2 must be a number >= 0, "
                          f"got {post['min_area_um2']!r}")
+    if "neck_um" in post and not (_number(post["neck_um"]) and 0 <= post["neck_um"] <= 100):
+        raise ValueError(f"model card {name!r}: postprocess.neck_um must be a number in [0, 100] µm, "
+                         f"got {post['neck_um']!r}")
     if "fill_holes" in post and not isinstance(post["fill_holes"], bool):
         raise ValueError(f"model card {name!r}: postprocess.fill_holes must be true or false")
 

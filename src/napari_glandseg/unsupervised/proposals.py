@@ -21,7 +21,7 @@ from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
 from napari_glandseg.errors import GlandsegError, Progress, check_mpp
-from napari_glandseg.inference.postprocess import fill_label_holes, remove_small_objects
+from napari_glandseg.inference.postprocess import fill_label_holes, remove_small_objects, seeds_at_necks
 from napari_glandseg.unsupervised.morphology_cue import CueConfig, _disk, gland_mask
 from napari_glandseg.unsupervised.spm import ClusterConfig, cluster_image
 
@@ -63,11 +63,7 @@ def instances_from_mask(mask: np.ndarray, mpp: float, split_um: float, min_area_
     glands under ``min_area_um2`` dropped; ids 1..n."""
     if not mask.any():
         return np.zeros(mask.shape, np.int32)
-    seeds, n = ndi.label(ndi.binary_erosion(mask, _disk(split_um, mpp)))
-    pieces, _ = ndi.label(mask)
-    unseeded = np.setdiff1d(np.unique(pieces[mask]), np.unique(pieces[seeds > 0]))
-    for i, piece in enumerate(unseeded, start=n + 1):  # a gland too thin to keep a core: one seed
-        seeds[pieces == piece] = i
+    seeds = seeds_at_necks(mask, _disk(split_um, mpp))  # a gland too thin to keep a core: one seed
     dist = ndi.distance_transform_edt(mask)
     labels = watershed(-dist, seeds, mask=mask).astype(np.int32)
     labels = fill_label_holes(labels)
