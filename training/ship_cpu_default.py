@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from napari_glandseg.model.checkpoint import load_checkpoint
+    from napari_glandseg.model.precision import cpu_description
 
     pairs = validation_pairs(args.config)
     shipped = WEIGHTS / f"{args.name}.safetensors"
@@ -59,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         "license": old.get("license"),
         "data_description": old.get("data_description"),
         "continued_from": {k: old.get(k) for k in ("script", "device", "minutes", "steps", "test") if k in old},
-        "how": "training/finetune.py --config training/configs/default_cpu.yaml (continued from the shipped "
-               "glandseg_small of 2026-11-26), then training/ship_cpu_default.py",
-        "device": "2 CPU cores (Intel Xeon, AVX512-BF16), 1 torch thread, bf16 autocast, beside other work",
+        "how": f"training/finetune.py --config {args.config.as_posix()} (continued from the shipped {args.name}), "
+               f"then training/ship_cpu_default.py --config {args.config.as_posix()}",
+        "device": f"CPU ({cpu_description()}; threads and precision: the run's config and log)",
         "postprocess_profiles": {"by_organ": new_organs, "replaced": {"by_organ": old_organs}},
         "weights": "fp16 (loaded as fp32)",
     })
