@@ -204,6 +204,9 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     from segment_slide import MPP, write_slide
 
+    # one concrete precision for both tools (the engine's "auto" would time bf16 against fp32 on its
+    # first batch and might keep another than the TIAToolbox child resolves)
+    args.precision = _resolved(args.precision)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     slide = write_slide(args.out / f"slide_{args.layout}_{args.size}.tif", args.size, args.layout)
@@ -211,7 +214,7 @@ def main() -> None:
           file=sys.stderr, flush=True)
     common = {"slide_px": args.size, "slide_mpp": MPP, "layout": args.layout,
               "slide_mb": round(slide.stat().st_size / 1e6, 1), "model": args.model, "batch_size": args.batch_size,
-              "precision": _resolved(args.precision), "cpu": _cpu(), "device": "cpu", "cpus": os.cpu_count()}
+              "precision": args.precision, "cpu": _cpu(), "device": "cpu", "cpus": os.cpu_count()}
     for tool in tools:
         print(f"running {tool} ...", file=sys.stderr, flush=True)
         res = run_glandseg(slide, args, args.out) if tool == "glandseg" else run_tiatoolbox(slide, args, args.out)

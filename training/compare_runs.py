@@ -3,6 +3,7 @@ training loss each run had reached after the same minutes (from each run's ``log
 
 Use it to compare settings that change the speed of a step (crop size × batch, precision,
 threads): a setting is faster only if it is also ahead at an equal time, not only in crops/s.
+Compare validation, not the training loss, between runs whose losses differ (e.g. weighted pixels).
 
     python training/compare_runs.py RUN_DIR [RUN_DIR ...] [--every 5]
 
@@ -18,10 +19,21 @@ from pathlib import Path
 
 
 def read_log(run: Path) -> list[dict]:
+    """The run's log records, ``time_s`` counted across resumed sessions (each session's clock
+    starts at 0 again: it continues from where the one before ended)."""
     log = run / "log.jsonl"
     if not log.is_file():
         raise SystemExit(f"{run}: no log.jsonl (not a training run's folder)")
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    offset = last = 0.0
+    for r in records:
+        if "time_s" not in r:
+            continue
+        if r["time_s"] + offset < last:  # a resumed session
+            offset = last
+        r["time_s"] += offset
+        last = r["time_s"]
+    return records
 
 
 def crops_per_step(run: Path) -> int:

@@ -37,7 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from napari_glandseg.model.checkpoint import load_checkpoint
-    from napari_glandseg.model.precision import cpu_description
 
     pairs = validation_pairs(args.config)
     shipped = WEIGHTS / f"{args.name}.safetensors"
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         "continued_from": {k: old.get(k) for k in ("script", "device", "minutes", "steps", "test") if k in old},
         "how": f"training/finetune.py --config {args.config.as_posix()} (continued from the shipped {args.name}), "
                f"then training/ship_cpu_default.py --config {args.config.as_posix()}",
-        "device": f"CPU ({cpu_description()}; threads and precision: the run's config and log)",
+        "device": "CPU (threads and precision: the run's config and log)",
         "postprocess_profiles": {"by_organ": new_organs, "replaced": {"by_organ": old_organs}},
         "weights": "fp16 (loaded as fp32)",
     })

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 GRID = {
+    "neck_um": (0.0, 2.5, 5.0, 7.5),  # first: every uneroded setting is tried first and wins a tie
     "gland_threshold": (0.4, 0.5, 0.6),
     "border_threshold": (0.2, 0.3, 0.4, 0.5, 0.7),
     "min_area_um2": (100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0),
-    "neck_um": (0.0, 2.5, 5.0, 7.5),  # last, so that a tie keeps the seeds uneroded
 }
 
 

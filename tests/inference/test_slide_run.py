@@ -104,6 +104,32 @@ def test_resume_with_other_settings_is_refused(disc_slide, tmp_path):
     assert stats.chunks_run == stats.chunks == 11 * 14
 
 
+def test_a_run_recorded_before_a_postprocess_setting_existed_resumes_at_its_default(disc_slide, tmp_path):
+    import json
+
+    from napari_glandseg.inference.chunks import RUN_DIR
+    from napari_glandseg.inference.slide_run import RECORD
+
+    path, _ = disc_slide
+    _, ref, _ = _run(path, tmp_path / "ref.zarr")
+    cancel = threading.Event()
+    with pytest.raises(Cancelled):
+        _run(path, tmp_path / "f.zarr", progress=lambda d, t, m: m == "chunks" and d >= 10 and cancel.set(),
+             cancel=cancel)
+    record_path = tmp_path / "f.zarr" / RUN_DIR / RECORD
+    record = json.loads(record_path.read_text())
+    record["postprocess"].pop("neck_um", None)  # as an earlier version wrote it
+    record_path.write_text(json.dumps(record))
+    _, lab, stats = _run(path, tmp_path / "f.zarr")
+    assert 0 < stats.chunks_run < stats.chunks
+    np.testing.assert_array_equal(lab, ref)
+    record = json.loads(record_path.read_text())
+    record["postprocess"]["neck_um"] = 5.0  # another setting than this run's: refused
+    record_path.write_text(json.dumps(record))
+    with pytest.raises(GlandsegError, match="postprocess"):
+        _run(path, tmp_path / "f.zarr")
+
+
 def test_output_that_is_not_a_store_is_refused(disc_slide, tmp_path):
     path, _ = disc_slide
     (tmp_path / "e.zarr").mkdir()

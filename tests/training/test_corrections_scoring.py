@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_glandseg.model.card import DEFAULT_POSTPROCESS
 from napari_glandseg.train.corrections_scoring import ScoredBox, calibrate_postprocess, score_boxes
 
-BASE = {"gland_threshold": 0.5, "border_threshold": 0.5, "min_area_um2": 10.0, "fill_holes": True}
+BASE = {**DEFAULT_POSTPROCESS, "gland_threshold": 0.5, "border_threshold": 0.5, "min_area_um2": 10.0, "fill_holes": True}
 
 
 def _box(glands: list[tuple[slice, slice, float]], truth_glands: int) -> ScoredBox:

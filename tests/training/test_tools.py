@@ -1,4 +1,4 @@
-"""convert_checkpoint.py, evaluate.py, and the shipped default model on a GlaS testA image."""
+"""convert_checkpoint.py, evaluate.py, compare_runs.py, and the shipped default model on a GlaS testA image."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 from napari_glandseg.model import create_model, load_checkpoint, save_checkpoint
 from napari_glandseg.model.registry import bundled_weights_dir
-from training import convert_checkpoint, evaluate, ship_model, tune_postprocess
+from training import compare_runs, convert_checkpoint, evaluate, ship_model, tune_postprocess
 
 
 def test_convert_unwraps_and_round_trips(tmp_path, capsys):
@@ -129,3 +129,25 @@ def test_validation_pairs_follow_the_training_split(tmp_path, shared_data):
     assert len(pairs) == 13 + 1 and all(img.exists() and mask.exists() for img, mask, _, _ in pairs)
     assert not any("testA" in str(img) for img, *_ in pairs)
     assert {mpp for *_, mpp, _ in pairs} == {0.62, 2.72}, "each folder keeps its own µm/px"
+
+
+def test_compare_runs_counts_time_across_a_resumed_session(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("batch_size: 8\n")
+    records = [{"time_s": 60.0, "step": 10, "loss": 1.0}, {"time_s": 120.0, "step": 20, "loss": 0.8},
+               {"time_s": 125.0, "step": 20, "event": "validation", "object_f1": 0.5, "pixel_dice": 0.8},
+               {"time_s": 3.0, "event": "start", "step": 20},  # resumed: its clock starts again
+               {"time_s": 63.0, "step": 30, "loss": 0.6},
+               {"time_s": 70.0, "step": 30, "event": "validation", "object_f1": 0.6, "pixel_dice": 0.85}]
+    (run / "log.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    assert compare_runs.main([str(run), "--every", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    by_minute = {r["minutes"]: r for r in rows if not r.get("summary")}
+    assert by_minute[1.0]["step"] == 10 and by_minute[2.0]["object_f1"] is None
+    # the second session's records come after the first's 125 s: step 30 at 188 s, its validation at 195 s
+    assert by_minute[3.0]["step"] == 20 and by_minute[3.0]["object_f1"] == 0.5
+    summary = rows[-1]
+    assert summary["crops_per_s"] == round(30 * 8 / 188.0, 2) and summary["best_at_minutes"] == round(195 / 60, 1)
+    with pytest.raises(SystemExit, match="no log.jsonl"):
+        compare_runs.main([str(tmp_path)])

@@ -88,8 +88,10 @@ def test_separation_weight_counts_in_the_cross_entropy_only_where_marked():
     marked = torch.from_numpy(make_targets(labels, np.ones_like(labels, bool), separation_px=4).astype(np.int64))[None]
     target, weights = split_separation(marked, 5.0)
     assert set(torch.unique(weights).tolist()) == {1.0, 5.0} and int(target.max()) == 2
-    plain_target, none = split_separation(target, 5.0)
-    assert none is None and torch.equal(plain_target, target)
+    plain_target, ones = split_separation(target, 5.0)
+    assert torch.equal(plain_target, target) and bool((ones == 1.0).all())  # nothing marked
+    same, none = split_separation(marked, 1.0)
+    assert none is None and torch.equal(same, target)  # weight 1: marks read as their classes
     logits = torch.zeros(1, 3, *labels.shape)
     logits[:, 1] = 2.0  # "gland" everywhere: wrong on the background of the gap
     gap_only = torch.zeros_like(weights)
@@ -98,3 +100,31 @@ def test_separation_weight_counts_in_the_cross_entropy_only_where_marked():
     assert heavy > light  # the gap's wrong pixels weigh more
     assert torch.isclose(per_sample_ce(logits, target, pixel_weights=gap_only),
                          torch.nn.functional.cross_entropy(logits[..., 20, 25:29], target[..., 20, 25:29]))
+
+
+def test_separation_marks_reach_the_loss_at_every_scale_and_ignored_pixels_stay_ignored():
+    import torch
+
+    from napari_glandseg.train.losses import segmentation_loss
+
+    labels = np.zeros((64, 64), np.int32)
+    labels[8:40, 4:30] = 1
+    labels[8:40, 33:60] = 2  # a 3-px gap
+    valid = np.ones_like(labels, bool)
+    valid[50:] = False
+    sample = Sample("pair", np.full((64, 64, 3), 180, np.uint8), labels, valid)
+    ds = CropDataset([sample], 64, length=4, seed=0, augment=False, separation_px=4)
+    target = ds[0][1]
+    assert int((target == IGNORE).sum()) == int((~valid).sum())  # the 14 unreviewed rows, nothing else
+    marked = (target >= 4) & (target != IGNORE)
+    assert marked.any() and not marked[50:].any()
+    assert not (CropDataset([sample], 64, length=4, seed=0, augment=False)[0][1] >= 4)[target != IGNORE].any()
+    # wrong everywhere in the same way: only the weights differ, at full resolution and in the deep terms
+    torch.manual_seed(0)
+    out = {"logits": torch.randn(1, 3, 64, 64), "deep": [torch.randn(1, 3, 32, 32)]}
+    t = target[None]
+    light, _ = segmentation_loss(out, t, separation_weight=1.0, deep_weights=(0.0,))
+    heavy, _ = segmentation_loss(out, t, separation_weight=10.0, deep_weights=(0.0,))
+    deep_light, _ = segmentation_loss({**out, "logits": out["logits"] * 0}, t, separation_weight=1.0, deep_weights=(1.0,))
+    deep_heavy, _ = segmentation_loss({**out, "logits": out["logits"] * 0}, t, separation_weight=10.0, deep_weights=(1.0,))
+    assert not torch.isclose(light, heavy) and not torch.isclose(deep_light, deep_heavy)

@@ -282,6 +282,16 @@ def _model_for_run(model: Any, s: SlideRunSettings, client: Any):
     return None, ref, source.card.for_organ(s.organ), source
 
 
+def _comparable(key: str, value: Any) -> Any:
+    """A run record's value as a resume compares it: post-processing with its defaults filled in,
+    so that a run begun before a setting existed resumes where the setting is at its default."""
+    if key == "postprocess" and isinstance(value, dict):
+        from napari_glandseg.model.card import DEFAULT_POSTPROCESS
+
+        return {**DEFAULT_POSTPROCESS, **value}
+    return value
+
+
 def _open_store(LabelStore, path: Path, shape, chunk, mpp, slide, record, resume):
     run_dir = path / RUN_DIR
     if path.exists():
@@ -293,7 +303,7 @@ def _open_store(LabelStore, path: Path, shape, chunk, mpp, slide, record, resume
             check_same_slide(path, prev.get("slide_id"), record["slide_id"], prev.get("slide"))
             keys = ("slide_shape", "model", "model_mpp", "chunk_px", "margin_px", "shape", "postprocess",
                     "tiles", "batch_size")
-            diff = [k for k in keys if prev.get(k) != _jsonable(record.get(k))]
+            diff = [k for k in keys if _comparable(k, prev.get(k)) != _comparable(k, _jsonable(record.get(k)))]
             if diff:
                 raise GlandsegError(
                     f"{path}: cannot resume: the earlier run differs in {', '.join(diff)}; "

@@ -111,6 +111,9 @@ def calibrate_postprocess(user: Sequence[ScoredBox], replay: Sequence[ScoredBox]
     unless that gains at least ``min_gain``, or when ``user`` holds fewer than ``min_glands``
     glands. The report holds both settings' scores. ``cancelled()`` is asked between candidates
     (``Cancelled``)."""
+    from napari_glandseg.model.card import DEFAULT_POSTPROCESS
+
+    base = {**DEFAULT_POSTPROCESS, **base}  # both paths return complete settings
     glands = held_back_glands(user)
     if glands < min_glands:
         return dict(base), {"skipped": f"{glands} held-back glands, fewer than {min_glands}: base settings kept",

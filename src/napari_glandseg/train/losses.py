@@ -11,11 +11,11 @@ from napari_glandseg.train.data import IGNORE, SEPARATION
 
 def split_separation(target: torch.Tensor, weight: float) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Targets with ``SEPARATION`` marks (``data.make_targets``) → plain classes and per-pixel
-    cross-entropy weights (``weight`` where two glands lie close, 1 elsewhere; None: no marks)."""
+    cross-entropy weights (``weight`` where two glands lie close, 1 elsewhere; None: a weight of 1).
+    No host-device sync: a GPU step does not wait for it."""
     marked = (target >= SEPARATION) & (target != IGNORE)
-    if not bool(marked.any()):
-        return target, None
-    return torch.where(marked, target - SEPARATION, target), 1.0 + (weight - 1.0) * marked.float()
+    plain = torch.where(marked, target - SEPARATION, target)
+    return plain, (1.0 + (weight - 1.0) * marked.float()) if weight != 1.0 else None
 
 
 def per_sample_ce(logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None,
