@@ -75,7 +75,7 @@ def tune(checkpoint: Path, pairs: list[tuple[Path, Path, float, str]], *,
         by_source: dict[str, list[dict]] = {}
         for probs, gt, source in cached:
             pred = resize_labels(probabilities_to_instances(probs, mpp=card.mpp, params=params), *gt.shape)
-            by_source.setdefault(source, []).append(evaluate_pair(pred, gt, gt_kind="instance"))
+            by_source.setdefault(source, []).append(evaluate_pair(pred, gt, gt_kind="instance", hausdorff=False))
         result = {"params": params}
         for key in ("object_f1", "pixel_dice", "object_dice"):
             per_source = {src: float(np.mean([s[key] for s in rows])) for src, rows in by_source.items()}

@@ -51,6 +51,9 @@ def test_object_f1_fifty_percent_rule_and_duplicates():
     # TP: gland 1, gland 3 (each half covers exactly 50 %: counted once) → 2; n_pred 5, n_true 3
     assert m["n_tp"] == 2
     assert m["object_f1"] == pytest.approx(2 * 2 / (5 + 3))
+    quick = evaluate_pair(pred, gt, hausdorff=False)  # the same, without the Hausdorff distance
+    assert np.isnan(quick.pop("object_hausdorff")) and m["object_hausdorff"] > 0
+    assert quick == {k: v for k, v in m.items() if k != "object_hausdorff"}
 
 
 def test_object_dice_is_area_weighted():

@@ -168,9 +168,12 @@ def _hausdorff(a: np.ndarray, b: np.ndarray) -> float:
     return float(max(da.max(), db.max()))
 
 
-def evaluate_pair(pred: np.ndarray, gt: np.ndarray, *, gt_kind: str = "auto") -> dict[str, float]:
+def evaluate_pair(pred: np.ndarray, gt: np.ndarray, *, gt_kind: str = "auto",
+                  hausdorff: bool = True) -> dict[str, float]:
     """All metrics for one image; ``gt`` is read as ``gt_kind`` (see :func:`to_instances`: give
-    "instance" for instance labels, or a mask holding a single gland id is split into its pieces)."""
+    "instance" for instance labels, or a mask holding a single gland id is split into its pieces).
+    ``hausdorff=False`` leaves the object Hausdorff distance out (NaN): three quarters of the time,
+    for a search over settings that does not choose by it."""
     pred, gt = to_instances(pred), to_instances(gt, gt_kind)
     o = _Overlap(pred, gt)
     return {
@@ -178,7 +181,7 @@ def evaluate_pair(pred: np.ndarray, gt: np.ndarray, *, gt_kind: str = "auto") ->
         "pixel_iou": pixel_iou(pred, gt),
         "object_f1": _f1(o),
         "object_dice": _object_dice(o),
-        "object_hausdorff": _object_hausdorff(o),
+        "object_hausdorff": _object_hausdorff(o) if hausdorff else float("nan"),
         "n_pred": len(o.p_ids),
         "n_true": len(o.g_ids),
         "n_tp": _true_positives(o),
