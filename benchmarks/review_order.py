@@ -52,7 +52,8 @@ def image_sets(names: list[str]) -> dict[str, list[tuple[Path, Path, float, str]
 
 def wrong_glands(pred: np.ndarray, truth: np.ndarray) -> list[tuple[int, str]]:
     """(the predicted gland at which it is seen, its kind) for each error (see the doc): kinds
-    ``false_positive``, ``merge``, ``split``, ``spill``, ``miss``."""
+    ``false_positive``, ``merge``, ``split`` (a piece holding no gland's half but lying mostly on
+    one, or not its gland's best match), ``spill``, ``miss``."""
     n_p, n_t = int(pred.max()), int(truth.max())
     inter = np.zeros((n_p + 1, n_t + 1), np.int64)
     np.add.at(inter, (pred.ravel(), truth.ravel()), 1)
@@ -63,7 +64,9 @@ def wrong_glands(pred: np.ndarray, truth: np.ndarray) -> list[tuple[int, str]]:
     for i in range(1, n_p + 1):
         held = np.flatnonzero(covers[i - 1])
         if len(held) != 1:
-            errors.append((i, "merge" if len(held) else "false_positive"))
+            # holding no gland's half: a piece of a gland split apart if it lies mostly on one
+            piece = n_t > 0 and inter[i, 1:].max() >= 0.5 * area_p[i]
+            errors.append((i, "merge" if len(held) else "split" if piece else "false_positive"))
             continue
         j = held[0] + 1
         if best_pred[j - 1] != i:
