@@ -203,7 +203,7 @@ def make_targets(labels: np.ndarray, valid: np.ndarray, border_px: int = 2, sepa
         none = np.iinfo(np.int32).max  # no gland: above every label, so the minimum finds glands only
         window = 2 * separation_px + 1
         lowest = ndi.minimum_filter(np.where(fg, labels, none).astype(np.int32), size=window)
-        highest = ndi.maximum_filter(labels.astype(np.int32), size=window)
+        highest = ndi.maximum_filter(labels, size=window)
         target[(lowest != none) & (lowest != highest)] += SEPARATION
     target[~valid] = IGNORE
     return target
