@@ -187,8 +187,8 @@ def forward_rate(runs: Path, tile_px: int = 384, batch: int = 16, seconds: float
     return {"device": name, "tile_px": tile_px, "batch": batch, "tiles_per_s": round(n / (time.time() - t), 1)}
 
 
-def pack(runs: Path, out: Path) -> None:
-    """fp16 best checkpoints of default and guided, split into parts; logs and configs apart."""
+def pack(runs: Path, out: Path, names: tuple[str, ...] = ("default", "guided")) -> None:
+    """fp16 best checkpoints of the ``names`` runs, split into parts; logs and configs apart."""
     from napari_glandseg.model import load_checkpoint, save_checkpoint
 
     out.mkdir(parents=True, exist_ok=True)
@@ -197,7 +197,7 @@ def pack(runs: Path, out: Path) -> None:
             if p.suffix in (".jsonl", ".yaml", ".out") or p.name in ("ablation.json", "best.json", "last.json"):
                 tar.add(p, arcname=str(p.relative_to(runs)))
     models = runs / "ship"
-    for name in ("default", "guided"):
+    for name in names:
         best = runs / name / "best.safetensors"
         if best.exists():
             save_checkpoint(load_checkpoint(best), models / name, half=True)

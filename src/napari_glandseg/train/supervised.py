@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,10 +50,23 @@ class FinetuneConfig(SupervisedSettings):
     # (0: off); where neighbouring glands are merged, that is where a model is wrong
     separation_px: int = 0
     separation_weight: float = 10.0  # U-Net's w0
+    # a samples file (training/pack_samples.py) read instead of ``data``: the same split on a
+    # machine without ../shared or the slide readers
+    samples: str | None = None
+    # crops cut, augmented and labelled on the training device (train.device_crops): what keeps a
+    # GPU busy; on a CPU the loader's workers are as fast
+    crops_on_device: bool = False
 
 
 def load_samples(cfg: FinetuneConfig, model_mpp: float) -> tuple[list[Sample], list[Sample]]:
     """Training and validation samples at the model's µm/px."""
+    if cfg.samples:
+        from napari_glandseg.train.sample_cache import read_samples
+
+        train, val, header = read_samples(Path(cfg.samples))
+        if abs(header.get("mpp", model_mpp) - model_mpp) > 1e-6:
+            raise ValueError(f"{cfg.samples}: samples at {header['mpp']} µm/px, the model takes {model_mpp}")
+        return train, val
     return load_split(cfg.data, cfg.val_data, data_mpp=cfg.data_mpp, model_mpp=model_mpp,
                       val_fraction=cfg.val_fraction, seed=cfg.seed)
 
@@ -81,6 +95,18 @@ def train_step(model, optimizer, images, targets, tumor, cfg: FinetuneConfig, de
     return float(loss.detach()), parts
 
 
+def crop_stream(cfg: FinetuneConfig, train: list[Sample], device: torch.device, step: int, rank: int, world: int):
+    """The run's batches from ``step`` on: made on the device, or by the loader's workers."""
+    crops = {"seed": cfg.seed, "border_px": cfg.border_px, "pad_background": cfg.pad_background,
+             "separation_px": cfg.separation_px}
+    if cfg.crops_on_device:
+        from napari_glandseg.train.device_crops import DeviceCrops
+
+        return DeviceCrops(train, cfg.crop_px, device, **crops).stream(step, cfg.batch_size, rank, world)
+    dataset = CropDataset(train, cfg.crop_px, length=10**9, **crops)
+    return batch_stream(dataset, step, cfg.batch_size, rank, world, cfg.workers)
+
+
 def main(argv: list[str] | None = None, hooks: LoopHooks | None = None) -> int:
     cfg = parse_config(FinetuneConfig, argv, __doc__)
     device, dist_info, out, log = start_run(cfg)
@@ -88,8 +114,6 @@ def main(argv: list[str] | None = None, hooks: LoopHooks | None = None) -> int:
     model = build_model(cfg).to(device)
     card = model.card
     train, val = load_samples(cfg, card.mpp)
-    dataset = CropDataset(train, cfg.crop_px, length=10**9, seed=cfg.seed, border_px=cfg.border_px,
-                          pad_background=cfg.pad_background, separation_px=cfg.separation_px)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model, step, extra = resume_and_wrap(out, model, optimizer, dist_info.world)
     best = extra.get("best", {"object_f1": -1.0})
@@ -97,7 +121,7 @@ def main(argv: list[str] | None = None, hooks: LoopHooks | None = None) -> int:
         save_resolved_config(cfg, out)
         log(event="start", step=step, train_images=len(train), val_images=len(val), mpp=card.mpp,
             world=dist_info.world, params_m=round(sum(p.numel() for p in model.parameters()) / 1e6, 2))
-    stream = batch_stream(dataset, step, cfg.batch_size, dist_info.rank, dist_info.world, cfg.workers)
+    stream = crop_stream(cfg, train, device, step, dist_info.rank, dist_info.world)
     result = run_loop(
         cfg, model, optimizer, stream,
         lambda images, targets, tumor: train_step(model, optimizer, images, targets, tumor, cfg, device),
