@@ -37,6 +37,7 @@ def main() -> int:
     parser.add_argument("--runs", type=Path, default=Path("/tmp/gpu_default_runs"))
     parser.add_argument("--minutes", type=float, default=6.5)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=list(ARMS))
     parser.add_argument("--smoke", action="store_true", help="tiny batches: checks the recipe itself on a CPU")
     a = parser.parse_args()
     a.runs.mkdir(parents=True, exist_ok=True)
@@ -44,7 +45,7 @@ def main() -> int:
     extra = {"batch_size": 2, "crop_px": 128, "val_every": 5, "log_every": 1, "threads": 1} if a.smoke else {}
     procs = {name: launch("napari_glandseg.train.supervised", a.runs / name, a.runs, config=CONFIG, device=a.device,
                           max_minutes=a.minutes, **arm, **extra)
-             for name, arm in ARMS.items()}
+             for name, arm in ARMS.items() if name in a.arms}
     deadline = t0 + 60 * (a.minutes + 1.5)
     while time.time() < deadline and any(p.poll() is None for p in procs.values()):
         time.sleep(2)
@@ -55,7 +56,7 @@ def main() -> int:
             p.wait()
         print(f"{name}: exit {p.returncode}; last lines:", flush=True)
         print("".join((a.runs / f"{name}.out").read_text().splitlines(keepends=True)[-4:]), flush=True)
-    pack(a.runs, a.out, names=tuple(ARMS))
+    pack(a.runs, a.out, names=tuple(a.arms))
     print(f"total {time.time() - t0:.0f} s", flush=True)
     return 0
 

@@ -119,6 +119,12 @@ def start_run(cfg) -> tuple[torch.device, DistInfo, Path, Logger]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
+    if device.type == "cuda":
+        # cuDNN's attention backward returns NaN query gradients for sequences of 64 (+ k·128)
+        # tokens with a mask on H100/H200 since torch 2.11 (pytorch/pytorch#196678): a Swin
+        # window of 8×8 with its position bias is exactly that. The first H200 run of
+        # training/gpu_default.py turned both arms' weights to NaN within 600 steps.
+        torch.backends.cuda.enable_cudnn_sdp(False)
     dist_info = init_distributed(device)
     torch.manual_seed(cfg.seed)  # same heads and mask tokens on every rank
     out = Path(cfg.out)
@@ -274,8 +280,10 @@ def batch_stream(dataset, start_step: int, batch: int, rank: int = 0, world: int
 
 
 def optimizer_step(model, optimizer, loss: torch.Tensor, max_norm: float) -> bool:
-    """Backward, clip, step. A non-finite loss (a bf16 overflow, a bad batch) skips the update on
-    every rank instead of poisoning the weights with NaNs; returns whether the step was taken."""
+    """Backward, clip, step. A non-finite loss or gradient (a bf16 overflow, a bad batch, a kernel
+    that returns NaN) skips the update on every rank instead of poisoning the weights with NaNs
+    (clipping an infinite norm multiplies every gradient by 0·inf); returns whether the step was
+    taken. DDP's gradients are averaged before the norm, so every rank decides alike."""
     optimizer.zero_grad(set_to_none=True)
     finite = torch.isfinite(loss.detach()).float()
     if dist.is_available() and dist.is_initialized():
@@ -283,7 +291,10 @@ def optimizer_step(model, optimizer, loss: torch.Tensor, max_norm: float) -> boo
     if not finite.item():
         return False
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(unwrap(model).parameters(), max_norm)
+    norm = torch.nn.utils.clip_grad_norm_(unwrap(model).parameters(), max_norm)
+    if not torch.isfinite(norm).item():
+        optimizer.zero_grad(set_to_none=True)
+        return False
     optimizer.step()
     return True
 
