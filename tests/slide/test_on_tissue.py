@@ -75,6 +75,43 @@ def test_glass_beyond_the_margin_becomes_background_and_tissue_is_untouched(tmp_
     np.testing.assert_array_equal(probs, before[:, :400, :400])
 
 
+def test_the_glass_beside_a_cut_edge_goes_too_and_enclosed_lumens_stay(tmp_path, shared_data):
+    slide = _slide(tmp_path, shared_data)  # tissue at level-0 100..500 (1 µm/px), glass 242 around
+    probs = np.zeros((3, 1000, 1000), np.float32)
+    probs[0], probs[1], probs[2] = 0.1, 0.8, 0.1
+    coarse = probs.copy()
+    glass_is_background(coarse, slide, (0.0, 0.0), 2.0)
+    rgb = np.asarray(slide.read_region(0, 0, 0, 2000, 2000))[1::2, 1::2]
+    calls = []
+    fine = probs.copy()
+    glass_is_background(fine, slide, (0.0, 0.0), 2.0, lambda: calls.append(1) or rgb)
+    assert calls == [1]
+    kept_coarse, kept_fine = coarse[1] > 0, fine[1] > 0
+    assert not (kept_fine & ~kept_coarse).any()  # only ever more background
+    # the margin the coarse mask keeps outside the patch (grid 50..250) is glass: gone now
+    outside = kept_coarse.copy()
+    outside[50:250, 50:250] = False
+    assert outside.sum() > 1000 and not kept_fine[outside].any()
+    # inside the patch: what is lost is pale and joined to the glass; dark tissue all stays
+    inside = np.zeros_like(kept_fine)
+    inside[50:250, 50:250] = True
+    lost = inside & kept_coarse & ~kept_fine
+    assert (rgb[lost].astype(np.float32).min(-1) > 200).all()
+    assert kept_fine[inside & kept_coarse & (rgb.astype(np.float32).mean(-1) < 200)].all()
+    # a white lumen enclosed by tissue is not glass
+    enclosed = rgb.copy()
+    enclosed[140:160, 140:160] = 250
+    probs_enclosed = probs.copy()
+    glass_is_background(probs_enclosed, slide, (0.0, 0.0), 2.0, enclosed)
+    assert (probs_enclosed[1, 140:160, 140:160] > 0).all()
+    # a box with no glass in it reads nothing
+    calls.clear()
+    y, x = next((y, x) for y in range(50, 230, 10) for x in range(50, 230, 10) if kept_coarse[y:y + 20, x:x + 20].all())
+    inner = probs[:, y:y + 20, x:x + 20].copy()
+    glass_is_background(inner, slide, (2.0 * y, 2.0 * x), 2.0, lambda: calls.append(1) or rgb[y:y + 20, x:x + 20])
+    assert calls == [] and (inner[1] > 0).all()
+
+
 def test_each_use_has_its_own_mask(tmp_path, shared_data):
     slide = _slide(tmp_path, shared_data)
     (wide, ds_wide), (narrow, ds_narrow) = cached_tissue_mask(slide, RUN), cached_tissue_mask(slide, GLASS)

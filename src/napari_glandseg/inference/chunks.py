@@ -30,6 +30,7 @@ from napari_glandseg.inference.tile_jobs import (
 )
 from napari_glandseg.inference.tiling import SlideTiles
 from napari_glandseg.slide.on_tissue import GLASS, glass_is_background, seed_mask
+from napari_glandseg.slide.resample import read_on_grid
 
 #: Folder inside the label store for the run's own files (seam files, tile cache, run record).
 RUN_DIR = "glandseg_run"
@@ -88,7 +89,8 @@ def chunk_instances(slide: Any, card: Any, geom: ChunkGeom, probs: np.ndarray, f
     """Local instance labels (1..65535, int32) of the chunk's padded box (``factor``: slide
     level-0 px per store px); glass beyond the tissue's edge is background (``on_tissue``)."""
     py, px = geom.padded_origin
-    glass_is_background(probs, slide, (py * factor, px * factor), factor)
+    glass_is_background(probs, slide, (py * factor, px * factor), factor,
+                        lambda: read_on_grid(slide, (py * factor, px * factor), probs.shape[1:], factor, card.mpp))
     local = probabilities_to_instances_keep_edges(probs, mpp=card.mpp, params=postprocess or card.postprocess)
     if local.max() > LOCAL_MAX:
         raise GlandsegError(

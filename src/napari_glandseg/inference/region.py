@@ -23,7 +23,7 @@ from napari_glandseg.inference.tiling import predict_tiled
 from napari_glandseg.labels._objects import compact_labels
 from napari_glandseg.slide.on_tissue import drop_off_tissue, glass_is_background, set_background
 from napari_glandseg.slide.placement import GridPlacement
-from napari_glandseg.slide.resample import resize_labels, resize_rgb, with_mpp
+from napari_glandseg.slide.resample import read_on_grid, resize_labels, resize_rgb, with_mpp
 
 #: Relative µm/px difference below which an image is used as is (no resampling).
 MPP_TOLERANCE = 0.01
@@ -173,15 +173,12 @@ def segment_region(
     grid = GridPlacement.for_box((y0, x0, bh, bw), f)
     out_h, out_w = grid.shape
     m = card.overlap_px  # context margin in label px
-    # the read box is whole label pixels around the box: read_at_mpp returns exactly this size
-    box = (y0 - m * f, x0 - m * f, (out_h + 2 * m) * f, (out_w + 2 * m) * f)
-    rgb = slide.read_at_mpp(box, card.mpp)
-    if rgb.shape[:2] != (out_h + 2 * m, out_w + 2 * m):  # rounding in the reader: fit it
-        rgb = resize_rgb(rgb, out_h + 2 * m, out_w + 2 * m)
+    # the read box is whole label pixels around the box
+    rgb = read_on_grid(slide, (y0 - m * f, x0 - m * f), (out_h + 2 * m, out_w + 2 * m), f, card.mpp)
     probs = probabilities(rgb, pred, progress=progress, cancel=cancel)
     off_slide_is_background(probs, slide.shape, (y0 - m * f, x0 - m * f), f)
     if tissue_only:
-        glass_is_background(probs, slide, (y0 - m * f, x0 - m * f), f)
+        glass_is_background(probs, slide, (y0 - m * f, x0 - m * f), f, rgb)
     labels = probabilities_to_instances(probs, mpp=card.mpp, params=card.postprocess)
     labels = labels[m : m + out_h, m : m + out_w]
     if tissue_only:

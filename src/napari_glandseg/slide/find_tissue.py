@@ -138,17 +138,27 @@ def check_whole_slide_cost(slide: Slide, mask_mpp: float = 16.0, *, warn: bool =
     return cost
 
 
+def saturation_and_grey(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel of an H×W×3 image: saturation (0–1) and grey level (0–255), what tissue is told by."""
+    f = rgb.astype(np.float32)
+    cmax, cmin = f.max(axis=2), f.min(axis=2)
+    return (cmax - cmin) / np.maximum(cmax, 1.0), f @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def pale_pixels(rgb: np.ndarray) -> np.ndarray:
+    """Pixels with neither the saturation nor the darkness of tissue (the fixed floors of the
+    tissue test): glass, and the lumens and clefts inside tissue that look like it."""
+    saturation, grey = saturation_and_grey(rgb)
+    return (saturation <= _MIN_SATURATION) & (grey >= _MAX_GREY)
+
+
 def _classify(rgb: np.ndarray, px_um: float, min_area_um2: float, *, otsu: bool) -> np.ndarray:
     """Tissue pixels of a low-resolution RGB image (``px_um`` µm per pixel), cleaned, holes filled."""
     from scipy import ndimage as ndi
     from skimage.filters import threshold_otsu
     from skimage.morphology import remove_small_objects
 
-    f = rgb.astype(np.float32)
-    cmax, cmin = f.max(axis=2), f.min(axis=2)
-    saturation = (cmax - cmin) / np.maximum(cmax, 1.0)
-    grey = f @ np.array([0.299, 0.587, 0.114], np.float32)
-    del f, cmax, cmin
+    saturation, grey = saturation_and_grey(rgb)
     sat_t = max(_otsu(saturation, threshold_otsu), _MIN_SATURATION) if otsu else _MIN_SATURATION
     grey_t = min(_otsu(grey, threshold_otsu, default=0.0), _MAX_GREY) if otsu else _MAX_GREY
     mask = (saturation > sat_t) | (grey < grey_t)

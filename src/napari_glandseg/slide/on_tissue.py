@@ -16,6 +16,7 @@ looks at the tissue around itself only (``slide.find_tissue.region_tissue_mask``
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -113,12 +114,39 @@ def set_background(probs: np.ndarray, where: np.ndarray) -> None:
             np.copyto(probs[c], 1.0 if c == 0 else 0.0, where=where)
 
 
-def glass_is_background(probs: np.ndarray, slide: Any, origin0: tuple[float, float], scale: float) -> None:
+def glass_is_background(probs: np.ndarray, slide: Any, origin0: tuple[float, float], scale: float,
+                        rgb: Callable[[], np.ndarray] | np.ndarray | None = None) -> None:
     """Set the pixels of ``probs`` (C×H×W, placed as in ``on_tissue``) farther than
-    ``GLASS_MARGIN_UM`` from the tissue to certain background, in place."""
+    ``GLASS_MARGIN_UM`` from the tissue to certain background, in place; with ``rgb`` (the
+    image on the same grid, or what reads it: read only where the box has glass) the glass
+    within that margin too (``glass_beside_tissue``)."""
     on = on_tissue(probs.shape[1:], slide, origin0, scale, GLASS)
-    if on is not None:
-        set_background(probs, ~on)
+    if on is None:
+        return
+    glass = ~on
+    if rgb is not None and glass.any() and on.any():
+        image = rgb() if callable(rgb) else rgb
+        glass |= glass_beside_tissue(image, glass)
+    set_background(probs, glass)
+
+
+def glass_beside_tissue(rgb: np.ndarray, glass: np.ndarray) -> np.ndarray:
+    """The pale pixels of ``rgb`` (``find_tissue.pale_pixels``) joined through pale pixels to
+    ``glass`` (the glass beyond the coarse mask's margin): the glass that margin keeps beside a
+    cut edge, at the image's own resolution. The model calls it gland (white beside epithelium
+    looks like a lumen), and the glands along a cut edge were joined through it into one band (the
+    bundled sample's tumour tile). A lumen that tissue encloses is never reached; a lumen cut open
+    at the edge is glass where it opens."""
+    from scipy import ndimage as ndi
+
+    from napari_glandseg.slide.find_tissue import pale_pixels
+
+    if rgb.shape[:2] != glass.shape:
+        raise ValueError(f"image {rgb.shape[:2]} and glass mask {glass.shape} differ in size")
+    pale = pale_pixels(rgb) | glass
+    parts, _ = ndi.label(pale)
+    touching = np.unique(parts[glass])
+    return np.isin(parts, touching[touching > 0])
 
 
 def drop_off_tissue(labels: np.ndarray, slide: Any, origin0: tuple[float, float], scale: float) -> np.ndarray:

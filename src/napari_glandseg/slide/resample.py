@@ -21,6 +21,15 @@ def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR))
 
 
+def read_on_grid(slide: Any, origin0: tuple[float, float], shape: tuple[int, int], factor: float,
+                 mpp: float) -> np.ndarray:
+    """The slide's RGB read at ``mpp`` onto an H×W grid of ``factor`` level-0 px per pixel from
+    ``origin0`` (the reader's rounding fitted away)."""
+    h, w = shape
+    rgb = slide.read_at_mpp((origin0[0], origin0[1], h * factor, w * factor), mpp)
+    return rgb if rgb.shape[:2] == (h, w) else resize_rgb(rgb, h, w)
+
+
 def resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
     """Nearest-neighbour resize by pixel centres (exact, label ids unchanged)."""
     h, w = labels.shape
