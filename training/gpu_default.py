@@ -40,6 +40,8 @@ def main() -> int:
     parser.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=list(ARMS))
     parser.add_argument("--smoke", action="store_true", help="tiny batches: checks the recipe itself on a CPU")
     a = parser.parse_args()
+    if a.runs.exists() and any(a.runs.iterdir()):
+        parser.error(f"--runs {a.runs} is not empty: its runs would resume (a failed run's weights too); give another")
     a.runs.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     extra = {"batch_size": 2, "crop_px": 128, "val_every": 5, "log_every": 1, "threads": 1} if a.smoke else {}

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     mpp = build_model(cfg).card.mpp
     train, val = load_samples(cfg, mpp)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_samples(args.out, train, val, {"mpp": mpp, "data": cfg.data, "val_fraction": cfg.val_fraction, "seed": cfg.seed})
+    write_samples(args.out, train, val, mpp=mpp, meta={"data": cfg.data, "val_fraction": cfg.val_fraction, "seed": cfg.seed})
     mib = args.out.stat().st_size / 2**20
     print(f"{args.out}: {len(train)} training and {len(val)} validation samples at {mpp} µm/px, {mib:.1f} MiB")
     return 0

@@ -14,10 +14,17 @@ from scipy import ndimage as ndi
 
 from napari_glandseg.train import supervised
 from napari_glandseg.train.common import optimizer_step
-from napari_glandseg.train.data import IGNORE, SEPARATION, hed_jitter, load_glas_folder, make_targets
+from napari_glandseg.train.data import (
+    IGNORE,
+    SEPARATION,
+    CropDataset,
+    hed_jitter,
+    load_glas_folder,
+    make_targets,
+    reviewed_labels,
+)
 from napari_glandseg.train.device_crops import (
     DeviceCrops,
-    _reviewed_labels,
     device_targets,
     gaussian_blur,
     hed_jitter_batch,
@@ -36,7 +43,7 @@ def test_targets_equal_make_targets(samples, border_px, separation_px):
     valid = np.ones(s.labels.shape, bool)
     valid[:40, :] = False  # a stripe nobody reviewed: IGNORE there, the rest as make_targets says
     expected = make_targets(s.labels, valid, border_px, separation_px)
-    labels = _reviewed_labels(s.labels, valid)  # what DeviceCrops does to each image once
+    labels = reviewed_labels(s.labels, valid)  # what DeviceCrops does to each image once
     got = device_targets(torch.from_numpy(labels)[None], torch.from_numpy(valid)[None], border_px, separation_px)
     assert got.shape == (1, *labels.shape) and got.dtype == torch.uint8
     np.testing.assert_array_equal(got[0].numpy(), expected)
@@ -79,19 +86,30 @@ def test_batches_are_a_function_of_the_step(samples):
     assert not torch.equal(images, rank1[0])
 
 
-def test_crops_beyond_an_edge_are_white_background_or_ignored(samples):
-    for pad_background, outside in ((True, 0), (False, IGNORE)):
-        crops = DeviceCrops(samples[:1], 512, "cpu", seed=0, scale_jitter=0.0, pad_background=pad_background)
-        images, targets, _ = crops.batch(0, 2)
-        # GlaS images are ≈ 390 × 260 px at 1.24 µm/px: a 512-px crop reaches beyond them
-        white = (images == 255).all(-1)
-        assert white.float().mean() > 0.3
-        assert (targets[white] == outside).float().mean() > 0.95
+def test_a_crop_over_the_edge_equals_the_cpu_loaders(samples):
+    # GlaS images are ≈ 390 × 260 px at 1.24 µm/px: a 512-px crop without augmentation sits at
+    # (0, 0) and hangs over two edges, in both loaders alike
+    for s in samples[:2]:
+        expected = CropDataset([s], 512, length=1, augment=False, separation_px=3)[0]
+        got = DeviceCrops([s], 512, "cpu", augment=False, separation_px=3).batch(0, 1)
+        np.testing.assert_array_equal(got[0][0].numpy(), expected[0].numpy())
+        np.testing.assert_array_equal(got[1][0].numpy(), expected[1].numpy())  # no border where a gland meets the edge
+        assert (expected[1] == IGNORE).float().mean() > 0.3 and got[2][0] == expected[2]
+
+
+def test_crops_beyond_an_edge_are_white_background_with_pad_background(samples):
+    crops = DeviceCrops(samples[:1], 512, "cpu", seed=0, augment=False, pad_background=True)
+    h, w = samples[0].labels.shape
+    for step in range(4):
+        images, targets, _ = crops.batch(step, 1)
+        outside = (images[0] == 255).all(-1) & (targets[0] == 0)
+        assert outside.sum() >= 512 * 512 - h * w  # everything beyond the image: white, background
+        assert not (targets[0] == IGNORE).any()
 
 
 def test_samples_file_round_trip_and_bad_files(samples, tmp_path):
     path = tmp_path / "samples.npz"
-    write_samples(path, samples[:3], samples[3:], {"mpp": 1.24})
+    write_samples(path, samples[:3], samples[3:], mpp=1.24)
     train, val, header = read_samples(path)
     assert header["mpp"] == 1.24 and [s.name for s in train + val] == [s.name for s in samples]
     for a, b in zip(train + val, samples, strict=True):
@@ -105,13 +123,17 @@ def test_samples_file_round_trip_and_bad_files(samples, tmp_path):
     with pytest.raises(ValueError, match="bad.npz: cannot read"):
         read_samples(bad)
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
-    with pytest.raises(ValueError, match="other.npz: not a samples file"):
+    with pytest.raises(ValueError, match="other.npz: cannot read the samples file: not a samples file"):
         read_samples(tmp_path / "other.npz")
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match="truncated.npz: cannot read the samples file"):
+        read_samples(truncated)
 
 
 def test_a_run_trains_from_a_samples_file_with_crops_on_the_device(mini_glas, samples, tmp_path):
     path = tmp_path / "samples.npz"
-    write_samples(path, samples[:3], samples[3:], {"mpp": 1.24})
+    write_samples(path, samples[:3], samples[3:], mpp=1.24)
     out = tmp_path / "run"
     args = ["--data", json.dumps([str(tmp_path / "not_here")]), "--samples", str(path), "--crops-on-device", "true",
             "--out", str(out), "--steps", "2", "--val-every", "2", "--separation-px", "3", *TINY]
@@ -120,7 +142,7 @@ def test_a_run_trains_from_a_samples_file_with_crops_on_the_device(mini_glas, sa
     assert log[0]["train_images"] == 3 and log[0]["val_images"] == 1
     assert all(math.isfinite(r["loss"]) for r in log if "loss" in r)
     assert any(r.get("event") == "validation" for r in log) and (out / "best.safetensors").exists()
-    write_samples(path, samples[:3], samples[3:], {"mpp": 0.62})
+    write_samples(path, samples[:3], samples[3:], mpp=0.62)
     with pytest.raises(ValueError, match="samples.npz: samples at 0.62 µm/px"):  # not the model's µm/px
         supervised.main(args)
 

@@ -33,7 +33,7 @@ import numpy as np
 from napari_glandseg.inference.beside_model import executor_beside
 from napari_glandseg.inference.stitch import ChunkGeom
 from napari_glandseg.inference.tiling import BlendAccumulator, SlideTiles
-from napari_glandseg.slide.resample import resize_rgb
+from napari_glandseg.slide.resample import read_on_grid
 
 Key = tuple[int, int]
 
@@ -282,9 +282,7 @@ def tile_reader(slide: Any, layout: SlideTiles, factor: float, mpp: float) -> Ca
     t = layout.tile_px
 
     def read(key: Key) -> np.ndarray:
-        y, x = layout.origin(key[0]) * factor, layout.origin(key[1]) * factor
-        rgb = slide.read_at_mpp((y, x, t * factor, t * factor), mpp)
-        return rgb if rgb.shape[:2] == (t, t) else resize_rgb(rgb, t, t)
+        return read_on_grid(slide, (layout.origin(key[0]) * factor, layout.origin(key[1]) * factor), (t, t), factor, mpp)
 
     return read
 

@@ -15,6 +15,7 @@ looks at the tissue around itself only (``slide.find_tissue.region_tissue_mask``
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,9 @@ _CACHE_ATTR = "_glandseg_tissue_mask"
 #: hardly any tissue (pale strands at a cut lumen: 128 of 34,218 tissue pixels lost, against 158).
 GLASS_MARGIN_UM = 8.0
 GLASS_MASK_MPP = 8.0
+#: How far pale pixels joined to that glass count as glass too (``glass_beside_tissue``): the
+#: margin and one mask pixel either side of it. Less than a chunk's margin (``overlap_px``).
+GLASS_REACH_UM = GLASS_MARGIN_UM + 2 * GLASS_MASK_MPP
 #: Tiles whose core meets the same mask dilated by this run. A skipped tile's reach (half its
 #: overlap, 40 µm at 1.24 µm/px) then lies wholly beyond the glass margin, where everything is
 #: background anyway: skipping changes no label.
@@ -125,28 +129,29 @@ def glass_is_background(probs: np.ndarray, slide: Any, origin0: tuple[float, flo
         return
     glass = ~on
     if rgb is not None and glass.any() and on.any():
+        from napari_glandseg.slide.find_tissue import ASSUMED_MPP
+
         image = rgb() if callable(rgb) else rgb
-        glass |= glass_beside_tissue(image, glass)
+        reach = math.ceil(GLASS_REACH_UM / (scale * (slide.mpp or ASSUMED_MPP)))
+        glass |= glass_beside_tissue(image, glass, reach)
     set_background(probs, glass)
 
 
-def glass_beside_tissue(rgb: np.ndarray, glass: np.ndarray) -> np.ndarray:
+def glass_beside_tissue(rgb: np.ndarray, glass: np.ndarray, reach: int) -> np.ndarray:
     """The pale pixels of ``rgb`` (``find_tissue.pale_pixels``) joined through pale pixels to
-    ``glass`` (the glass beyond the coarse mask's margin): the glass that margin keeps beside a
-    cut edge, at the image's own resolution. The model calls it gland (white beside epithelium
-    looks like a lumen), and the glands along a cut edge were joined through it into one band (the
-    bundled sample's tumour tile). A lumen that tissue encloses is never reached; a lumen cut open
-    at the edge is glass where it opens."""
+    ``glass`` (the glass beyond the coarse mask's margin) within ``reach`` pixels: the glass that
+    margin keeps beside a cut edge, at the image's own resolution. The model calls it gland
+    (white beside epithelium looks like a lumen), and the glands along a cut edge were joined
+    through it. A lumen that tissue encloses is never reached; one cut open at the edge loses
+    what lies within ``reach`` of the glass. Bounded, the answer at a pixel depends on the image
+    within ``reach`` of it only: chunks with that much margin agree with one-piece runs."""
     from scipy import ndimage as ndi
 
     from napari_glandseg.slide.find_tissue import pale_pixels
 
     if rgb.shape[:2] != glass.shape:
         raise ValueError(f"image {rgb.shape[:2]} and glass mask {glass.shape} differ in size")
-    pale = pale_pixels(rgb) | glass
-    parts, _ = ndi.label(pale)
-    touching = np.unique(parts[glass])
-    return np.isin(parts, touching[touching > 0])
+    return ndi.binary_dilation(glass, iterations=reach, mask=pale_pixels(rgb)) & ~glass
 
 
 def drop_off_tissue(labels: np.ndarray, slide: Any, origin0: tuple[float, float], scale: float) -> np.ndarray:

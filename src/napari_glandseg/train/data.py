@@ -179,6 +179,16 @@ def to_instances(mask: np.ndarray) -> np.ndarray:
     return read_instances(mask, "auto")
 
 
+def reviewed_labels(labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Unreviewed pixels hold anything (old predictions, garbage): each takes the label of the
+    nearest reviewed pixel, so that they cannot draw borders inside reviewed glands (the targets
+    of reviewed pixels must not depend on unreviewed ones)."""
+    if valid.all() or not valid.any():
+        return labels
+    idx = ndi.distance_transform_edt(~valid, return_distances=False, return_indices=True)
+    return labels[tuple(idx)]
+
+
 def make_targets(labels: np.ndarray, valid: np.ndarray, border_px: int = 2, separation_px: int = 0) -> np.ndarray:
     """Instance labels → class map: 0 background, 1 gland interior, 2 gland border, IGNORE.
 
@@ -186,12 +196,7 @@ def make_targets(labels: np.ndarray, valid: np.ndarray, border_px: int = 2, sepa
     window) get ``SEPARATION`` added to their class, so that the loss can weigh the narrow gaps
     and touching edges between neighbouring glands more (U-Net's separation weights, without the
     per-gland distance maps): where a model merges glands it is wrong there."""
-    if not valid.all() and valid.any():
-        # Unreviewed pixels hold anything (old predictions, garbage). Let each take the label of
-        # the nearest reviewed pixel, so that they cannot create borders inside reviewed glands:
-        # the targets of reviewed pixels must not depend on unreviewed ones.
-        idx = ndi.distance_transform_edt(~valid, return_distances=False, return_indices=True)
-        labels = labels[tuple(idx)]
+    labels = reviewed_labels(labels, valid)
     fg = labels > 0
     target = fg.astype(np.uint8)
     # A pixel is border if a different label (or background) lies within border_px of it.
@@ -281,17 +286,17 @@ class CropDataset(torch.utils.data.Dataset):
 
 
 def _random_crop(s: Sample, size: int, rng: np.random.Generator, pad_background: bool = False):
-    h, w = s.labels.shape
-    if pad_background:
-        # a quarter of the crops may hang over the image's edge by up to half a crop: white
-        # background there, as glass beyond a tissue edge looks
-        reach = size // 2 if rng.random() < 0.25 else 0
-        y = int(rng.integers(-reach, max(1, h - size + 1) + reach))
-        x = int(rng.integers(-reach, max(1, w - size + 1) + reach))
-        return crop_at(s, y, x, size, pad_valid=True)
-    y = int(rng.integers(max(1, h - size + 1)))
-    x = int(rng.integers(max(1, w - size + 1)))
-    return crop_at(s, y, x, size)
+    y, x = crop_corner(s.labels.shape, size, rng, pad_background)
+    return crop_at(s, y, x, size, pad_valid=pad_background)
+
+
+def crop_corner(shape: tuple[int, int], size: int, rng: np.random.Generator, pad_background: bool) -> tuple[int, int]:
+    """The top-left corner of a random ``size``² crop of an image of ``shape``. With
+    ``pad_background`` a quarter of the crops may hang over the image's edge by up to half a
+    crop (white background there, as glass beyond a tissue edge looks)."""
+    h, w = shape
+    reach = size // 2 if pad_background and rng.random() < 0.25 else 0
+    return int(rng.integers(-reach, max(1, h - size + 1) + reach)), int(rng.integers(-reach, max(1, w - size + 1) + reach))
 
 
 def crop_at(s: Sample, y: int, x: int, size: int, pad_valid: bool = False):

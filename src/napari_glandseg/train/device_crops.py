@@ -6,10 +6,11 @@ bounds a small model's training: the last H200 run trained at 95–127 tiles/s w
 at 644. Here the only host work per batch is drawing its random numbers. Batches are a pure
 function of (seed, step, rank), as ``batch_stream``'s are, so a resumed run continues exactly.
 
-The same augmentations as ``data.augment_crop`` and the same targets as ``data.make_targets``
-(``device_targets`` is tested against it), with two differences: pixels nobody reviewed take the
-label of the nearest reviewed pixel of the whole image (``make_targets`` looks within the crop),
-and the scale jitter resamples with ``torch.nn.functional.interpolate``, not PIL.
+The same crop placement, augmentations and targets as ``data.CropDataset`` (``device_targets``
+is tested against ``make_targets``), drawn from another random stream, with two differences:
+pixels nobody reviewed take the label of the nearest reviewed pixel of the whole image
+(``make_targets`` looks within the crop), and the scale jitter resamples with
+``torch.nn.functional.interpolate``, not PIL.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage as ndi
 from skimage.color.colorconv import hed_from_rgb, rgb_from_hed
 
-from napari_glandseg.train.data import IGNORE, SEPARATION, Sample, weighted_index
+from napari_glandseg.train.data import IGNORE, SEPARATION, Sample, crop_corner, reviewed_labels, weighted_index
 
 #: skimage's floor for optical densities (``separate_stains``, ``combine_stains``)
 _LOG_FLOOR = math.log(1e-6)
@@ -86,12 +86,13 @@ class DeviceCrops:
     """Random augmented crops of ``samples`` made on ``device`` (see the module's docstring)."""
 
     def __init__(self, samples: list[Sample], crop_px: int, device: torch.device | str, *, seed: int = 0,
-                 border_px: int = 2, scale_jitter: float = 0.2, pad_background: bool = False, separation_px: int = 0):
+                 augment: bool = True, border_px: int = 2, scale_jitter: float = 0.2, pad_background: bool = False,
+                 separation_px: int = 0):
         if not samples:
             raise ValueError("no training samples")
         self.crop_px, self.device, self.seed = crop_px, torch.device(device), seed
         self.border_px, self.scale_jitter, self.separation_px = border_px, scale_jitter, separation_px
-        self.pad_background = pad_background
+        self.pad_background, self.augment = pad_background, augment
         self.weights = np.array([s.weight for s in samples], dtype=float)
         self.tumor = [s.tumor for s in samples]
         self.shapes = [s.labels.shape for s in samples]
@@ -100,10 +101,12 @@ class DeviceCrops:
         self.margin = self.max_src // 2 + 1
         self.images, self.labels, self.valid = [], [], []
         for s in samples:
-            labels = _reviewed_labels(s.labels, s.valid)
+            labels = reviewed_labels(s.labels, s.valid).astype(np.int32)
             pad = ((self.margin, self.margin + self.max_src), (self.margin, self.margin + self.max_src))
             self.images.append(self._put(np.pad(s.image, pad + ((0, 0),), constant_values=255)))
-            self.labels.append(self._put(np.pad(labels.astype(np.int32), pad)))
+            # beyond the edge: background, or (ignored) the nearest label, as make_targets fills
+            # the ignored pixels of a CPU crop, so that a gland cut by the edge has no border there
+            self.labels.append(self._put(np.pad(labels, pad) if pad_background else np.pad(labels, pad, mode="edge")))
             self.valid.append(self._put(np.pad(s.valid, pad, constant_values=pad_background)))
 
     def _put(self, array: np.ndarray) -> torch.Tensor:
@@ -116,19 +119,23 @@ class DeviceCrops:
         images, labels, valid, tumor, jitter, blur = [], [], [], [], [], []
         for _ in range(batch):
             i = weighted_index(self.weights, rng)
-            scale = float(np.exp(rng.uniform(-self.scale_jitter, self.scale_jitter)))
+            scale = float(np.exp(rng.uniform(-self.scale_jitter, self.scale_jitter))) if self.augment else 1.0
             size = max(8, round(self.crop_px / scale))
-            y, x = self._corner(i, size, rng)
+            y, x = crop_corner(self.shapes[i], size, rng, self.pad_background)
             window = (slice(self.margin + y, self.margin + y + size), slice(self.margin + x, self.margin + x + size))
             image, lab, ok = self._resized(self.images[i][window], self.labels[i][window], self.valid[i][window])
-            k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
-            image, lab, ok = (_turn(a, k, flip) for a in (image, lab, ok))
+            if self.augment:
+                k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
+                image, lab, ok = (_turn(a, k, flip) for a in (image, lab, ok))
+                jitter.append((rng.random() < 0.8, rng.uniform(0.95, 1.05, 3), rng.uniform(-0.02, 0.02, 3)))
+                blur.append(rng.uniform(0.3, 1.2) if rng.random() < 0.2 else 0.0)
+            else:
+                jitter.append((False, np.ones(3), np.zeros(3)))
+                blur.append(0.0)
             images.append(image)
             labels.append(lab)
             valid.append(ok)
             tumor.append(self.tumor[i])
-            jitter.append((rng.random() < 0.8, rng.uniform(0.95, 1.05, 3), rng.uniform(-0.02, 0.02, 3)))
-            blur.append(rng.uniform(0.3, 1.2) if rng.random() < 0.2 else 0.0)
         images = self._stain_and_blur(torch.stack(images), jitter, blur)
         targets = device_targets(torch.stack(labels), torch.stack(valid), self.border_px, self.separation_px)
         return images, targets.long(), torch.tensor(tumor, dtype=torch.long, device=self.device)
@@ -139,13 +146,6 @@ class DeviceCrops:
         while True:
             yield self.batch(step, batch, rank, world)
             step += 1
-
-    def _corner(self, i: int, size: int, rng: np.random.Generator) -> tuple[int, int]:
-        h, w = self.shapes[i]
-        reach = size // 2 if self.pad_background and rng.random() < 0.25 else 0
-        y = int(rng.integers(-reach, max(1, h - size + 1) + reach))
-        x = int(rng.integers(-reach, max(1, w - size + 1) + reach))
-        return y, x
 
     def _resized(self, image: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor):
         if image.shape[0] == self.crop_px:
@@ -173,12 +173,3 @@ class DeviceCrops:
 def _turn(a: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     a = torch.rot90(a, k, dims=(0, 1))
     return torch.flip(a, dims=(1,)) if flip else a
-
-
-def _reviewed_labels(labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Each unreviewed pixel takes the label of the nearest reviewed one (``make_targets``' rule,
-    over the whole image), so that unreviewed pixels cannot draw borders inside reviewed glands."""
-    if valid.all() or not valid.any():
-        return labels
-    idx = ndi.distance_transform_edt(~valid, return_distances=False, return_indices=True)
-    return labels[tuple(idx)]

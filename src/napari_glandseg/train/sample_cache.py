@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,9 @@ from napari_glandseg.train.data import Sample
 FORMAT = "glandseg-samples/1"
 
 
-def write_samples(path: Path, train: list[Sample], val: list[Sample], meta: dict | None = None) -> None:
-    """Write both lists (images, instance labels, validity, grade, weight) to ``path``, whole or
-    not at all (written beside it, then renamed)."""
+def write_samples(path: Path, train: list[Sample], val: list[Sample], *, mpp: float, meta: dict | None = None) -> None:
+    """Write both lists (images, instance labels, validity, grade, weight), all at ``mpp`` µm/px,
+    to ``path``, whole or not at all (written beside it, then renamed)."""
     path = Path(path)
     arrays, index = {}, []
     for split, samples in (("train", train), ("val", val)):
@@ -29,7 +30,7 @@ def write_samples(path: Path, train: list[Sample], val: list[Sample], meta: dict
             arrays[f"{key}_image"], arrays[f"{key}_labels"] = s.image, s.labels.astype(np.int32)
             arrays[f"{key}_valid"] = s.valid
             index.append({"key": key, "split": split, "name": s.name, "tumor": int(s.tumor), "weight": float(s.weight)})
-    header = {"format": FORMAT, "samples": index, **(meta or {})}
+    header = {"format": FORMAT, "mpp": float(mpp), "samples": index, **(meta or {})}
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     tmp = path.with_name(path.name + ".partial")
     with open(tmp, "wb") as f:
@@ -38,25 +39,20 @@ def write_samples(path: Path, train: list[Sample], val: list[Sample], meta: dict
 
 
 def read_samples(path: Path) -> tuple[list[Sample], list[Sample], dict]:
-    """(train, val, header) as ``write_samples`` wrote them."""
+    """(train, val, header) as ``write_samples`` wrote them; a file that is not one, or is
+    damaged, raises ValueError naming it."""
     path = Path(path)
     try:
-        data = np.load(path)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read the samples file: {exc}") from exc
-    with data:
-        try:
-            header = json.loads(bytes(data["header"]).decode())
-        except (KeyError, ValueError) as exc:
-            raise ValueError(f"{path}: not a samples file (no readable header: {exc})") from exc
-        if header.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a samples file of format {FORMAT} (it says {header.get('format')!r})")
-        out: dict[str, list[Sample]] = {"train": [], "val": []}
-        for entry in header["samples"]:
-            key = entry["key"]
-            try:
+        with np.load(path) as data:
+            header = json.loads(bytes(data["header"]).decode()) if "header" in data else {}
+            if header.get("format") != FORMAT:
+                raise ValueError(f"not a samples file of format {FORMAT} (it says {header.get('format')!r})")
+            out: dict[str, list[Sample]] = {"train": [], "val": []}
+            for entry in header["samples"]:
+                key = entry["key"]
                 arrays = [data[f"{key}_{part}"] for part in ("image", "labels", "valid")]
-            except KeyError as exc:
-                raise ValueError(f"{path}: sample {entry['name']!r} is incomplete ({exc})") from exc
-            out[entry["split"]].append(Sample(entry["name"], *arrays, entry["tumor"], entry["weight"]))
+                out[entry["split"]].append(Sample(entry["name"], *arrays, entry["tumor"], entry["weight"]))
+            float(header["mpp"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: cannot read the samples file: {exc}") from exc
     return out["train"], out["val"], header

@@ -64,8 +64,11 @@ def load_samples(cfg: FinetuneConfig, model_mpp: float) -> tuple[list[Sample], l
         from napari_glandseg.train.sample_cache import read_samples
 
         train, val, header = read_samples(Path(cfg.samples))
-        if abs(header.get("mpp", model_mpp) - model_mpp) > 1e-6:
+        if abs(header["mpp"] - model_mpp) > 1e-6:
             raise ValueError(f"{cfg.samples}: samples at {header['mpp']} µm/px, the model takes {model_mpp}")
+        print(f"{cfg.samples}: {len(train)} training and {len(val)} validation samples, packed from "
+              f"{header.get('data')} (val_fraction {header.get('val_fraction')}, seed {header.get('seed')}); "
+              "the config's data and split are not read", file=sys.stderr)
         return train, val
     return load_split(cfg.data, cfg.val_data, data_mpp=cfg.data_mpp, model_mpp=model_mpp,
                       val_fraction=cfg.val_fraction, seed=cfg.seed)
@@ -91,7 +94,8 @@ def step_loss(model, images, targets, tumor, cfg: FinetuneConfig, device: torch.
 
 def train_step(model, optimizer, images, targets, tumor, cfg: FinetuneConfig, device: torch.device):
     loss, parts = step_loss(model, images, targets, tumor, cfg, device)
-    optimizer_step(model, optimizer, loss, 1.0)
+    # a step skipped for a non-finite loss or gradient shows in the log (1.0), not only in the weights
+    parts["skipped"] = float(not optimizer_step(model, optimizer, loss, 1.0))
     return float(loss.detach()), parts
 
 
