@@ -11,6 +11,14 @@ kernel launches. Outputs under ``--out``: ``models.tar.part*`` (fp16 best checkp
 per-organ post-processing on validation and ships only what beats the default there.
 
     python -m training.gpu_default --out $OUT --minutes 6.5
+
+On a lent device machine (no ../shared, 64 MiB of working tree): here, ``python
+training/pack_samples.py --config training/configs/default_cpu_separation.yaml --out
+.gpu_data/samples.npz`` (35 MiB, git-ignored), ``bash benchmarks/gpu_engine.sh --stash`` (the
+other bundled models and samples out of the tree), then run(command="PYTHONPATH=$PWD/src:$PWD
+python3 -m training.gpu_default --out $OUT --minutes 6.5", carry=[".gpu_data"], timeout_s=570),
+and ``bash benchmarks/gpu_engine.sh --unstash``. 2026-12-04: 2.2 minutes of one arm took 159 s of
+command and about 4 minutes of device time with the machine's start.
     python -m training.gpu_default --out /tmp/smoke --minutes 0.3 --device cpu --smoke   # the recipe itself, on a CPU
 """
 
