@@ -140,7 +140,7 @@ def test_a_run_trains_from_a_samples_file_with_crops_on_the_device(mini_glas, sa
     assert supervised.main(args) == 0
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert log[0]["train_images"] == 3 and log[0]["val_images"] == 1
-    assert all(math.isfinite(r["loss"]) for r in log if "loss" in r)
+    assert all(math.isfinite(r["loss"]) and r["skipped"] == 0.0 for r in log if "loss" in r)
     assert any(r.get("event") == "validation" for r in log) and (out / "best.safetensors").exists()
     write_samples(path, samples[:3], samples[3:], mpp=0.62)
     with pytest.raises(ValueError, match="samples.npz: samples at 0.62 µm/px"):  # not the model's µm/px

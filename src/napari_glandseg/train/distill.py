@@ -155,12 +155,13 @@ def train_step(model, net, teacher, optimizer, images, tumor, centers, cfg: Dist
     image = distribution_ce(t_out["image"], s_out["image"], centers["image"], cfg.teacher_temp, cfg.student_temp)
     distill = (patch + image) / 2
     loss = (tumor_ce + cfg.lambda_distill * distill).mean()  # per-sample means: DDP-exact
-    optimizer_step(model, optimizer, loss, 3.0)
+    skipped = float(not optimizer_step(model, optimizer, loss, 3.0))
     if cfg.teacher_momentum < 1:
         ema_update(teacher, unwrap(model), cfg.teacher_momentum)
     update_center(centers["patch"], t_out["patch"], cfg.center_momentum)
     update_center(centers["image"], t_out["image"], cfg.center_momentum)
-    return float(loss.detach()), {"tumor_ce": float(tumor_ce.detach().mean()), "distill": float(distill.detach().mean())}
+    return float(loss.detach()), {"tumor_ce": float(tumor_ce.detach().mean()), "distill": float(distill.detach().mean()),
+                                  "skipped": skipped}
 
 
 @torch.no_grad()

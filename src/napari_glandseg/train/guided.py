@@ -53,7 +53,7 @@ def train_step(model, optimizer, images, maps, targets, cfg: GuidedConfig, devic
         out = model(x, return_all=True)
     loss, parts = segmentation_loss(out, targets.to(device), dice_weight=cfg.dice_weight,
                                     deep_weights=tuple(cfg.deep_weights), classes=(1,))
-    optimizer_step(model, optimizer, loss, 1.0)
+    parts["skipped"] = float(not optimizer_step(model, optimizer, loss, 1.0))
     return float(loss.detach()), parts
 
 

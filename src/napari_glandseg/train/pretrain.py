@@ -121,11 +121,11 @@ def train_step(model, net, teacher, optimizer, batch, centers, cfg: PretrainConf
     terms, t_out = smit_losses(model, teacher, norm(v1), norm(v2), m1, m2, centers,
                                t_temp=cfg.teacher_temp, s_temp=cfg.student_temp, amp=cfg.amp)
     loss = (terms["mip"] + cfg.lambda_mpd * terms["mpd"] + cfg.lambda_itd * terms["itd"]).mean()
-    optimizer_step(model, optimizer, loss, 3.0)
+    skipped = float(not optimizer_step(model, optimizer, loss, 3.0))
     ema_update(teacher, unwrap(model), ema_momentum(step, cfg.steps, cfg.ema_momentum))
     update_center(centers["patch"], t_out["patch"], cfg.center_momentum)
     update_center(centers["image"], t_out["image"], cfg.center_momentum)
-    return float(loss.detach()), {k: float(v.detach().mean()) for k, v in terms.items()}
+    return float(loss.detach()), {**{k: float(v.detach().mean()) for k, v in terms.items()}, "skipped": skipped}
 
 
 def aux_tensors(student, teacher, centers) -> dict[str, torch.Tensor]:
