@@ -159,8 +159,8 @@ class DeviceCrops:
         return image, nearest[0].to(torch.int32), nearest[1] > 0
 
     def _stain_and_blur(self, images: torch.Tensor, jitter: list, blur: list[float]) -> torch.Tensor:
-        chosen = torch.tensor([j[0] for j in jitter], device=self.device)
-        if bool(chosen.any()):
+        if any(j[0] for j in jitter):  # decided on the host: no wait on the device
+            chosen = torch.tensor([j[0] for j in jitter], device=self.device)
             alpha = torch.tensor(np.array([j[1] for j in jitter]), dtype=torch.float32, device=self.device)
             beta = torch.tensor(np.array([j[2] for j in jitter]), dtype=torch.float32, device=self.device)
             images = torch.where(chosen[:, None, None, None], hed_jitter_batch(images, alpha, beta), images)
