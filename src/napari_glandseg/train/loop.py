@@ -99,6 +99,7 @@ def run_loop(
     validate_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None, metric: str = "object_f1",
     provenance: dict[str, Any] | None = None, hooks: LoopHooks | None = None,
     net: torch.nn.Module | None = None, state_tensors: Callable[[], dict[str, torch.Tensor]] | None = None,
+    keep: torch.nn.Module | None = None,
 ) -> LoopResult:
     """Train from ``step`` to ``cfg.steps`` (or the time budget / ``stop_at`` / cancel): each step
     calls ``step_fn(*next(stream))`` → (loss, parts). Keeps ``out/best`` on ``validate_fn``'s
@@ -106,7 +107,9 @@ def run_loop(
 
     ``model`` is what trains (DDP-wrapped or not); ``net`` the network saved as the checkpoint
     (default: ``model`` unwrapped; pretraining trains a student around it); ``state_tensors()``
-    gives further resume state saved with the step (an EMA teacher, heads, centers).
+    gives further resume state saved with the step (an EMA teacher, heads, centers). ``keep``: the
+    network ``out/best`` holds instead of ``net`` (the weights' running average, where the run keeps
+    one; ``validate_fn`` then scores it), also written as ``out/average`` with every save.
     """
     hooks = hooks or LoopHooks()
     net = net if net is not None else unwrap(model)
@@ -140,10 +143,13 @@ def run_loop(
                 best = {**metrics, "step": step}
                 prov = {"command": " ".join(sys.argv), "validation": best, "config": dataclasses.asdict(cfg),
                         **(provenance or {})}
-                save_checkpoint(net, out / "best", card=net.card.replace(provenance=prov))
+                kept = keep if keep is not None else net
+                save_checkpoint(kept, out / "best", card=kept.card.replace(provenance=prov))
         if is_main and (step % cfg.save_every == 0 or last):
             save_state(out, net, optimizer, step, {"best": best, "loss": loss},
                        tensors=state_tensors() if state_tensors else None)
+            if keep is not None:
+                save_checkpoint(keep, out / "average")
         if stopped != "done":
             break
     return LoopResult(step, best, stopped, loss)
