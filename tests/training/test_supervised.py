@@ -185,3 +185,15 @@ def test_training_package_unreviewed_pixels_are_ignored(mini_glas, tmp_path):
     assert 0.1 < results[0]["ignored_fraction"] < 0.9
     assert results[1]["loss"] == results[0]["loss"]
     assert max_abs_diff(results[0]["grads"], results[1]["grads"]) == 0.0
+
+
+def test_resumed_run_counts_the_time_it_trained_before(mini_glas, tmp_path):
+    supervised.main(_args(mini_glas, tmp_path, "--steps", "4", "--stop-at", "1"))
+    state_path = tmp_path / "last_state.pt"
+    state = torch.load(state_path, weights_only=True)
+    assert json.loads(state["extra"])["train_s"] > 0
+    state["extra"] = json.dumps({**json.loads(state["extra"]), "train_s": 3600.0})  # it had trained an hour
+    torch.save(state, state_path)
+    supervised.main(_args(mini_glas, tmp_path, "--steps", "4", "--max-minutes", "30"))
+    steps = [r["step"] for r in _log(tmp_path) if "loss" in r]
+    assert steps == [1, 2]  # one step more, then its budget is spent (not 30 fresh minutes)

@@ -194,6 +194,15 @@ def _read_state(state_path: Path) -> dict:
         return torch.load(state_path, map_location="cpu", weights_only=True)
 
 
+def resumed_seconds(out: Path) -> float:
+    """Seconds the run in ``out`` had trained when its resume state was saved (0 when there is none,
+    or the state is older than this record)."""
+    state_path = out / "last_state.pt"
+    if not state_path.exists():
+        return 0.0
+    return float(json.loads(_read_state(state_path)["extra"]).get("train_s", 0.0))
+
+
 def read_state_tensors(out: Path) -> dict[str, torch.Tensor]:
     """The ``tensors`` saved with the resume state ({} when there is none)."""
     state_path = out / "last_state.pt"

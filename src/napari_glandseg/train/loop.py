@@ -26,6 +26,7 @@ from napari_glandseg.train.common import (
     freeze_unused,
     load_state,
     read_state_tensors,
+    resumed_seconds,
     save_state,
     scheduled_step,
     unwrap,
@@ -113,7 +114,10 @@ def run_loop(
     """
     hooks = hooks or LoopHooks()
     net = net if net is not None else unwrap(model)
-    t_start, tiles_done, t_window = time.time(), 0, time.time()
+    # the time budget and the schedule that follows it count the time the run trained before it was
+    # stopped: a resumed run continues its schedule and stops when its budget is spent
+    t_start = time.time() - (resumed_seconds(out) if step else 0.0)
+    tiles_done, t_window = 0, time.time()
     stopped, loss = "done", float("nan")
     model.train()
     while step < cfg.steps:
@@ -146,7 +150,7 @@ def run_loop(
                 kept = keep if keep is not None else net
                 save_checkpoint(kept, out / "best", card=kept.card.replace(provenance=prov))
         if is_main and (step % cfg.save_every == 0 or last):
-            save_state(out, net, optimizer, step, {"best": best, "loss": loss},
+            save_state(out, net, optimizer, step, {"best": best, "loss": loss, "train_s": time.time() - t_start},
                        tensors=state_tensors() if state_tensors else None)
             if keep is not None:
                 save_checkpoint(keep, out / "average")
