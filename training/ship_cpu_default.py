@@ -21,6 +21,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shipping import WEIGHTS, without_run_dir, write_bundled  # noqa: E402
 from tune_postprocess import GRID, best_by_source, tune, validation_pairs  # noqa: E402
 
+#: What a shipped card keeps of the provenance of the model its run started from.
+STARTED_FROM = ("script", "command", "data", "device", "minutes", "steps", "validation", "test")
+
+
+def started_from(run_provenance: dict, shipped: Path) -> tuple[str, dict]:
+    """(name, provenance) of the model the run started from: its config's ``model`` (a bundled
+    checkpoint, e.g. glandseg_colon), or the shipped default where that names no checkpoint."""
+    from napari_glandseg.model.checkpoint import load_checkpoint
+
+    start = Path(str(run_provenance.get("config", {}).get("model", "")))
+    if not start.is_absolute():  # configs name it from the repository's root
+        start = Path(__file__).resolve().parents[1] / start
+    if start.suffix != ".safetensors" or not start.exists():
+        start = shipped
+    return start.stem, load_checkpoint(start).card.provenance
+
 
 def organ_scores(checkpoint: Path, pairs) -> tuple[dict, dict]:
     """(best balanced result, {organ: best result on that organ}) over the tuning grid."""
@@ -54,12 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     model = load_checkpoint(args.checkpoint.with_suffix(".safetensors"))
     old = load_checkpoint(shipped).card.provenance
     run_dir = args.checkpoint.parent
+    start_name, start = started_from(model.card.provenance, shipped)
     prov = dict(model.card.provenance)  # the run's command, config, data, best validation
     prov.update({
         "license": old.get("license"),
         "data_description": old.get("data_description"),
-        "continued_from": {k: old.get(k) for k in ("script", "device", "minutes", "steps", "test") if k in old},
-        "how": f"training/finetune.py --config {args.config.as_posix()} (continued from the shipped {args.name}), "
+        "continued_from": {"model": start_name} | {k: start.get(k) for k in STARTED_FROM if k in start},
+        "how": f"training/finetune.py --config {args.config.as_posix()} (continued from the bundled {start_name}), "
                f"then training/ship_cpu_default.py --config {args.config.as_posix()}",
         "device": "CPU (threads and precision: the run's config and log)",
         "postprocess_profiles": {"by_organ": new_organs, "replaced": {"by_organ": old_organs}},
