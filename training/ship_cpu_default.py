@@ -25,17 +25,19 @@ from tune_postprocess import GRID, best_by_source, tune, validation_pairs  # noq
 STARTED_FROM = ("script", "command", "data", "device", "minutes", "steps", "validation", "test")
 
 
-def started_from(run_provenance: dict, shipped: Path) -> tuple[str, dict]:
-    """(name, provenance) of the model the run started from: its config's ``model`` (a bundled
-    checkpoint, e.g. glandseg_colon), or the shipped default where that names no checkpoint."""
-    from napari_glandseg.model.checkpoint import load_checkpoint
+def started_from(run_provenance: dict) -> tuple[str, dict]:
+    """(name, provenance) of the model the run started from: its config's ``model`` (a preset or
+    user model name, or a checkpoint path, which configs give from the repository's root)."""
+    from napari_glandseg.model.resolve import resolve
 
-    start = Path(str(run_provenance.get("config", {}).get("model", "")))
-    if not start.is_absolute():  # configs name it from the repository's root
-        start = Path(__file__).resolve().parents[1] / start
-    if start.suffix != ".safetensors" or not start.exists():
-        start = shipped
-    return start.stem, load_checkpoint(start).card.provenance
+    spec = str(run_provenance.get("config", {}).get("model") or "")
+    if not spec:
+        raise SystemExit("the run's card does not say which model it started from (config.model)")
+    root_relative = Path(__file__).resolve().parents[1] / spec
+    if not Path(spec).is_absolute() and not Path(spec).exists() and root_relative.exists():
+        spec = str(root_relative)
+    source = resolve(spec)  # a clear error when it names nothing
+    return source.name, source.card.provenance
 
 
 def organ_scores(checkpoint: Path, pairs) -> tuple[dict, dict]:
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_checkpoint(args.checkpoint.with_suffix(".safetensors"))
     old = load_checkpoint(shipped).card.provenance
     run_dir = args.checkpoint.parent
-    start_name, start = started_from(model.card.provenance, shipped)
+    start_name, start = started_from(model.card.provenance)
     prov = dict(model.card.provenance)  # the run's command, config, data, best validation
     prov.update({
         "license": old.get("license"),

@@ -66,10 +66,21 @@ def test_run_keeps_the_average_and_resumes_it(mini_glas, tmp_path):
     assert max_abs_diff(last, weights(resumed / "last.safetensors")) < 1e-6
 
 
-def test_validation_scores_the_average_and_best_holds_it(mini_glas, tmp_path):
+def test_validation_scores_the_average_and_best_holds_it(mini_glas, tmp_path, monkeypatch):
+    scored = []
+    real = supervised.validate
+
+    def recording(model, *args, **kwargs):
+        scored.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(supervised, "validate", recording)
     supervised.main([*_args(mini_glas, tmp_path, "--steps", "2"), "--val-fraction", "0.25", "--val-every", "2"])
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r.get("event") == "validation"] == [2]
-    best = weights(tmp_path / "best.safetensors")
-    assert max_abs_diff(best, weights(tmp_path / "average.safetensors")) < 1e-6
-    assert max_abs_diff(best, weights(tmp_path / "last.safetensors")) > 1e-6
+    average, last = weights(tmp_path / "average.safetensors"), weights(tmp_path / "last.safetensors")
+    assert len(scored) == 1 and max_abs_diff(scored[0], average) < 1e-6  # what validation scored
+    assert max_abs_diff(scored[0], last) > 1e-6
+    assert max_abs_diff(weights(tmp_path / "best.safetensors"), average) < 1e-6
+    card = json.loads((tmp_path / "average.json").read_text())
+    assert card["provenance"]["step"] == 2 and card["provenance"]["config"]["ema_decay"] == 0.5

@@ -117,8 +117,13 @@ def run_loop(
     # the time budget and the schedule that follows it count the time the run trained before it was
     # stopped: a resumed run continues its schedule and stops when its budget is spent
     t_start = time.time() - (resumed_seconds(out) if step else 0.0)
+    if step and isinstance(log, Logger):
+        log.t0 = t_start  # the log's minutes are the run's too (compare_runs compares at equal minutes)
+    if step and cfg.max_minutes is not None and (time.time() - t_start) / 60 > cfg.max_minutes:
+        return LoopResult(step, best, "time")  # run again after its budget was spent: nothing to do
     tiles_done, t_window = 0, time.time()
     stopped, loss = "done", float("nan")
+    run_record = {"command": " ".join(sys.argv), "config": dataclasses.asdict(cfg), **(provenance or {})}
     model.train()
     while step < cfg.steps:
         for group in optimizer.param_groups:
@@ -145,15 +150,13 @@ def run_loop(
             log(step=step, event="validation", **{k: round(v, 4) for k, v in metrics.items()})
             if metrics[metric] > best.get(metric, -1.0):
                 best = {**metrics, "step": step}
-                prov = {"command": " ".join(sys.argv), "validation": best, "config": dataclasses.asdict(cfg),
-                        **(provenance or {})}
                 kept = keep if keep is not None else net
-                save_checkpoint(kept, out / "best", card=kept.card.replace(provenance=prov))
+                save_checkpoint(kept, out / "best", card=kept.card.replace(provenance={**run_record, "validation": best}))
         if is_main and (step % cfg.save_every == 0 or last):
             save_state(out, net, optimizer, step, {"best": best, "loss": loss, "train_s": time.time() - t_start},
                        tensors=state_tensors() if state_tensors else None)
-            if keep is not None:
-                save_checkpoint(keep, out / "average")
+            if keep is not None:  # described as the run's, not as the model it started from
+                save_checkpoint(keep, out / "average", card=keep.card.replace(provenance={**run_record, "step": step}))
         if stopped != "done":
             break
     return LoopResult(step, best, stopped, loss)
