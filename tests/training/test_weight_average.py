@@ -84,3 +84,20 @@ def test_validation_scores_the_average_and_best_holds_it(mini_glas, tmp_path, mo
     assert max_abs_diff(weights(tmp_path / "best.safetensors"), average) < 1e-6
     card = json.loads((tmp_path / "average.json").read_text())
     assert card["provenance"]["step"] == 2 and card["provenance"]["config"]["ema_decay"] == 0.5
+
+
+def test_a_skipped_step_leaves_the_average_alone(monkeypatch):
+    net = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    average = WeightAverage(net, 0.9)
+    losses = iter([torch.tensor(float("nan")), None])
+
+    def loss_of_batch(*_args, **_kwargs):
+        loss = next(losses)
+        return (net(torch.ones(1, 3)).sum() if loss is None else loss), {}
+
+    monkeypatch.setattr(supervised, "step_loss", loss_of_batch)
+    _, parts = supervised.train_step(net, optimizer, None, None, None, None, None, average)
+    assert parts["skipped"] == 1.0 and average.updates == 0  # a non-finite loss: no step, no average
+    _, parts = supervised.train_step(net, optimizer, None, None, None, None, None, average)
+    assert parts["skipped"] == 0.0 and average.updates == 1

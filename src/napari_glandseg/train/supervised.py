@@ -101,7 +101,7 @@ def train_step(model, optimizer, images, targets, tumor, cfg: FinetuneConfig, de
     loss, parts = step_loss(model, images, targets, tumor, cfg, device)
     # a step skipped for a non-finite loss or gradient shows in the log (1.0), not only in the weights
     parts["skipped"] = float(not optimizer_step(model, optimizer, loss, 1.0))
-    if average is not None:
+    if average is not None and not parts["skipped"]:  # a skipped step changed no weight: nothing to average
         average.update(unwrap(model))
     return float(loss.detach()), parts
 
