@@ -4,9 +4,18 @@ as background."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from napari_glandseg.train.data import IGNORE, CropDataset, Sample, crop_at, load_glas_folder, make_targets
+from napari_glandseg.train.data import (
+    IGNORE,
+    CropDataset,
+    Sample,
+    crop_at,
+    cut_by_glass,
+    load_glas_folder,
+    make_targets,
+)
 
 
 def test_glas_folder_reads_the_official_instances(shared_data):
@@ -42,6 +51,39 @@ def test_pad_background_crops_hang_over_the_edge_and_teach_background():
         assert not (target.numpy()[white] == IGNORE).any()
         white_background += int(white.any())
     assert white_background > 10  # about a quarter of the crops reach over an edge
+
+
+def test_a_cut_is_glass_and_background_beyond_a_straight_line_and_leaves_the_tissue_alone():
+    s = _sample()
+    valid = s.valid.copy()
+    valid[:, :8] = False  # unreviewed pixels stay unreviewed on the tissue side
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        image, labels, out_valid = cut_by_glass(s.image, s.labels, valid, rng)
+        glass = (image != 200).any(axis=2)
+        assert 0.05 < glass.mean() < 0.95
+        tone = image[glass]
+        assert (tone >= 225).all() and (tone == tone[0]).all()  # one off-white tone
+        assert (labels[glass] == 0).all() and out_valid[glass].all()
+        assert (labels[~glass] == s.labels[~glass]).all() and (out_valid[~glass] == valid[~glass]).all()
+        ys, xs = np.nonzero(glass)  # a half-plane: the mean of two glass pixels is glass
+        i, j = rng.integers(len(ys), size=(2, 50))
+        assert glass[(ys[i] + ys[j]) // 2, (xs[i] + xs[j]) // 2].mean() > 0.95
+
+
+def test_cut_edges_cuts_that_share_of_crops_and_nothing_else_changes():
+    plain = CropDataset([_sample()], 64, length=40, seed=2, augment=False)
+    cut = CropDataset([_sample()], 64, length=40, seed=2, augment=False, cut_edges=1.0)
+    for i in range(40):
+        (a, _, _), (b, tb, _) = plain[i], cut[i]
+        glass = (b.numpy() != a.numpy()).any(axis=2)
+        assert glass.any() and (tb.numpy()[glass] == 0).all()
+        assert (b.numpy()[~glass] == a.numpy()[~glass]).all()
+    half = CropDataset([_sample()], 64, length=200, seed=2, augment=False, cut_edges=0.5)
+    share = np.mean([(half[i][0].numpy() > 200).any() for i in range(200)])
+    assert 0.35 < share < 0.65
+    with pytest.raises(ValueError, match="cut_edges"):
+        CropDataset([_sample()], 64, length=1, cut_edges=1.5)
 
 
 def test_glass_sample_is_background_on_glass_and_ignored_on_tissue(cmu_svs):
@@ -128,3 +170,11 @@ def test_separation_marks_reach_the_loss_at_every_scale_and_ignored_pixels_stay_
     deep_light, _ = segmentation_loss({**out, "logits": out["logits"] * 0}, t, separation_weight=1.0, deep_weights=(1.0,))
     deep_heavy, _ = segmentation_loss({**out, "logits": out["logits"] * 0}, t, separation_weight=10.0, deep_weights=(1.0,))
     assert not torch.isclose(light, heavy) and not torch.isclose(deep_light, deep_heavy)
+
+
+def test_cut_edges_on_device_crops_is_refused_not_ignored():
+    from napari_glandseg.train.supervised import FinetuneConfig, crop_stream
+
+    cfg = FinetuneConfig(data=["unused"], crops_on_device=True, cut_edges=0.25)
+    with pytest.raises(ValueError, match="cut_edges"):
+        crop_stream(cfg, [_sample()], "cpu", 0, 0, 1)

@@ -257,17 +257,34 @@ def augment_crop(image, labels, valid, rng: np.random.Generator):
     return image, labels, valid
 
 
+def cut_by_glass(image, labels, valid, rng: np.random.Generator):
+    """The crop cut by a straight tissue edge: glass (off-white) beyond a random line through its
+    middle half, labelled background; the tissue side keeps its labels (a gland the cut meets stays
+    gland). A model then learns what lies beside a cut edge from the tissue, not from the edge:
+    glands are cut by image edges far more often than slides' tissue edges run through them."""
+    h, w = labels.shape
+    angle = rng.uniform(0.0, 2.0 * math.pi)
+    cy, cx = rng.uniform(0.25, 0.75) * h, rng.uniform(0.25, 0.75) * w
+    yy, xx = np.mgrid[:h, :w]
+    glass = (yy - cy) * math.sin(angle) + (xx - cx) * math.cos(angle) > 0
+    image = np.where(glass[..., None], np.uint8(rng.integers(225, 256)), image).astype(np.uint8)
+    return image, np.where(glass, 0, labels).astype(labels.dtype), valid | glass
+
+
 class CropDataset(torch.utils.data.Dataset):
-    """Random augmented crops; ``length`` crops per epoch, deterministic given ``seed`` and index."""
+    """Random augmented crops; ``length`` crops per epoch, deterministic given ``seed`` and index.
+    ``cut_edges``: the share of crops cut by a straight tissue edge (:func:`cut_by_glass`)."""
 
     def __init__(self, samples: list[Sample], crop_px: int, length: int, *, seed: int = 0, augment: bool = True,
                  border_px: int = 2, scale_jitter: float = 0.2, pad_background: bool = False,
-                 separation_px: int = 0):
+                 separation_px: int = 0, cut_edges: float = 0.0):
         if not samples:
             raise ValueError("no training samples")
+        if not 0.0 <= cut_edges <= 1.0:
+            raise ValueError(f"cut_edges must be a share of the crops in [0, 1], got {cut_edges}")
         self.samples, self.crop_px, self.length = samples, crop_px, length
         self.seed, self.augment, self.border_px, self.scale_jitter = seed, augment, border_px, scale_jitter
-        self.pad_background, self.separation_px = pad_background, separation_px
+        self.pad_background, self.separation_px, self.cut_edges = pad_background, separation_px, cut_edges
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -279,6 +296,8 @@ class CropDataset(torch.utils.data.Dataset):
         scale = float(np.exp(rng.uniform(-self.scale_jitter, self.scale_jitter))) if self.augment else 1.0
         src = max(8, round(self.crop_px / scale))
         image, labels, valid = resized_crop(*_random_crop(s, src, rng, self.pad_background), self.crop_px)
+        if self.cut_edges and rng.random() < self.cut_edges:  # no draw when off: earlier runs' crops stay
+            image, labels, valid = cut_by_glass(image, labels, valid, rng)
         if self.augment:
             image, labels, valid = augment_crop(image, labels, valid, rng)
         target = make_targets(labels, valid, self.border_px, self.separation_px)

@@ -47,6 +47,8 @@ class FinetuneConfig(SupervisedSettings):
     tumor_weight: float = 0.1
     border_px: int = 2
     pad_background: bool = False  # crops may hang over an image's edge: white background there
+    # the share of crops cut by a straight tissue edge with glass beyond it (train.data.cut_by_glass)
+    cut_edges: float = 0.0
     # pixels with two glands within separation_px weigh separation_weight in the cross-entropy
     # (0: off); where neighbouring glands are merged, that is where a model is wrong
     separation_px: int = 0
@@ -113,8 +115,11 @@ def crop_stream(cfg: FinetuneConfig, train: list[Sample], device: torch.device, 
     if cfg.crops_on_device:
         from napari_glandseg.train.device_crops import DeviceCrops
 
+        if cfg.cut_edges:
+            raise ValueError("cut_edges is made by the loader's crops only: run without crops_on_device")
+
         return DeviceCrops(train, cfg.crop_px, device, **crops).stream(step, cfg.batch_size, rank, world)
-    dataset = CropDataset(train, cfg.crop_px, length=10**9, **crops)
+    dataset = CropDataset(train, cfg.crop_px, length=10**9, cut_edges=cfg.cut_edges, **crops)
     return batch_stream(dataset, step, cfg.batch_size, rank, world, cfg.workers)
 
 
