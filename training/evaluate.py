@@ -4,7 +4,7 @@ evaluate`` (one evaluation path: the same tiling, resampling and post-processing
 and the CLI), plus a breakdown by grade when a GlaS ``Grade.csv`` lies beside or above the
 folder, and optional test-time augmentation.
 
-    python training/evaluate.py runs/x/best.safetensors ../shared/data/glas/testA --mpp 0.62 --json -
+    python training/evaluate.py runs/x/best.safetensors ../shared/data/glas/testA --mpp 0.62 --organ colon --json -
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     parser.add_argument("--tta", action="store_true", help="test-time augmentation (flips and quarter turns)")
+    parser.add_argument("--organ", default=None, help="the card's post-processing profile for this organ "
+                        "(colon, prostate); default: the card's own")
     args = parser.parse_args(argv)
 
     from napari_glandseg.commands.evaluate import evaluate_folder
@@ -57,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     masks = glas_masks(args.folder)
     result = evaluate_folder(args.folder / "images", masks, model=model, mpp=args.mpp, device=args.device,
                              limit=args.limit, mask_kind="instance" if masks.name == "instances" else "auto",
+                             organ=args.organ,
                              progress=lambda d, t, n: print(f"[{d}/{t}] {n}", file=sys.stderr))
     result = {"checkpoint": str(args.checkpoint), "folder": str(args.folder), "masks": masks.name, "mpp": args.mpp,
-              "tta": args.tta,
+              "tta": args.tta, "organ": args.organ,
               "model_mpp": model.card.mpp, **result, "by_grade": by_grade(result["per_image"], args.folder)}
     text = json.dumps(result, indent=1)
     if args.json_out == "-":

@@ -151,3 +151,21 @@ def test_compare_runs_counts_time_across_a_resumed_session(tmp_path, capsys):
     assert summary["crops_per_s"] == round(30 * 8 / 188.0, 2) and summary["best_at_minutes"] == round(195 / 60, 1)
     with pytest.raises(SystemExit, match="no log.jsonl"):
         compare_runs.main([str(tmp_path)])
+
+
+def test_evaluate_scores_at_the_organs_profile(mini_glas, tmp_path):
+    torch.manual_seed(0)
+    model = create_model("glandseg_tiny")
+    nothing = {**model.card.postprocess, "min_area_um2": 1e12}  # the card's own: no gland survives
+    everything = {**model.card.postprocess, "gland_threshold": 0.0, "border_threshold": 1.0, "min_area_um2": 0.0}
+    save_checkpoint(model, tmp_path / "tiny", card=model.card.replace(postprocess=nothing, profiles={"colon": everything}))
+    folder = _two_images(mini_glas, tmp_path / "two")
+    runs = {}
+    for organ in (None, "colon"):
+        out = tmp_path / f"{organ}.json"
+        assert evaluate.main([str(tmp_path / "tiny.safetensors"), str(folder), "--json", str(out), "--device", "cpu",
+                              *(["--organ", organ] if organ else [])]) == 0
+        runs[organ] = json.loads(out.read_text())
+    assert runs["colon"]["organ"] == "colon"
+    assert all(r["n_pred"] == 0 for r in runs[None]["per_image"])
+    assert all(r["n_pred"] >= 1 for r in runs["colon"]["per_image"])
