@@ -4,7 +4,7 @@ The same tissue is predicted twice: whole, and cut in the middle with white glas
 (87 µm by default, the bundled RINGS sample's gaps between tiles). What the cut adds to the
 gland probability of the tissue band beside it (and to the glass itself) is what the model takes
 from the edge alone: a band of "gland" along every tissue edge of a slide, which joins the glands
-it touches into one and, closed into a ring, encloses stroma that hole filling then adds.
+it touches into one.
 
 Tissue: the 4 RINGS tumour tiles (prostate, 2.72 µm/px) and 4 GlaS train images (colon, 0.62
 µm/px); no label is read.
