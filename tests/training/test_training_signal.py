@@ -172,9 +172,31 @@ def test_separation_marks_reach_the_loss_at_every_scale_and_ignored_pixels_stay_
     assert not torch.isclose(light, heavy) and not torch.isclose(deep_light, deep_heavy)
 
 
-def test_cut_edges_on_device_crops_is_refused_not_ignored():
+def test_device_crops_cut_by_glass_as_the_cpu_loader_does():
+    import torch
+
+    from napari_glandseg.train.data import GlassCut
+    from napari_glandseg.train.device_crops import DeviceCrops
     from napari_glandseg.train.supervised import FinetuneConfig, crop_stream
 
-    cfg = FinetuneConfig(data=["unused"], crops_on_device=True, cut_edges=0.25)
+    s = _sample()
+    crops = DeviceCrops([s], 64, "cpu", augment=False, cut_edges=1.0)
+    rng = np.random.default_rng(4)
+    image, labels, valid = (torch.from_numpy(a) for a in (s.image, s.labels, s.valid.copy()))
+    valid[:, :8] = False
+    for _ in range(10):  # the same cut as the CPU loader's for the same random numbers
+        state = rng.bit_generator.state
+        got = crops._cut(image, labels, valid, GlassCut.draw((64, 64), rng))
+        rng.bit_generator.state = state
+        expected = cut_by_glass(s.image, s.labels, valid.numpy(), rng)
+        for a, b in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b)
+    images, targets, _ = DeviceCrops([s], 64, "cpu", augment=False, cut_edges=1.0, pad_background=True).batch(0, 8)
+    for n in range(len(images)):  # every crop cut: glass beyond the line (or white beyond the image), background
+        glass = (images[n] >= 225).all(dim=-1)
+        assert 0.03 < float(glass.float().mean()) < 0.97
+        assert (targets[n][glass] == 0).all() and (targets[n][~glass] > 0).any()
+    cfg = FinetuneConfig(data=["unused"], crops_on_device=True, cut_edges=1.0)
+    assert next(crop_stream(cfg, [s], "cpu", 0, 0, 1))[0].shape == (cfg.batch_size, cfg.crop_px, cfg.crop_px, 3)
     with pytest.raises(ValueError, match="cut_edges"):
-        crop_stream(cfg, [_sample()], "cpu", 0, 0, 1)
+        DeviceCrops([s], 64, "cpu", cut_edges=-0.1)

@@ -257,17 +257,44 @@ def augment_crop(image, labels, valid, rng: np.random.Generator):
     return image, labels, valid
 
 
+@dataclass(frozen=True)
+class GlassCut:
+    """A straight tissue edge across a crop: glass, in one off-white ``tone``, on one side of the
+    line through (``cy``, ``cx``) at ``angle``."""
+
+    angle: float
+    cy: float
+    cx: float
+    tone: int
+
+    @classmethod
+    def draw(cls, shape: tuple[int, int], rng: np.random.Generator) -> GlassCut:
+        """A random cut through the middle half of a crop of ``shape``."""
+        h, w = shape
+        angle = rng.uniform(0.0, 2.0 * math.pi)
+        cy, cx = rng.uniform(0.25, 0.75) * h, rng.uniform(0.25, 0.75) * w
+        return cls(angle, cy, cx, int(rng.integers(225, 256)))
+
+    def beyond(self, rows, cols):
+        """Where the glass is, for pixel ``rows`` (a column) and ``cols`` (a row), numpy or torch float64."""
+        return (rows - self.cy) * math.sin(self.angle) + (cols - self.cx) * math.cos(self.angle) > 0
+
+
+def check_cut_share(cut_edges: float) -> float:
+    if not 0.0 <= cut_edges <= 1.0:
+        raise ValueError(f"cut_edges must be a share of the crops in [0, 1], got {cut_edges}")
+    return cut_edges
+
+
 def cut_by_glass(image, labels, valid, rng: np.random.Generator):
-    """The crop cut by a straight tissue edge: glass (off-white) beyond a random line through its
-    middle half, labelled background; the tissue side keeps its labels (a gland the cut meets stays
-    gland). A model then learns what lies beside a cut edge from the tissue, not from the edge:
-    glands are cut by image edges far more often than slides' tissue edges run through them."""
-    h, w = labels.shape
-    angle = rng.uniform(0.0, 2.0 * math.pi)
-    cy, cx = rng.uniform(0.25, 0.75) * h, rng.uniform(0.25, 0.75) * w
-    yy, xx = np.mgrid[:h, :w]
-    glass = (yy - cy) * math.sin(angle) + (xx - cx) * math.cos(angle) > 0
-    image = np.where(glass[..., None], np.uint8(rng.integers(225, 256)), image).astype(np.uint8)
+    """The crop cut by a straight tissue edge (:class:`GlassCut`): glass beyond the line, labelled
+    background; the tissue side keeps its labels (a gland the cut meets stays gland). A model then
+    learns what lies beside a cut edge from the tissue, not from the edge: glands are cut by image
+    edges far more often than slides' tissue edges run through them."""
+    cut = GlassCut.draw(labels.shape, rng)
+    rows, cols = np.ogrid[: labels.shape[0], : labels.shape[1]]
+    glass = cut.beyond(rows.astype(np.float64), cols.astype(np.float64))
+    image = np.where(glass[..., None], np.uint8(cut.tone), image).astype(np.uint8)
     return image, np.where(glass, 0, labels).astype(labels.dtype), valid | glass
 
 
@@ -280,8 +307,7 @@ class CropDataset(torch.utils.data.Dataset):
                  separation_px: int = 0, cut_edges: float = 0.0):
         if not samples:
             raise ValueError("no training samples")
-        if not 0.0 <= cut_edges <= 1.0:
-            raise ValueError(f"cut_edges must be a share of the crops in [0, 1], got {cut_edges}")
+        check_cut_share(cut_edges)
         self.samples, self.crop_px, self.length = samples, crop_px, length
         self.seed, self.augment, self.border_px, self.scale_jitter = seed, augment, border_px, scale_jitter
         self.pad_background, self.separation_px, self.cut_edges = pad_background, separation_px, cut_edges

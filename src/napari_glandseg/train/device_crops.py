@@ -1,5 +1,5 @@
 """Training crops made on the training device: the samples kept there as tensors, each batch cut,
-scaled, turned, stain-jittered and blurred there, its targets made there.
+scaled, cut by glass (``cut_edges``), turned, stain-jittered and blurred there, its targets made there.
 
 On a GPU the CPU-side loader (``data.CropDataset``: numpy, PIL, scipy in worker processes) is what
 bounds a small model's training: the last H200 run trained at 95–127 tiles/s while the forward ran
@@ -23,7 +23,16 @@ import torch
 import torch.nn.functional as F
 from skimage.color.colorconv import hed_from_rgb, rgb_from_hed
 
-from napari_glandseg.train.data import IGNORE, SEPARATION, Sample, crop_corner, reviewed_labels, weighted_index
+from napari_glandseg.train.data import (
+    IGNORE,
+    SEPARATION,
+    GlassCut,
+    Sample,
+    check_cut_share,
+    crop_corner,
+    reviewed_labels,
+    weighted_index,
+)
 
 #: skimage's floor for optical densities (``separate_stains``, ``combine_stains``)
 _LOG_FLOOR = math.log(1e-6)
@@ -87,9 +96,10 @@ class DeviceCrops:
 
     def __init__(self, samples: list[Sample], crop_px: int, device: torch.device | str, *, seed: int = 0,
                  augment: bool = True, border_px: int = 2, scale_jitter: float = 0.2, pad_background: bool = False,
-                 separation_px: int = 0):
+                 separation_px: int = 0, cut_edges: float = 0.0):
         if not samples:
             raise ValueError("no training samples")
+        self.cut_edges = check_cut_share(cut_edges)
         self.crop_px, self.device, self.seed = crop_px, torch.device(device), seed
         self.border_px, self.scale_jitter, self.separation_px = border_px, scale_jitter, separation_px
         self.pad_background, self.augment = pad_background, augment
@@ -124,6 +134,8 @@ class DeviceCrops:
             y, x = crop_corner(self.shapes[i], size, rng, self.pad_background)
             window = (slice(self.margin + y, self.margin + y + size), slice(self.margin + x, self.margin + x + size))
             image, lab, ok = self._resized(self.images[i][window], self.labels[i][window], self.valid[i][window])
+            if self.cut_edges and rng.random() < self.cut_edges:  # no draw when off, as the CPU loader
+                image, lab, ok = self._cut(image, lab, ok, GlassCut.draw(tuple(lab.shape), rng))
             if self.augment:
                 k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
                 image, lab, ok = (_turn(a, k, flip) for a in (image, lab, ok))
@@ -157,6 +169,14 @@ class DeviceCrops:
         image = image.squeeze(0).permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8)
         nearest = [F.interpolate(a[None, None].float(), size=out, mode="nearest-exact")[0, 0] for a in (labels, valid)]
         return image, nearest[0].to(torch.int32), nearest[1] > 0
+
+    def _cut(self, image: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, cut: GlassCut):
+        """``data.cut_by_glass`` on the device, for a cut drawn on the host."""
+        h, w = labels.shape
+        rows = torch.arange(h, device=self.device, dtype=torch.float64)[:, None]
+        glass = cut.beyond(rows, torch.arange(w, device=self.device, dtype=torch.float64)[None])
+        tone = torch.tensor(cut.tone, dtype=image.dtype, device=self.device)
+        return torch.where(glass[..., None], tone, image), torch.where(glass, 0, labels), valid | glass
 
     def _stain_and_blur(self, images: torch.Tensor, jitter: list, blur: list[float]) -> torch.Tensor:
         if any(j[0] for j in jitter):  # decided on the host: no wait on the device

@@ -111,15 +111,12 @@ def train_step(model, optimizer, images, targets, tumor, cfg: FinetuneConfig, de
 def crop_stream(cfg: FinetuneConfig, train: list[Sample], device: torch.device, step: int, rank: int, world: int):
     """The run's batches from ``step`` on: made on the device, or by the loader's workers."""
     crops = {"seed": cfg.seed, "border_px": cfg.border_px, "pad_background": cfg.pad_background,
-             "separation_px": cfg.separation_px}
+             "separation_px": cfg.separation_px, "cut_edges": cfg.cut_edges}
     if cfg.crops_on_device:
         from napari_glandseg.train.device_crops import DeviceCrops
 
-        if cfg.cut_edges:
-            raise ValueError("cut_edges is made by the loader's crops only: run without crops_on_device")
-
         return DeviceCrops(train, cfg.crop_px, device, **crops).stream(step, cfg.batch_size, rank, world)
-    dataset = CropDataset(train, cfg.crop_px, length=10**9, cut_edges=cfg.cut_edges, **crops)
+    dataset = CropDataset(train, cfg.crop_px, length=10**9, **crops)
     return batch_stream(dataset, step, cfg.batch_size, rank, world, cfg.workers)
 
 
