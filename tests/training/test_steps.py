@@ -58,3 +58,19 @@ def test_a_list_setting_from_the_command_line_is_one_item_or_a_yaml_list(tmp_pat
     assert parse_config(FinetuneConfig, [*base, "--out", "/runs/o"], "").out == "/runs/o"  # not a list field
     assert parse_config(FinetuneConfig, [*base, "--deep-weights", "0.5"], "").deep_weights == [0.5]
     assert parse_config(FinetuneConfig, [*base, "--data", "{path: x, mpp: 1}"], "").data == [{"path": "x", "mpp": 1}]
+
+
+def test_a_number_setting_written_without_a_dot_is_a_number_and_a_word_is_an_error(tmp_path, capsys):
+    from napari_glandseg.train.common import parse_config
+    from napari_glandseg.train.supervised import FinetuneConfig
+
+    (tmp_path / "c.yaml").write_text("data: [a]\nlr: 2e-4\nmax_minutes: 60\n")  # YAML 1.1: "2e-4" is a string
+    base = ["--config", str(tmp_path / "c.yaml")]
+    cfg = parse_config(FinetuneConfig, base, "")
+    assert cfg.lr == pytest.approx(2e-4) and isinstance(cfg.lr, float) and cfg.max_minutes == 60.0
+    assert parse_config(FinetuneConfig, [*base, "--lr", "5e-5"], "").lr == pytest.approx(5e-5)
+    for flag, value, says in (("--lr", "fast", "'lr': expected a number"),
+                              ("--steps", "2.5", "'steps': expected a whole number")):
+        with pytest.raises(SystemExit):
+            parse_config(FinetuneConfig, [*base, flag, value], "")
+        assert says in capsys.readouterr().err

@@ -58,7 +58,7 @@ def parse_config(cls, argv: list[str] | None, description: str):
     for f in dataclasses.fields(cls):
         raw = getattr(args, f.name)
         if raw is not None:
-            value = yaml.safe_load(raw)  # "3e-4" → float, "[a, b]" → list, "true" → bool
+            value = yaml.safe_load(raw)  # "3.0e-4" → float, "[a, b]" → list, "true" → bool
             if f.name in lists and value is not None and not isinstance(value, list):
                 value = [value]  # --data FOLDER: a list of one folder, not of its characters
             values[f.name] = value
@@ -66,9 +66,31 @@ def parse_config(cls, argv: list[str] | None, description: str):
     if unknown:
         parser.error(f"unknown settings {sorted(unknown)}")
     try:
-        return cls(**values)
+        return cls(**_numbers(cls, values))
     except (TypeError, ValueError) as exc:
         parser.error(str(exc))
+
+
+def _numbers(cls, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with each number field's value a number: YAML 1.1 reads "5e-5" (no dot) as a
+    string, which would reach the optimizer as one. A value that is no number is an error naming
+    the setting."""
+    out = dict(values)
+    for name, hint in typing.get_type_hints(cls).items():
+        kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        value = out.get(name)
+        if value is None or isinstance(value, bool) or not ({int, float} & set(kinds)):
+            continue
+        number = float if float in kinds else int
+        try:
+            converted = number(value) if isinstance(value, str | int | float) else None
+        except ValueError:
+            converted = None
+        if converted is None or (number is int and isinstance(value, float) and value != converted):
+            raise ValueError(f"setting {name!r}: expected {'a number' if number is float else 'a whole number'}, "
+                             f"got {value!r}")
+        out[name] = converted
+    return out
 
 
 def _list_fields(cls) -> set[str]:
