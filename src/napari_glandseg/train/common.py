@@ -76,8 +76,7 @@ def _numbers(cls, values: dict[str, Any]) -> dict[str, Any]:
     string, which would reach the optimizer as one. A value that is no number is an error naming
     the setting."""
     out = dict(values)
-    for name, hint in typing.get_type_hints(cls).items():
-        kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    for name, kinds in _field_kinds(cls).items():
         value = out.get(name)
         if value is None or isinstance(value, bool) or not ({int, float} & set(kinds)):
             continue
@@ -93,14 +92,19 @@ def _numbers(cls, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _field_kinds(cls) -> dict[str, tuple]:
+    """{field name: the types its hint admits} (``int | None`` → (int, NoneType))."""
+    out = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        out[name] = typing.get_args(hint) if union else (hint,)
+    return out
+
+
 def _list_fields(cls) -> set[str]:
     """Names of the dataclass fields typed as a list (``list[...]``, alone or ``| None``)."""
-    out = set()
-    for name, hint in typing.get_type_hints(cls).items():
-        kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-        if any(typing.get_origin(k) is list or k is list for k in kinds):
-            out.add(name)
-    return out
+    return {name for name, kinds in _field_kinds(cls).items()
+            if any(typing.get_origin(k) is list or k is list for k in kinds)}
 
 
 def save_resolved_config(cfg, out: Path) -> None:

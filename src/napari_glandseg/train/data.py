@@ -293,7 +293,7 @@ def cut_by_glass(image, labels, valid, rng: np.random.Generator):
     edges far more often than slides' tissue edges run through them."""
     cut = GlassCut.draw(labels.shape, rng)
     rows, cols = np.ogrid[: labels.shape[0], : labels.shape[1]]
-    glass = cut.beyond(rows.astype(np.float64), cols.astype(np.float64))
+    glass = cut.beyond(rows, cols)  # int rows minus a float: float64, as on the device
     image = np.where(glass[..., None], np.uint8(cut.tone), image).astype(np.uint8)
     return image, np.where(glass, 0, labels).astype(labels.dtype), valid | glass
 
