@@ -256,6 +256,7 @@ def tia_child(args) -> None:
     from tiatoolbox.models.models_abc import ModelABC
 
     from napari_glandseg.model import load_model
+    from napari_glandseg.model.outputs import to_probabilities
     from napari_glandseg.model.precision import resolve_precision
 
     with warnings.catch_warnings():
@@ -286,7 +287,7 @@ def tia_child(args) -> None:
             dtype = resolve_precision(dev, args.precision)
             with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
                 logits = model(model.inner.normalize(x))
-                probs = torch.softmax(logits.float(), dim=1)
+                probs = to_probabilities(logits, len(model.inner.card.classes))
             GlandsegNet.calls += 1
             GlandsegNet.tiles += int(x.shape[0])
             return probs.permute(0, 2, 3, 1).cpu().numpy()

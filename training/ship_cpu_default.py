@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shipping import WEIGHTS, without_run_dir, write_bundled  # noqa: E402
-from tune_postprocess import GRID, best_by_source, tune, validation_pairs  # noqa: E402
+from tune_postprocess import best_by_source, grid_for, tune, validation_pairs  # noqa: E402
 
 #: What a shipped card keeps of the provenance of the model its run started from.
 STARTED_FROM = ("script", "command", "data", "device", "minutes", "steps", "validation", "test")
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     prov = without_run_dir(prov, run_dir)
     card = dataclasses.replace(
         model.card, name=args.name, postprocess=new_best["params"], organ=None,
-        profiles={o: {k: r["params"][k] for k in GRID} | {"fill_holes": r["params"]["fill_holes"]}
+        profiles={o: {k: r["params"][k] for k in grid_for(model.card)} | {"fill_holes": r["params"]["fill_holes"]}
                   for o, r in new_organs.items() if "/" not in o},
         provenance=prov)
     print(f"shipped {write_bundled(model, card, run_dir, args.name)}")

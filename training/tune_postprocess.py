@@ -28,6 +28,14 @@ GRID = {
     "border_threshold": (0.2, 0.3, 0.4, 0.5, 0.7),
     "min_area_um2": (100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0),
 }
+#: a model with a distance head: its map's cores seed glands (0 first: the border seeds alone),
+#: in place of eroding seeds at necks (which the map makes needless; kept off to keep the search short)
+DISTANCE_GRID = {**GRID, "neck_um": (0.0,), "seed_distance": (0.0, 0.3, 0.45, 0.6, 0.75)}
+
+
+def grid_for(card) -> dict[str, tuple]:
+    """The settings searched for a model of ``card``."""
+    return DISTANCE_GRID if "distance" in card.channels else GRID
 
 
 def validation_pairs(config: Path) -> list[tuple[Path, Path, float, str]]:
@@ -50,8 +58,9 @@ def validation_pairs(config: Path) -> list[tuple[Path, Path, float, str]]:
 
 
 def tune(checkpoint: Path, pairs: list[tuple[Path, Path, float, str]], *,
-         grid: dict[str, tuple] = GRID) -> tuple[dict, list[dict]]:
-    """Every grid setting scored on the validation images; folders (organs) weigh equally."""
+         grid: dict[str, tuple] | None = None) -> tuple[dict, list[dict]]:
+    """Every grid setting (None: :func:`grid_for` the model) scored on the validation images;
+    folders (organs) weigh equally."""
     from napari_glandseg.inference.postprocess import probabilities_to_instances
     from napari_glandseg.inference.region import get_predictor, probabilities
     from napari_glandseg.labels.folders import ImageMask
@@ -61,6 +70,7 @@ def tune(checkpoint: Path, pairs: list[tuple[Path, Path, float, str]], *,
 
     predictor = get_predictor(load_checkpoint(checkpoint), "cpu", None)
     card = predictor.card
+    grid = grid or grid_for(card)
     cached = []
     for img_path, mask_path, mpp, source in pairs:
         rgb, mask = ImageMask(Path(img_path), Path(mask_path)).read()
@@ -110,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     pairs = validation_pairs(args.config)
     best, results = tune(args.checkpoint, pairs)
     model = load_checkpoint(args.checkpoint)
-    current = {k: v for k, v in model.card.postprocess.items() if k in GRID}
+    grid = grid_for(model.card)
+    current = {k: v for k, v in model.card.postprocess.items() if k in grid}
     before = next((r for r in results if all(r["params"][k] == v for k, v in current.items())), None)
     by_organ = best_by_source(results)
     report = {"validation_images": len(pairs), "best": best, "before": before, "by_organ": by_organ,
@@ -120,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         organs = {k: v for k, v in by_organ.items() if "/" not in k}  # sources named by an organ
         card = dataclasses.replace(
             model.card, postprocess=best["params"], organ=None,
-            profiles={organ: {k: r["params"][k] for k in GRID} for organ, r in organs.items()},
+            profiles={organ: {k: r["params"][k] for k in grid} for organ, r in organs.items()},
             provenance={**model.card.provenance,
                         "postprocess_tuning": {k: v for k, v in report.items() if k != "candidates"}})
         save_checkpoint(model, args.checkpoint.with_suffix(""), card=card)

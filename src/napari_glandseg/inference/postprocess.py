@@ -6,7 +6,9 @@ and grow each seed back over the whole gland region (interior + border) so that 
 pixels are returned to the gland they belong to. Where two glands touch without a border the
 model saw, their interiors join at a neck: ``neck_um`` > 0 erodes the seeds by that radius, so
 that each core left is a seed of its own (a seed no core survives in stays whole). Holes are
-filled and objects smaller than a minimum area in µm² are dropped.
+filled and objects smaller than a minimum area in µm² are dropped. A model with a distance head
+(``model.outputs``) seeds glands where its map says a pixel lies deep inside one
+(``seed_distance``): what separates glands that touch along a whole side.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def probabilities_to_instances(
     mpp: float,
     params: dict[str, Any] | None = None,
 ) -> np.ndarray:
-    """C×H×W probabilities (background, gland[, border]) → int32 H×W gland labels (0 = none)."""
+    """C×H×W probabilities (background, gland[, border[, distance]]) → int32 H×W gland labels
+    (0 = none)."""
     return _to_instances(probs, mpp=mpp, params=params, keep_edge_objects=False)
 
 
@@ -50,6 +53,10 @@ def _to_instances(
     border = probs[2] if probs.shape[0] > 2 else np.zeros_like(gland)
     region = (gland + border) >= p["gland_threshold"]
     interior = region & (border < p["border_threshold"]) & (gland >= border)
+    if probs.shape[0] > 3 and p.get("seed_distance", 0.0) > 0:
+        # a distance head's map (model.outputs): seeds only where a pixel lies deep in its gland,
+        # so glands that touch without a border between them are seeded apart
+        interior &= probs[3] >= p["seed_distance"]
     min_area_px = float(p["min_area_um2"]) / (mpp * mpp)
     return _instances_from_masks(
         region, interior, min_area_px, bool(p["fill_holes"]), keep_edge_objects=keep_edge_objects,

@@ -17,6 +17,7 @@ import torch
 from napari_glandseg.errors import GlandsegError
 from napari_glandseg.inference.beside_model import cores_lent
 from napari_glandseg.model.device import pick_device
+from napari_glandseg.model.outputs import to_probabilities
 from napari_glandseg.model.precision import (
     apply_cpu_threads,
     cpu_description,
@@ -93,7 +94,7 @@ class Predictor:
             self.card = model.card.for_organ(organ)
         except ValueError as exc:
             raise GlandsegError(str(exc)) from None
-        self.n_classes = len(self.card.classes)
+        self.n_classes = len(self.card.channels)  # output channels: classes, then maps
         if batch_size is not None and batch_size < 1:
             raise GlandsegError(f"batch size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size or default_batch_size(self.device, self.card.tile_px))
@@ -197,13 +198,13 @@ class Predictor:
             logits = self.model(self.model.normalize(x))
             if isinstance(logits, dict):
                 logits = logits["logits"]
-            probs = torch.softmax(logits.float(), dim=1)
+            probs = to_probabilities(logits, len(self.card.classes))
         self.calls += 1
         self.tiles += n
         if probs.shape != (n, self.n_classes, h, w):
             raise GlandsegError(
                 f"model {self.card.name!r} returned {tuple(probs.shape)}, expected "
-                f"{(n, self.n_classes, h, w)} (classes {self.card.classes})"
+                f"{(n, self.n_classes, h, w)} (channels {self.card.channels})"
             )
         out[...] = probs.cpu().numpy()
 

@@ -15,6 +15,9 @@ DEFAULT_POSTPROCESS: dict[str, Any] = {
     "min_area_um2": 200.0,  # smaller objects are noise, not glands
     "fill_holes": True,
     "neck_um": 0.0,  # > 0: gland interiors joined by a neck narrower than twice this are two seeds
+    # > 0 (a model with a distance head): gland seeds are where the predicted distance of a pixel
+    # to its gland's edge, a share of that gland's deepest, is at least this
+    "seed_distance": 0.0,
 }
 
 
@@ -68,6 +71,11 @@ class ModelCard:
             raise ValueError(f"model card {self.name!r}: organ {self.organ!r} has no profile "
                              f"(profiles: {', '.join(self.profiles) or 'none'})")
         check.check_arch(self.name, self.arch, self.arch_args)
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """What the network's output channels are: the classes, then the maps (``model.outputs``)."""
+        return self.classes + (("distance",) if self.arch_args.get("distance_head") else ())
 
     def replace(self, **changes: Any) -> ModelCard:
         return dataclasses.replace(self, **changes)

@@ -46,6 +46,9 @@ def check_postprocess(name: str, post: dict[str, Any]) -> None:
     if "neck_um" in post and not (_number(post["neck_um"]) and 0 <= post["neck_um"] <= 100):
         raise ValueError(f"model card {name!r}: postprocess.neck_um must be a number in [0, 100] µm, "
                          f"got {post['neck_um']!r}")
+    if "seed_distance" in post and not (_number(post["seed_distance"]) and 0 <= post["seed_distance"] < 1):
+        raise ValueError(f"model card {name!r}: postprocess.seed_distance must be a number in [0, 1), "
+                         f"got {post['seed_distance']!r}")
     if "fill_holes" in post and not isinstance(post["fill_holes"], bool):
         raise ValueError(f"model card {name!r}: postprocess.fill_holes must be true or false")
 
@@ -81,6 +84,8 @@ def _check_size(name: str, field: str, key: str, value: Any) -> None:
                 and all(is_integer(v) and lo <= v <= hi for v in value)):
             raise ValueError(f"model card {name!r}: arch_args.{field} must be 1 to 8 integers in [{lo}, {hi}], "
                              f"got {value!r}")
+    elif key == "distance_head" and not isinstance(value, bool):
+        raise ValueError(f"model card {name!r}: arch_args.{field} must be true or false, got {value!r}")
     elif key == "drop_path_rate" and not (_number(value) and 0 <= value < 1):
         raise ValueError(f"model card {name!r}: arch_args.{field} must be a number in [0, 1), got {value!r}")
 

@@ -139,6 +139,7 @@ class DualSwinUNet(nn.Module):
         drop_path_rate: float = 0.0,
         num_tumor_classes: int = 2,
         in_chans: int = 3,
+        distance_head: bool = False,
     ):
         super().__init__()
         enc_a.validate("encoder A")
@@ -176,10 +177,12 @@ class DualSwinUNet(nn.Module):
         self.up1 = UpBlock(da[1], da[0], da[0])  # → stride 4
         self.up0 = UpBlock(da[0], s2, s2)  # → stride 2
         self.upf = UpBlock(s2, s1, s1)  # → stride 1
-        self.head = nn.Conv2d(s1, num_classes, 1)
+        # distance_head: one more output channel, each gland's normalised distance to its own edge
+        # (model.outputs), from whose cores touching glands are seeded apart
+        self.head = nn.Conv2d(s1, num_classes + int(distance_head), 1)
         self.deep_heads = nn.ModuleList(nn.Conv2d(c, num_classes, 1) for c in (da[2], da[1], da[0]))
         self.tumor_head = nn.Sequential(nn.LayerNorm(da[3]), nn.Linear(da[3], num_tumor_classes))
-        self.num_classes = num_classes
+        self.num_classes, self.distance_head = num_classes, distance_head
 
     def encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Both paths' NCHW features, shallow to deep."""

@@ -2,7 +2,8 @@
 
 ``with_tta(model)`` wraps a model so that everything that runs models (the predictor, Segment
 view, whole-slide runs, evaluation) gets TTA without knowing about it: its forward returns the
-log of the averaged probabilities, which the usual softmax turns back into those probabilities.
+log of the averaged probabilities (logits of averaged maps), which ``model.outputs`` turns back
+into those probabilities.
 Costs ``len(transforms)`` forward passes (8 for the full dihedral group, 4 for flips only).
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from napari_glandseg.model.outputs import to_logits, to_probabilities
 
 # (k quarter turns, flip left-right): the 8 symmetries of a square tile
 DIHEDRAL = tuple((k, flip) for flip in (False, True) for k in range(4))
@@ -27,7 +30,8 @@ def _undo(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
 
 
 class TTAModel(nn.Module):
-    """A model whose logits are log(mean over transforms of softmax(model(T x)) mapped back)."""
+    """A model whose logits are those of the mean over transforms of the probabilities of
+    model(T x) mapped back (``model.outputs``: log class probabilities, logit maps)."""
 
     def __init__(self, model: nn.Module, transforms=DIHEDRAL):
         super().__init__()
@@ -45,8 +49,9 @@ class TTAModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # A quarter turn of a non-square tile changes its shape: those are skipped.
         used = [t for t in self.transforms if not (t[0] % 2 and x.shape[-1] != x.shape[-2])]
-        total = sum(_undo(self.model(_apply(x, k, flip)).float().softmax(1), k, flip) for k, flip in used)
-        return torch.log((total / len(used)).clamp_min(1e-8))
+        n = len(self.card.classes)
+        total = sum(_undo(to_probabilities(self.model(_apply(x, k, flip)), n), k, flip) for k, flip in used)
+        return to_logits(total / len(used), n)
 
 
 def with_tta(model: nn.Module, enabled: bool = True, transforms=DIHEDRAL) -> nn.Module:

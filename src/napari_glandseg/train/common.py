@@ -284,6 +284,22 @@ def build_model(model: str, *, crop_px: int, mpp: float | None = None, init: str
     return net.to(memory_format=torch.channels_last)
 
 
+def add_distance_head(net, seed_distance: float = 0.5):
+    """``net`` rebuilt with a distance head (``model.outputs``): every tensor kept, the head's new
+    channel starting at zero (a distance of 0.5 everywhere, which ``seed_distance`` 0.5 lets
+    through: the model starts seeding glands as before, and its map takes over as it learns)."""
+    from napari_glandseg.model.network import build_network
+
+    if net.distance_head:
+        return net
+    arch = {**net.card.arch_args, "distance_head": True}
+    grown = build_network(arch)
+    own = grown.state_dict()
+    grown.load_state_dict({k: v if own[k].shape == v.shape else fit_tensor(own[k], v) for k, v in net.state_dict().items()})
+    grown.card = net.card.replace(arch_args=arch, postprocess={**net.card.postprocess, "seed_distance": seed_distance})
+    return grown.train(net.training)
+
+
 def fit_tensor(own: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor | None:
     """``theirs`` fitted to ``own``'s shape where only the first two dims differ (more or fewer
     input channels or classes): the shared part copied, the rest zero — so added guidance
@@ -368,14 +384,16 @@ class Logger:
 
 @torch.no_grad()
 def predict_probs(model, image: np.ndarray, device: torch.device, amp: bool) -> np.ndarray:
-    """Whole-image class probabilities (C×H×W), padding to a multiple of 32 with reflection."""
+    """Whole-image probabilities (C×H×W: classes, then maps), padding to a multiple of 32 with reflection."""
     h, w = image.shape[:2]
     ph, pw = (-h) % 32, (-w) % 32
     padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
     x = unwrap(model).normalize(torch.from_numpy(padded)[None].to(device))
     with autocast(device, amp):
         logits = model(x)
-    return logits.float().softmax(1)[0, :, :h, :w].cpu().numpy()
+    from napari_glandseg.model.outputs import to_probabilities
+
+    return to_probabilities(logits, len(unwrap(model).card.classes))[0, :, :h, :w].cpu().numpy()
 
 
 def validate(model, samples, device: torch.device, amp: bool, postprocess: dict | None = None) -> dict[str, float]:

@@ -262,7 +262,8 @@ def _train(model, data: list[Sample], s: CorrectionSettings, staging: Path, devi
     )
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
-    dataset = CropDataset(data, s.crop_px, length=10**9, seed=s.seed, border_px=cfg.border_px)
+    dataset = CropDataset(data, s.crop_px, length=10**9, seed=s.seed, border_px=cfg.border_px,
+                          distance=getattr(model, "distance_head", False))
     stream = batch_stream(dataset, 0, s.batch_size)
     t0, end = time.monotonic(), time.monotonic() + max(budget_s, 1.0)
 

@@ -300,15 +300,20 @@ def cut_by_glass(image, labels, valid, rng: np.random.Generator):
 
 class CropDataset(torch.utils.data.Dataset):
     """Random augmented crops; ``length`` crops per epoch, deterministic given ``seed`` and index.
-    ``cut_edges``: the share of crops cut by a straight tissue edge (:func:`cut_by_glass`)."""
+    ``cut_edges``: the share of crops cut by a straight tissue edge (:func:`cut_by_glass`);
+    ``distance``: targets carry the distance head's target too (``train.distance_target``)."""
 
     def __init__(self, samples: list[Sample], crop_px: int, length: int, *, seed: int = 0, augment: bool = True,
                  border_px: int = 2, scale_jitter: float = 0.2, pad_background: bool = False,
-                 separation_px: int = 0, cut_edges: float = 0.0):
+                 separation_px: int = 0, cut_edges: float = 0.0, distance: bool = False):
         if not samples:
             raise ValueError("no training samples")
         check_cut_share(cut_edges)
-        self.samples, self.crop_px, self.length = samples, crop_px, length
+        if distance:  # each image's gland depth, made whole before any crop (train.distance_target)
+            from napari_glandseg.train.distance_target import with_distance
+
+            samples = [with_distance(s) for s in samples]
+        self.samples, self.crop_px, self.length, self.distance = samples, crop_px, length, distance
         self.seed, self.augment, self.border_px, self.scale_jitter = seed, augment, border_px, scale_jitter
         self.pad_background, self.separation_px, self.cut_edges = pad_background, separation_px, cut_edges
         self.epoch = 0
@@ -326,8 +331,14 @@ class CropDataset(torch.utils.data.Dataset):
             image, labels, valid = cut_by_glass(image, labels, valid, rng)
         if self.augment:
             image, labels, valid = augment_crop(image, labels, valid, rng)
-        target = make_targets(labels, valid, self.border_px, self.separation_px)
-        return torch.from_numpy(np.array(image)), torch.from_numpy(target.astype(np.int64)), s.tumor
+        if not self.distance:
+            target = make_targets(labels, valid, self.border_px, self.separation_px).astype(np.int64)
+        else:
+            from napari_glandseg.train.distance_target import pack_target, split_labels
+
+            labels, levels = split_labels(labels)
+            target = pack_target(make_targets(labels, valid, self.border_px, self.separation_px), levels)
+        return torch.from_numpy(np.array(image)), torch.from_numpy(target), s.tumor
 
 
 def _random_crop(s: Sample, size: int, rng: np.random.Generator, pad_background: bool = False):

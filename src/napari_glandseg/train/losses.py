@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_glandseg.train.data import IGNORE, SEPARATION
+from napari_glandseg.train.distance_target import split_target
 
 
 def split_separation(target: torch.Tensor, weight: float) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -52,21 +53,39 @@ def _dice(p: torch.Tensor, t: torch.Tensor, valid: torch.Tensor, eps: float) -> 
 def segmentation_loss(
     out: dict, target: torch.Tensor, *, dice_weight: float = 1.0, deep_weights=(0.2, 0.1, 0.05),
     class_weights: torch.Tensor | None = None, classes: tuple[int, ...] = (1, 2), separation_weight: float = 1.0,
+    distance_weight: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Dice + CE on the full-resolution logits plus down-weighted deep-supervision terms;
     ``classes``: the foreground classes (gland, border; the guided model has gland only);
-    ``separation_weight``: the cross-entropy weight of pixels marked as lying between glands."""
-    marked = target
+    ``separation_weight``: the cross-entropy weight of pixels marked as lying between glands;
+    a distance head's map (an output channel after the classes) learns the target's distances
+    (``train.distance_target``), weighing ``distance_weight``."""
+    marked, distance, known = split_target(target)
     target, pixel_weights = split_separation(marked, separation_weight)
-    main_ce = per_sample_ce(out["logits"], target, class_weights, pixel_weights)
-    main_dice = per_sample_dice(out["logits"], target, classes)
+    n_classes = max(classes) + 1
+    logits = out["logits"][:, :n_classes]
+    main_ce = per_sample_ce(logits, target, class_weights, pixel_weights)
+    main_dice = per_sample_dice(logits, target, classes)
     loss = main_ce + dice_weight * main_dice
+    parts = {"ce": float(main_ce.detach().mean()), "dice_loss": float(main_dice.detach().mean())}
+    if out["logits"].shape[1] > n_classes:  # a distance head (model.outputs)
+        d_loss = per_sample_distance(out["logits"][:, n_classes], distance, known & (target != IGNORE))
+        loss = loss + distance_weight * d_loss
+        parts["distance"] = float(d_loss.detach().mean())
     for w, logits in zip(deep_weights, out.get("deep", []), strict=False):
         small, small_weights = split_separation(
             F.interpolate(marked[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long(), separation_weight)
         loss = loss + w * (per_sample_ce(logits, small, class_weights, small_weights)
                            + dice_weight * per_sample_dice(logits, small, classes))
-    return loss.mean(), {"ce": float(main_ce.detach().mean()), "dice_loss": float(main_dice.detach().mean())}
+    return loss.mean(), parts
+
+
+def per_sample_distance(logit: torch.Tensor, distance: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the distance map (N×H×W logits) against the soft target, averaged
+    over each sample's pixels where the distance is known → N values (0 where none is)."""
+    bce = F.binary_cross_entropy_with_logits(logit.float(), distance, reduction="none")
+    w = known.float()
+    return (bce * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1.0)
 
 
 def tumor_loss(out: dict, tumor: torch.Tensor) -> torch.Tensor:

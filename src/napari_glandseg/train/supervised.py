@@ -62,6 +62,10 @@ class FinetuneConfig(SupervisedSettings):
     # > 0: keep a running average of the weights (train.weight_average; e.g. 0.998, a half-life of
     # about 350 steps); validation scores it and ``best`` holds it. 0: the step's own weights
     ema_decay: float = 0.0
+    # add a distance head to the model the run starts from (if it has none): each gland's depth,
+    # from whose cores touching glands are seeded apart (train.distance_target); its loss weighs
+    distance_head: bool = False
+    distance_weight: float = 1.0
 
 
 def load_samples(cfg: FinetuneConfig, model_mpp: float) -> tuple[list[Sample], list[Sample]]:
@@ -81,7 +85,8 @@ def load_samples(cfg: FinetuneConfig, model_mpp: float) -> tuple[list[Sample], l
 
 
 def build_model(cfg: FinetuneConfig):
-    return _common.build_model(cfg.model, crop_px=cfg.crop_px, mpp=cfg.mpp, init=cfg.init)
+    net = _common.build_model(cfg.model, crop_px=cfg.crop_px, mpp=cfg.mpp, init=cfg.init)
+    return _common.add_distance_head(net).to(memory_format=torch.channels_last) if cfg.distance_head else net
 
 
 def step_loss(model, images, targets, tumor, cfg: FinetuneConfig, device: torch.device):
@@ -91,7 +96,8 @@ def step_loss(model, images, targets, tumor, cfg: FinetuneConfig, device: torch.
     with autocast(device, cfg.amp):
         out = model(x, return_all=True)
     loss, parts = segmentation_loss(out, targets.to(device), dice_weight=cfg.dice_weight,
-                                    deep_weights=tuple(cfg.deep_weights), separation_weight=cfg.separation_weight)
+                                    deep_weights=tuple(cfg.deep_weights), separation_weight=cfg.separation_weight,
+                                    distance_weight=cfg.distance_weight)
     # Always in the graph (weight 0 included) so DDP sees every parameter used.
     t_loss = tumor_loss(out, tumor.to(device))
     parts["tumor"] = float(t_loss.detach())
@@ -108,15 +114,20 @@ def train_step(model, optimizer, images, targets, tumor, cfg: FinetuneConfig, de
     return float(loss.detach()), parts
 
 
-def crop_stream(cfg: FinetuneConfig, train: list[Sample], device: torch.device, step: int, rank: int, world: int):
-    """The run's batches from ``step`` on: made on the device, or by the loader's workers."""
+def crop_stream(cfg: FinetuneConfig, train: list[Sample], device: torch.device, step: int, rank: int, world: int,
+                distance: bool = False):
+    """The run's batches from ``step`` on: made on the device, or by the loader's workers;
+    ``distance``: with the distance head's targets."""
     crops = {"seed": cfg.seed, "border_px": cfg.border_px, "pad_background": cfg.pad_background,
              "separation_px": cfg.separation_px, "cut_edges": cfg.cut_edges}
+    if distance and cfg.crops_on_device:
+        raise ValueError("crops_on_device makes no distance targets yet: a model with a distance head "
+                         "trains on the loader's crops (crops_on_device: false)")
     if cfg.crops_on_device:
         from napari_glandseg.train.device_crops import DeviceCrops
 
         return DeviceCrops(train, cfg.crop_px, device, **crops).stream(step, cfg.batch_size, rank, world)
-    dataset = CropDataset(train, cfg.crop_px, length=10**9, **crops)
+    dataset = CropDataset(train, cfg.crop_px, length=10**9, distance=distance, **crops)
     return batch_stream(dataset, step, cfg.batch_size, rank, world, cfg.workers)
 
 
@@ -138,7 +149,7 @@ def main(argv: list[str] | None = None, hooks: LoopHooks | None = None) -> int:
         save_resolved_config(cfg, out)
         log(event="start", step=step, train_images=len(train), val_images=len(val), mpp=card.mpp,
             world=dist_info.world, params_m=round(sum(p.numel() for p in model.parameters()) / 1e6, 2))
-    stream = crop_stream(cfg, train, device, step, dist_info.rank, dist_info.world)
+    stream = crop_stream(cfg, train, device, step, dist_info.rank, dist_info.world, distance=net.distance_head)
     result = run_loop(
         cfg, model, optimizer, stream,
         lambda images, targets, tumor: train_step(model, optimizer, images, targets, tumor, cfg, device, average),
