@@ -125,6 +125,13 @@ def test_the_distance_map_seeds_apart_glands_that_touch_without_a_border():
     assert evaluate_pair(split, labels, gt_kind="instance", hausdorff=False)["object_f1"] == 1.0
     off = probabilities_to_instances(probs, mpp=mpp, params={"min_area_um2": 20.0, "seed_distance": 0.0})
     np.testing.assert_array_equal(off, merged)
+    shallow = probs.copy()
+    shallow[3] *= 0.4  # a map that does not reach the seed level anywhere leaves the glands as they were
+    kept = probabilities_to_instances(shallow, mpp=mpp, params={"min_area_um2": 20.0, "seed_distance": 0.5})
+    np.testing.assert_array_equal(kept, merged)
+    shallow[3][labels == 3] = 0.0  # nor where it fails on one gland only
+    mixed = probabilities_to_instances(shallow, mpp=mpp, params={"min_area_um2": 20.0, "seed_distance": 0.3})
+    assert mixed.max() == 3 and len(np.unique(mixed[labels == 3])) == 1 and mixed[38, 5] > 0
 
 
 def test_probabilities_and_logits_invert_each_other():

@@ -54,14 +54,24 @@ def _to_instances(
     region = (gland + border) >= p["gland_threshold"]
     interior = region & (border < p["border_threshold"]) & (gland >= border)
     if probs.shape[0] > 3 and p.get("seed_distance", 0.0) > 0:
-        # a distance head's map (model.outputs): seeds only where a pixel lies deep in its gland,
-        # so glands that touch without a border between them are seeded apart
-        interior &= probs[3] >= p["seed_distance"]
+        interior = deep_seeds(region, interior, probs[3] >= p["seed_distance"])
     min_area_px = float(p["min_area_um2"]) / (mpp * mpp)
     return _instances_from_masks(
         region, interior, min_area_px, bool(p["fill_holes"]), keep_edge_objects=keep_edge_objects,
         neck_px=float(p.get("neck_um", 0.0)) / mpp,
     )
+
+
+def deep_seeds(region: np.ndarray, interior: np.ndarray, deep: np.ndarray) -> np.ndarray:
+    """The seed mask from a distance head's map (model.outputs): in each piece of the gland
+    ``region``, its ``interior`` pixels that lie ``deep`` in their gland, so glands that touch
+    without a border between them are seeded apart. A piece with no deep pixel keeps its interior
+    as seed: the map splits glands, it never deletes one."""
+    pieces, n = ndi.label(region)
+    cored = interior & deep
+    has_core = np.zeros(n + 1, bool)
+    has_core[pieces[cored]] = True
+    return np.where(has_core[pieces], cored, interior)
 
 
 def _instances_from_masks(
