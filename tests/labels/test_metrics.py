@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from napari_glandseg.labels.metrics import (
+    distinct,
     evaluate_pair,
     object_dice,
     object_f1,
@@ -111,3 +112,19 @@ def test_colour_coded_masks_keep_every_gland_for_evaluate_and_training(shared_da
     Image.fromarray(colours[inst]).save(tmp_path / "colour.jpg", quality=90)
     with pytest.raises(ValueError, match="colour.jpg.*PNG"):
         read_mask(tmp_path / "colour.jpg")
+
+
+@pytest.mark.parametrize("a", [
+    np.random.default_rng(0).integers(0, 40, (52, 77)).astype(np.int32),  # a label image: counted
+    np.array([[7, 7]], np.uint16),
+    np.array([[3, -1], [5, 3]]),  # negative ids: sorted
+    np.array([[0, 3_000_009], [3_000_009, 2]], np.int64),  # ids far beyond the image's size: sorted
+    np.array([[True, False]]),
+    np.random.default_rng(1).random((4, 4)),
+])
+def test_distinct_is_numpys_unique_with_its_inverse(a):
+    values, index = distinct(a)
+    want_values, want_index = np.unique(a, return_inverse=True)
+    assert values.dtype == want_values.dtype
+    np.testing.assert_array_equal(values, want_values)
+    np.testing.assert_array_equal(index, want_index.reshape(a.shape))
