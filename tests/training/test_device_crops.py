@@ -3,6 +3,7 @@ the samples file a GPU machine trains from, and a run that uses both."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -109,6 +110,7 @@ def test_crops_beyond_an_edge_are_white_background_with_pad_background(samples):
 
 def test_samples_file_round_trip_and_bad_files(samples, tmp_path):
     path = tmp_path / "samples.npz"
+    samples = [dataclasses.replace(s, organ="colon" if i % 2 else None) for i, s in enumerate(samples)]
     write_samples(path, samples[:3], samples[3:], mpp=1.24)
     train, val, header = read_samples(path)
     assert header["mpp"] == 1.24 and [s.name for s in train + val] == [s.name for s in samples]
@@ -116,7 +118,7 @@ def test_samples_file_round_trip_and_bad_files(samples, tmp_path):
         np.testing.assert_array_equal(a.image, b.image)
         np.testing.assert_array_equal(a.labels, b.labels)
         np.testing.assert_array_equal(a.valid, b.valid)
-        assert (a.tumor, a.weight) == (b.tumor, b.weight)
+        assert (a.tumor, a.weight, a.organ) == (b.tumor, b.weight, b.organ)
     assert not list(tmp_path.glob("*.partial"))
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
@@ -133,6 +135,7 @@ def test_samples_file_round_trip_and_bad_files(samples, tmp_path):
 
 def test_a_run_trains_from_a_samples_file_with_crops_on_the_device(mini_glas, samples, tmp_path):
     path = tmp_path / "samples.npz"
+    samples = [dataclasses.replace(s, organ="colon" if i % 2 else None) for i, s in enumerate(samples)]
     write_samples(path, samples[:3], samples[3:], mpp=1.24)
     out = tmp_path / "run"
     args = ["--data", json.dumps([str(tmp_path / "not_here")]), "--samples", str(path), "--crops-on-device", "true",

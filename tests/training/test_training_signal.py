@@ -200,3 +200,29 @@ def test_device_crops_cut_by_glass_as_the_cpu_loader_does():
     assert next(crop_stream(cfg, [s], "cpu", 0, 0, 1))[0].shape == (cfg.batch_size, cfg.crop_px, cfg.crop_px, 3)
     with pytest.raises(ValueError, match="cut_edges"):
         DeviceCrops([s], 64, "cpu", cut_edges=-0.1)
+
+
+def test_validation_scores_each_organ_at_its_profile_and_weighs_organs_equally(shared_data):
+    import torch
+
+    from napari_glandseg.model import create_model
+    from napari_glandseg.train.common import validate
+    from napari_glandseg.train.data import load_split
+
+    torch.manual_seed(0)
+    net = create_model("glandseg_tiny", img_px=64)
+    # an untrained net's gland probability is about a half: threshold 0 makes the whole image one gland
+    net.card = net.card.replace(postprocess={**net.card.postprocess, "gland_threshold": 0.0, "min_area_um2": 1.0},
+                                profiles={"colon": {"min_area_um2": 1e12}})
+    data = [{"path": str(shared_data / "glas" / "train"), "organ": "colon"},
+            {"path": str(shared_data / "rings" / "glands"), "mpp": 2.72, "organ": "prostate"}]
+    _, val = load_split(data, [], data_mpp=0.62, model_mpp=net.card.mpp * 4, val_fraction=0.05, seed=0)
+    assert {s.organ for s in val} == {"colon", "prostate"}
+    colon = [s for s in val if s.organ == "colon"][:2]
+    prostate = [s for s in val if s.organ == "prostate"][:1]
+    got = validate(net, colon + prostate, torch.device("cpu"), amp=False)
+    assert got["object_f1_colon"] == 0.0, "colon's profile drops every object"
+    alone = validate(net, prostate, torch.device("cpu"), amp=False)
+    assert got["object_f1_prostate"] == alone["object_f1"]
+    assert got["n_pred"] == pytest.approx(alone["n_pred"] / 2), "two organs weigh a half each, not by image count"
+    assert alone["n_pred"] >= 1

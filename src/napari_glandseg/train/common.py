@@ -397,18 +397,32 @@ def predict_probs(model, image: np.ndarray, device: torch.device, amp: bool) -> 
 
 
 def validate(model, samples, device: torch.device, amp: bool, postprocess: dict | None = None) -> dict[str, float]:
-    """Object F1, object Dice, pixel Dice over whole validation images."""
+    """Object F1, object Dice, pixel Dice over whole validation images.
+
+    Each image is post-processed with its organ's profile where the card has one (else the
+    card's ``postprocess``; ``postprocess`` given: that, for every image), and the organs weigh
+    equally, as ``training/tune_postprocess.py`` and the shipping rule weigh them: a run's
+    ``best`` then means the same whichever model it started from. Each organ's own object F1 is
+    in the result too (``object_f1_colon``…)."""
     from napari_glandseg.inference.postprocess import probabilities_to_instances
     from napari_glandseg.labels.metrics import evaluate_pair
 
     net = unwrap(model)
+    card = net.card
     was_training = net.training
     net.eval()
-    rows = []
+    by_organ: dict[str | None, list[dict]] = {}
     for s in samples:
+        organ = getattr(s, "organ", None)
+        params = postprocess or (card.for_organ(organ) if organ in card.profiles else card).postprocess
         probs = predict_probs(net, s.image, device, amp)
-        pred = probabilities_to_instances(probs, mpp=net.card.mpp, params=postprocess or net.card.postprocess)
-        rows.append(evaluate_pair(pred, s.labels, gt_kind="instance"))
+        pred = probabilities_to_instances(probs, mpp=card.mpp, params=params)
+        by_organ.setdefault(organ, []).append(evaluate_pair(pred, s.labels, gt_kind="instance"))
     net.train(was_training)
-    keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float))]
-    return {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    first = next(iter(by_organ.values()))[0]
+    keys = [k for k in first if isinstance(first[k], (int, float))]
+    means = {organ: {k: float(np.mean([r[k] for r in rows])) for k in keys} for organ, rows in by_organ.items()}
+    out = {k: float(np.mean([m[k] for m in means.values()])) for k in keys}
+    if len(means) > 1:
+        out.update({f"object_f1_{organ or 'other'}": m["object_f1"] for organ, m in means.items()})
+    return out

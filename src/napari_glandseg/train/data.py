@@ -33,6 +33,7 @@ class Sample:
     valid: np.ndarray  # H×W bool: pixels whose label counts
     tumor: int = -1  # 1 malignant, 0 benign, -1 unknown
     weight: float = 1.0  # relative chance of being drawn for a crop
+    organ: str | None = None  # its source's organ: validation scores it at that organ's profile
 
 
 @dataclass(frozen=True)
@@ -150,12 +151,19 @@ def load_split(data: list, val_data: list, *, data_mpp: float, model_mpp: float,
             continue
         names = glas_folder_names(src.path)
         tr, va = (names, []) if val_data else split_names(names, val_fraction, seed)
-        train += load_glas_folder(src.path, source_mpp=mpp, model_mpp=model_mpp, names=tr, weight=src.weight)
+        train += _of_organ(load_glas_folder(src.path, source_mpp=mpp, model_mpp=model_mpp, names=tr,
+                                            weight=src.weight), src.organ)
         if va:
-            val += load_glas_folder(src.path, source_mpp=mpp, model_mpp=model_mpp, names=va)
+            val += _of_organ(load_glas_folder(src.path, source_mpp=mpp, model_mpp=model_mpp, names=va), src.organ)
     for src in map(DataSource.parse, val_data):
-        val += load_glas_folder(src.path, source_mpp=src.mpp or data_mpp, model_mpp=model_mpp)
+        val += _of_organ(load_glas_folder(src.path, source_mpp=src.mpp or data_mpp, model_mpp=model_mpp), src.organ)
     return train, val
+
+
+def _of_organ(samples: list[Sample], organ: str | None) -> list[Sample]:
+    for s in samples:
+        s.organ = organ
+    return samples
 
 
 def load_training_package(folder: Path, *, model_mpp: float) -> list[Sample]:

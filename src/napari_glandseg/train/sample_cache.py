@@ -20,7 +20,7 @@ FORMAT = "glandseg-samples/1"
 
 
 def write_samples(path: Path, train: list[Sample], val: list[Sample], *, mpp: float, meta: dict | None = None) -> None:
-    """Write both lists (images, instance labels, validity, grade, weight), all at ``mpp`` µm/px,
+    """Write both lists (images, instance labels, validity, grade, weight, organ), all at ``mpp`` µm/px,
     to ``path``, whole or not at all (written beside it, then renamed)."""
     path = Path(path)
     arrays, index = {}, []
@@ -29,7 +29,8 @@ def write_samples(path: Path, train: list[Sample], val: list[Sample], *, mpp: fl
             key = f"{split}{n}"
             arrays[f"{key}_image"], arrays[f"{key}_labels"] = s.image, s.labels.astype(np.int32)
             arrays[f"{key}_valid"] = s.valid
-            index.append({"key": key, "split": split, "name": s.name, "tumor": int(s.tumor), "weight": float(s.weight)})
+            index.append({"key": key, "split": split, "name": s.name, "tumor": int(s.tumor), "weight": float(s.weight),
+                          "organ": s.organ})
     header = {"format": FORMAT, "mpp": float(mpp), "samples": index, **(meta or {})}
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     tmp = path.with_name(path.name + ".partial")
@@ -51,7 +52,8 @@ def read_samples(path: Path) -> tuple[list[Sample], list[Sample], dict]:
             for entry in header["samples"]:
                 key = entry["key"]
                 arrays = [data[f"{key}_{part}"] for part in ("image", "labels", "valid")]
-                out[entry["split"]].append(Sample(entry["name"], *arrays, entry["tumor"], entry["weight"]))
+                out[entry["split"]].append(Sample(entry["name"], *arrays, entry["tumor"], entry["weight"],
+                                                  entry.get("organ")))
             float(header["mpp"])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: cannot read the samples file: {exc}") from exc
