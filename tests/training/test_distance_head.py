@@ -57,8 +57,26 @@ def test_packed_labels_survive_cropping_and_turning():
     np.testing.assert_array_equal(ids, np.rot90(labels[2:40, 5:60], 1))
     expected = 1 + np.rint(LEVELS * gland_distance(labels)).astype(np.int32)
     np.testing.assert_array_equal(levels, np.rot90(expected[2:40, 5:60], 1))
-    with pytest.raises(ValueError, match="below"):
-        pack_labels(np.full((4, 4), 1 << 20, np.int32))
+    # a slide's stitched ids (chunk · 2**16 + local) run beyond the low bits: renumbered, same glands
+    stitched = np.where(labels > 0, (17 << 16) + labels, 0)
+    ids, levels = split_labels(pack_labels(stitched))
+    np.testing.assert_array_equal(ids, labels)
+    np.testing.assert_array_equal(levels, expected)
+    ids, _ = split_labels(pack_labels(labels[4:24, 10:50]))  # no background in view: every pixel a gland
+    assert ids.min() >= 1 and len(np.unique(ids)) == 2
+
+
+def test_the_distance_of_reviewed_glands_ignores_what_unreviewed_pixels_hold():
+    labels = _touching()
+    valid = np.ones(labels.shape, bool)
+    valid[:, 18:22] = False  # an unreviewed stripe through gland 1, holding a stale other id
+    stale = labels.copy()
+    stale[:, 18:22] = 7
+    _, levels = split_labels(pack_labels(stale, valid))
+    _, clean = split_labels(pack_labels(labels))
+    np.testing.assert_array_equal(levels[valid], clean[valid])
+    _, careless = split_labels(pack_labels(stale))
+    assert (careless[valid] != clean[valid]).any(), "without valid the stripe would cut gland 1 in two"
 
 
 def test_packed_target_splits_into_the_class_target_and_the_distance():
@@ -134,6 +152,18 @@ def test_the_distance_map_seeds_apart_glands_that_touch_without_a_border():
     assert mixed.max() == 3 and len(np.unique(mixed[labels == 3])) == 1 and mixed[38, 5] > 0
 
 
+def test_the_distance_map_never_merges_glands_a_border_keeps_apart():
+    labels = _touching()[:, :60]
+    target = make_targets(labels, np.ones(labels.shape, bool))
+    probs = np.stack([(target == 0), (target == 1), (target == 2), gland_distance(labels)]).astype(np.float32)
+    probs[3][labels == 2] *= 0.4  # the map reaches the seed level in gland 1 only
+    params = {"min_area_um2": 20.0, "border_threshold": 0.5}
+    without = probabilities_to_instances(probs[:3], mpp=1.0, params=params)
+    with_map = probabilities_to_instances(probs, mpp=1.0, params={**params, "seed_distance": 0.5})
+    assert without.max() == 3, "the border keeps the touching glands apart"
+    np.testing.assert_array_equal(with_map, without)
+
+
 def test_probabilities_and_logits_invert_each_other():
     logits = torch.randn(2, 4, 8, 8)
     probs = to_probabilities(logits, 3)
@@ -190,6 +220,8 @@ def test_a_card_refuses_a_bad_distance_setting():
     card = create_model("glandseg_tiny").card
     with pytest.raises(ValueError, match="distance_head"):
         card.replace(arch_args={**card.arch_args, "distance_head": "yes"})
+    with pytest.raises(ValueError, match="3 classes"):
+        card.replace(arch_args={**card.arch_args, "distance_head": True, "num_classes": 2})
 
 
 def test_a_run_grows_the_head_trains_the_map_and_resumes(mini_glas, tmp_path):

@@ -53,25 +53,35 @@ def _to_instances(
     border = probs[2] if probs.shape[0] > 2 else np.zeros_like(gland)
     region = (gland + border) >= p["gland_threshold"]
     interior = region & (border < p["border_threshold"]) & (gland >= border)
-    if probs.shape[0] > 3 and p.get("seed_distance", 0.0) > 0:
-        interior = deep_seeds(region, interior, probs[3] >= p["seed_distance"])
-    min_area_px = float(p["min_area_um2"]) / (mpp * mpp)
+    deep = probs[3] >= p["seed_distance"] if probs.shape[0] > 3 and p.get("seed_distance", 0.0) > 0 else None
     return _instances_from_masks(
-        region, interior, min_area_px, bool(p["fill_holes"]), keep_edge_objects=keep_edge_objects,
-        neck_px=float(p.get("neck_um", 0.0)) / mpp,
+        region, interior, float(p["min_area_um2"]) / (mpp * mpp), bool(p["fill_holes"]),
+        keep_edge_objects=keep_edge_objects, neck_px=float(p.get("neck_um", 0.0)) / mpp, deep=deep,
     )
 
 
-def deep_seeds(region: np.ndarray, interior: np.ndarray, deep: np.ndarray) -> np.ndarray:
-    """The seed mask from a distance head's map (model.outputs): in each piece of the gland
-    ``region``, its ``interior`` pixels that lie ``deep`` in their gland, so glands that touch
-    without a border between them are seeded apart. A piece with no deep pixel keeps its interior
-    as seed: the map splits glands, it never deletes one."""
-    pieces, n = ndi.label(region)
-    cored = interior & deep
-    has_core = np.zeros(n + 1, bool)
-    has_core[pieces[cored]] = True
-    return np.where(has_core[pieces], cored, interior)
+def split_at_cores(seeds: np.ndarray, deep: np.ndarray, min_core_px: float) -> np.ndarray:
+    """Labelled ``seeds`` with every seed that holds two or more cores (pieces of it that lie
+    ``deep`` in their gland by a distance head's map, of ``min_core_px`` or more) replaced by
+    those cores, one seed each: glands that touch without a border between them are seeded
+    apart. A seed with one core or none stays whole: the map splits glands, it never merges,
+    shrinks or deletes one."""
+    cores, n = ndi.label((seeds > 0) & deep)
+    if n < 2:
+        return seeds
+    big = np.bincount(cores.ravel(), minlength=n + 1) >= min_core_px
+    big[0] = False
+    inside = cores > 0
+    seed_of_core = np.zeros(n + 1, np.int64)
+    seed_of_core[cores[inside]] = seeds[inside]  # a core lies in one seed
+    n_cores = np.bincount(seed_of_core[big], minlength=int(seeds.max()) + 1)
+    split = n_cores >= 2
+    split[0] = False
+    moved = big & split[seed_of_core]
+    lut = np.zeros(n + 1, np.int32)
+    lut[moved] = int(seeds.max()) + 1 + np.arange(int(moved.sum()), dtype=np.int32)
+    out = np.where(split[seeds], 0, seeds).astype(np.int32)
+    return np.where(lut[cores] > 0, lut[cores], out)
 
 
 def _instances_from_masks(
@@ -82,12 +92,15 @@ def _instances_from_masks(
     *,
     keep_edge_objects: bool = False,
     neck_px: float = 0.0,
+    deep: np.ndarray | None = None,
 ) -> np.ndarray:
     # Seeds must be a meaningful part of a gland; specks in the border band would split glands.
     seeds, n = ndi.label(interior)
     if n == 0:
         return np.zeros(region.shape, np.int32)
     min_seed_px = max(4.0, 0.1 * min_area_px)
+    if deep is not None:
+        seeds = split_at_cores(seeds, deep, min_seed_px)
     seed_sizes = np.bincount(seeds.ravel())
     small = seed_sizes < min_seed_px
     small[0] = False

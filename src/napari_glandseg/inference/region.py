@@ -188,7 +188,7 @@ def segment_region(
     fine = refined_scale(f, display_downsample, (bh, bw))
     if fine is not None:
         grid = GridPlacement.for_box((y0, x0, bh, bw), fine)
-        foreground = probs[1:, m : m + out_h, m : m + out_w].sum(0)
+        foreground = probs[1 : len(card.classes), m : m + out_h, m : m + out_w].sum(0)  # not a distance map
         threshold = float(card.postprocess.get("gland_threshold", 0.5))
         labels = refine_to_grid(labels, foreground, grid.shape, threshold=threshold)
     return RegionResult(

@@ -67,6 +67,9 @@ def check_arch(name: str, arch: Any, arch_args: Any) -> None:
     for where, args in (("", arch_args), ("enc_a.", arch_args["enc_a"]), ("enc_b.", arch_args["enc_b"])):
         for key, value in args.items():
             _check_size(name, where + key, key, value)
+    if arch_args.get("distance_head") and arch_args.get("num_classes", 3) != 3:
+        raise ValueError(f"model card {name!r}: a distance head follows the 3 classes background, gland, "
+                         f"border (arch_args.num_classes {arch_args.get('num_classes')!r})")
     params = sum(_swin_params(arch_args[k]) for k in ("enc_a", "enc_b"))
     if params > MAX_PARAMS:
         raise ValueError(f"model card {name!r}: arch_args describe a network of about {params:.3g} parameters "

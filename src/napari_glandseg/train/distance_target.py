@@ -50,13 +50,23 @@ def gland_distance(labels: np.ndarray) -> np.ndarray:
     return np.where(fg, depth / np.maximum(deepest[dense], 1.0), 0.0).astype(np.float32)
 
 
-def pack_labels(labels: np.ndarray) -> np.ndarray:
-    """int32 instance labels with their :func:`gland_distance` levels in the high bits."""
-    labels = np.asarray(labels)
-    if labels.size and int(labels.max()) >= 1 << _LABEL_SHIFT:
-        raise ValueError(f"instance ids must be below {1 << _LABEL_SHIFT} to carry a distance, got {labels.max()}")
-    level = 1 + np.rint(LEVELS * gland_distance(labels)).astype(np.int32)
-    return (labels.astype(np.int32) | (level << _LABEL_SHIFT)).astype(np.int32)
+def pack_labels(labels: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """int32 instance labels (renumbered 1..n: a slide's stitched ids run far beyond what the low
+    bits hold) with their :func:`gland_distance` levels in the high bits. With ``valid``, the
+    distances are those of the reviewed labels (``data.reviewed_labels``): whatever unreviewed
+    pixels hold draws no edge inside a reviewed gland."""
+    from napari_glandseg.labels.metrics import distinct
+    from napari_glandseg.train.data import reviewed_labels
+
+    values, ids = distinct(np.asarray(labels))
+    if len(values) and values[0] != 0:  # no background: the smallest id must not become it
+        ids = ids + 1
+    if len(values) >= 1 << _LABEL_SHIFT:
+        raise ValueError(f"{len(values)} glands in one image: at most {(1 << _LABEL_SHIFT) - 1} carry a distance")
+    ids = ids.astype(np.int32)
+    depth = gland_distance(ids if valid is None else reviewed_labels(ids, valid))
+    level = 1 + np.rint(LEVELS * depth).astype(np.int32)
+    return ids | (level << _LABEL_SHIFT)
 
 
 def split_labels(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +78,7 @@ def split_labels(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def with_distance(sample):
     """A ``data.Sample`` whose labels carry their distance levels (:func:`pack_labels`)."""
-    return dataclasses.replace(sample, labels=pack_labels(sample.labels))
+    return dataclasses.replace(sample, labels=pack_labels(sample.labels, sample.valid))
 
 
 def pack_target(target: np.ndarray, levels: np.ndarray) -> np.ndarray:
