@@ -401,9 +401,10 @@ def validate(model, samples, device: torch.device, amp: bool, postprocess: dict 
 
     Each image is post-processed with its organ's profile where the card has one (else the
     card's ``postprocess``; ``postprocess`` given: that, for every image), and the organs weigh
-    equally, as ``training/tune_postprocess.py`` and the shipping rule weigh them: a run's
-    ``best`` then means the same whichever model it started from. Each organ's own object F1 is
-    in the result too (``object_f1_colon``…)."""
+    equally (the images of sources that name no organ are one more), as
+    ``training/tune_postprocess.py`` and the shipping rule weigh organs: a run's ``best`` then
+    means the same whichever model it started from. Each group's own object F1 is in the result
+    too (``object_f1_colon``…, ``object_f1_other``)."""
     from napari_glandseg.inference.postprocess import probabilities_to_instances
     from napari_glandseg.labels.metrics import evaluate_pair
 
