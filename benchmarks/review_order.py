@@ -1,7 +1,7 @@
 """Least certain first: how many of the model's wrong glands does reviewing the least certain
 10 / 20 / 30 % of glands find, against reviewing them in random order?
 
-For each image the bundled default segments at its organ's profile, and every gland gets its
+For each image the bundled default (or ``--model``) segments at its organ's profile, and every gland gets its
 features and confidence (``inference.confidence``). A predicted gland is *wrong* when it is a
 false positive (no annotated gland has half its area in it), merged (it holds half of two or
 more annotated glands), split (its annotated gland's best match is another gland), or spills
@@ -11,7 +11,7 @@ of the glands in confidence order finds the share of these errors printed (rando
 k % on average). ``--features OUT.json`` keeps every gland's features and errors, so a
 confidence formula can be chosen on the ``validation`` set and only then read on the others.
 
-    .venv/bin/python benchmarks/review_order.py [--sets validation glas_testA rings] [--threads 1]
+    .venv/bin/python benchmarks/review_order.py [--sets validation glas_testA rings] [--threads 1] [--model M]
 
 RINGS: CC BY 4.0, Salvi et al. 2021, doi:10.17632/h8bdwrtnr5.1.
 """
@@ -139,13 +139,15 @@ def main() -> None:
     parser.add_argument("--sets", nargs="*", default=["validation", "glas_testA", "rings"])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--features", type=Path, default=None, help="write every gland's row here (JSON)")
+    parser.add_argument("--model", default=None, help="a model name or checkpoint (default: the bundled default), "
+                        "at its card's per-organ profiles")
     args = parser.parse_args()
     if args.threads:
         os.environ["GLANDSEG_THREADS"] = str(args.threads)
     from napari_glandseg.inference.region import get_predictor
     from napari_glandseg.model.precision import cpu_description
 
-    predictor = get_predictor(None, "cpu")
+    predictor = get_predictor(args.model, "cpu")
     print(json.dumps({"cpu": cpu_description(), **predictor.info()}), flush=True)
     everything = {}
     for name, items in image_sets(args.sets).items():
