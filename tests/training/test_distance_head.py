@@ -198,7 +198,7 @@ def test_a_distance_model_saves_loads_and_keeps_its_map_through_tta(grown, tmp_p
 
     big = copy.deepcopy(grown[1])
     with torch.no_grad():
-        big.head.weight[3].normal_()
+        big.distance.weight.normal_()
     save_checkpoint(big, tmp_path / "d")
     loaded = load_checkpoint(tmp_path / "d.safetensors").eval()
     assert loaded.distance_head and loaded.card.channels[-1] == "distance"
@@ -241,6 +241,9 @@ def test_a_run_grows_the_head_trains_the_map_and_resumes(mini_glas, tmp_path):
     assert all(0 < r["distance"] < 1 for r in steps)
     model = load_checkpoint(tmp_path / "last.safetensors")
     assert model.distance_head and model.card.postprocess["seed_distance"] == 0.5
+    groups = torch.load(tmp_path / "last_state.pt", weights_only=False)["optimizer"]["param_groups"]
+    assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(10 * groups[0]["lr"]), "the head learns 10× faster"
+    assert len(groups[1]["params"]) == 2  # the head's weight and bias
     with pytest.raises(ValueError, match="distance"):
         supervised.main([*args, "--steps", "1", "--crops-on-device", "true", "--out", str(tmp_path / "d")])
 

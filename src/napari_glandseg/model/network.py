@@ -177,9 +177,11 @@ class DualSwinUNet(nn.Module):
         self.up1 = UpBlock(da[1], da[0], da[0])  # → stride 4
         self.up0 = UpBlock(da[0], s2, s2)  # → stride 2
         self.upf = UpBlock(s2, s1, s1)  # → stride 1
-        # distance_head: one more output channel, each gland's normalised distance to its own edge
-        # (model.outputs), from whose cores touching glands are seeded apart
-        self.head = nn.Conv2d(s1, num_classes + int(distance_head), 1)
+        self.head = nn.Conv2d(s1, num_classes, 1)
+        # distance_head: one more output channel after the classes, each gland's normalised distance
+        # to its own edge (model.outputs), from whose cores touching glands are seeded apart; a module
+        # of its own, so that a head grown onto a trained model can learn at its own rate
+        self.distance = nn.Conv2d(s1, 1, 1) if distance_head else None
         self.deep_heads = nn.ModuleList(nn.Conv2d(c, num_classes, 1) for c in (da[2], da[1], da[0]))
         self.tumor_head = nn.Sequential(nn.LayerNorm(da[3]), nn.Linear(da[3], num_tumor_classes))
         self.num_classes, self.distance_head = num_classes, distance_head
@@ -209,7 +211,8 @@ class DualSwinUNet(nn.Module):
         d8 = self.up2(d16, skips[1])
         d4 = self.up1(d8, skips[0])
         d2 = self.up0(d4, h2)
-        logits = self.head(self.upf(d2, h1))
+        top = self.upf(d2, h1)
+        logits = self.head(top) if self.distance is None else torch.cat([self.head(top), self.distance(top)], 1)
         if not return_all:
             return logits
         return {

@@ -285,19 +285,35 @@ def build_model(model: str, *, crop_px: int, mpp: float | None = None, init: str
 
 
 def add_distance_head(net, seed_distance: float = 0.5):
-    """``net`` rebuilt with a distance head (``model.outputs``): every tensor kept, the head's new
-    channel starting at zero (a distance of 0.5 everywhere, which ``seed_distance`` 0.5 lets
-    through: the model starts seeding glands as before, and its map takes over as it learns)."""
+    """``net`` rebuilt with a distance head (``model.outputs``): every tensor kept, the new head
+    starting at zero (a distance of 0.5 everywhere: with ``seed_distance`` 0.5 no seed holds two
+    cores, so the model seeds glands as before until its map learns)."""
     from napari_glandseg.model.network import build_network
 
     if net.distance_head:
         return net
     arch = {**net.card.arch_args, "distance_head": True}
     grown = build_network(arch)
-    own = grown.state_dict()
-    grown.load_state_dict({k: v if own[k].shape == v.shape else fit_tensor(own[k], v) for k, v in net.state_dict().items()})
+    missing, unexpected = grown.load_state_dict(net.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("distance.") for k in missing):
+        raise ValueError(f"cannot grow a distance head onto {net.card.name!r}: {missing + unexpected}")
+    torch.nn.init.zeros_(grown.distance.weight)
+    torch.nn.init.zeros_(grown.distance.bias)
     grown.card = net.card.replace(arch_args=arch, postprocess={**net.card.postprocess, "seed_distance": seed_distance})
     return grown.train(net.training)
+
+
+def parameter_groups(net, head_lr_scale: float = 1.0) -> list[dict]:
+    """The optimizer's parameter groups: a distance head's own weights at ``head_lr_scale`` times
+    the run's learning rate (``lr_scale``, which the loop's schedule keeps), everything else at it:
+    a head grown from zero onto a trained model would take thousands of steps at the rate that
+    fine-tunes the rest."""
+    head = list(net.distance.parameters()) if getattr(net, "distance", None) is not None else []
+    ids = {id(p) for p in head}
+    groups = [{"params": [p for p in net.parameters() if id(p) not in ids]}]
+    if head:
+        groups.append({"params": head, "lr_scale": head_lr_scale})
+    return groups
 
 
 def fit_tensor(own: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor | None:

@@ -127,7 +127,8 @@ def run_loop(
     model.train()
     while step < cfg.steps:
         for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(scheduled_step(step, cfg, t_start), cfg.steps, cfg.lr, cfg.warmup_steps)
+            lr = cosine_lr(scheduled_step(step, cfg, t_start), cfg.steps, cfg.lr, cfg.warmup_steps)
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # a group may learn at a multiple of the rate
         loss, parts = step_fn(*next(stream))
         step += 1
         tiles_done += cfg.batch_size * world

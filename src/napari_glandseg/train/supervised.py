@@ -66,6 +66,7 @@ class FinetuneConfig(SupervisedSettings):
     # from whose cores touching glands are seeded apart (train.distance_target); its loss weighs
     distance_head: bool = False
     distance_weight: float = 1.0
+    distance_lr_scale: float = 10.0  # the distance head's own weights learn at this multiple of lr
 
 
 def load_samples(cfg: FinetuneConfig, model_mpp: float) -> tuple[list[Sample], list[Sample]]:
@@ -138,7 +139,8 @@ def main(argv: list[str] | None = None, hooks: LoopHooks | None = None) -> int:
     model = build_model(cfg).to(device)
     card = model.card
     train, val = load_samples(cfg, card.mpp)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(_common.parameter_groups(model, cfg.distance_lr_scale), lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
     average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
     net = model
     model, step, extra = resume_and_wrap(
