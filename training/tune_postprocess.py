@@ -28,9 +28,12 @@ GRID = {
     "border_threshold": (0.2, 0.3, 0.4, 0.5, 0.7),
     "min_area_um2": (100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0),
 }
-#: a model with a distance head: its map's cores seed glands (0 first: the border seeds alone),
-#: in place of eroding seeds at necks (which the map makes needless; kept off to keep the search short)
-DISTANCE_GRID = {**GRID, "neck_um": (0.0,), "seed_distance": (0.0, 0.3, 0.45, 0.6, 0.75)}
+#: a model with a distance head: its map's cores split seeds (0 first: the border seeds alone) where
+#: a valley deeper than seed_valley parts them, in place of eroding seeds at necks (which the map
+#: makes needless; off, with the least used thresholds, to keep the search about twice GRID's)
+DISTANCE_GRID = {"neck_um": (0.0,), "gland_threshold": (0.4, 0.5, 0.6), "border_threshold": (0.3, 0.4, 0.5, 0.7),
+                 "min_area_um2": (200.0, 400.0, 800.0, 1600.0, 3200.0), "seed_distance": (0.0, 0.3, 0.45, 0.6),
+                 "seed_valley": (0.0, 0.1, 0.2)}
 
 
 def grid_for(card) -> dict[str, tuple]:

@@ -266,3 +266,17 @@ def test_tuning_searches_seed_distances_only_for_a_model_with_the_map(grown):
     assert "seed_distance" not in tune_postprocess.grid_for(net.card)
     grid = tune_postprocess.grid_for(big.card)
     assert grid["seed_distance"][0] == 0.0 and len(grid["seed_distance"]) > 1
+
+
+def test_only_a_valley_deeper_than_seed_valley_splits_a_gland():
+    labels = _touching()[:, :60]
+    union = (labels > 0).astype(np.float32)
+    d = gland_distance(labels)
+    d[:, 18:21] = np.minimum(d[:, 18:21], 0.42)  # a shallow dip across gland 1's middle: noise
+    probs = np.stack([1 - union, union, np.zeros_like(union), d])
+    params = {"min_area_um2": 20.0, "seed_distance": 0.5}
+    noisy = probabilities_to_instances(probs, mpp=1.0, params=params)
+    assert len(np.unique(noisy[labels == 1])) == 2, "without a valley depth the dip splits gland 1"
+    steady = probabilities_to_instances(probs, mpp=1.0, params={**params, "seed_valley": 0.15})
+    assert steady.max() == 3
+    assert evaluate_pair(steady, labels, gt_kind="instance", hausdorff=False)["object_f1"] == 1.0

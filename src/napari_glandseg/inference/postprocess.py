@@ -53,20 +53,29 @@ def _to_instances(
     border = probs[2] if probs.shape[0] > 2 else np.zeros_like(gland)
     region = (gland + border) >= p["gland_threshold"]
     interior = region & (border < p["border_threshold"]) & (gland >= border)
-    deep = probs[3] >= p["seed_distance"] if probs.shape[0] > 3 and p.get("seed_distance", 0.0) > 0 else None
+    deep = ridge = None
+    if probs.shape[0] > 3 and p.get("seed_distance", 0.0) > 0:
+        deep = probs[3] >= p["seed_distance"]
+        ridge = probs[3] >= p["seed_distance"] - p.get("seed_valley", 0.0)
     return _instances_from_masks(
         region, interior, float(p["min_area_um2"]) / (mpp * mpp), bool(p["fill_holes"]),
-        keep_edge_objects=keep_edge_objects, neck_px=float(p.get("neck_um", 0.0)) / mpp, deep=deep,
+        keep_edge_objects=keep_edge_objects, neck_px=float(p.get("neck_um", 0.0)) / mpp, deep=deep, ridge=ridge,
     )
 
 
-def split_at_cores(seeds: np.ndarray, deep: np.ndarray, min_core_px: float) -> np.ndarray:
+def split_at_cores(seeds: np.ndarray, deep: np.ndarray, min_core_px: float,
+                   ridge: np.ndarray | None = None) -> np.ndarray:
     """Labelled ``seeds`` with every seed that holds two or more cores (pieces of it that lie
     ``deep`` in their gland by a distance head's map, of ``min_core_px`` or more) replaced by
     those cores, one seed each: glands that touch without a border between them are seeded
-    apart. A seed with one core or none stays whole: the map splits glands, it never merges,
+    apart. Cores joined by a ``ridge`` (the map a valley's depth below the core level: a wider
+    mask than ``deep``) are one core: what splits is a real valley, not noise along a gland's
+    middle. A seed with one core or none stays whole: the map splits glands, it never merges,
     shrinks or deletes one."""
     cores, n = ndi.label((seeds > 0) & deep)
+    if n >= 2 and ridge is not None:
+        ridges, n = ndi.label((seeds > 0) & (ridge | deep))
+        cores = np.where(cores > 0, ridges, 0)  # a core is named by the ridge it lies on
     if n < 2:
         return seeds
     big = np.bincount(cores.ravel(), minlength=n + 1) >= min_core_px
@@ -93,6 +102,7 @@ def _instances_from_masks(
     keep_edge_objects: bool = False,
     neck_px: float = 0.0,
     deep: np.ndarray | None = None,
+    ridge: np.ndarray | None = None,
 ) -> np.ndarray:
     # Seeds must be a meaningful part of a gland; specks in the border band would split glands.
     seeds, n = ndi.label(interior)
@@ -100,7 +110,7 @@ def _instances_from_masks(
         return np.zeros(region.shape, np.int32)
     min_seed_px = max(4.0, 0.1 * min_area_px)
     if deep is not None:
-        seeds = split_at_cores(seeds, deep, min_seed_px)
+        seeds = split_at_cores(seeds, deep, min_seed_px, ridge)
     seed_sizes = np.bincount(seeds.ravel())
     small = seed_sizes < min_seed_px
     small[0] = False

@@ -18,6 +18,8 @@ DEFAULT_POSTPROCESS: dict[str, Any] = {
     # > 0 (a model with a distance head): gland seeds are where the predicted distance of a pixel
     # to its gland's edge, a share of that gland's deepest, is at least this
     "seed_distance": 0.0,
+    # cores of the map joined above seed_distance minus this are one core (only a valley that deep splits)
+    "seed_valley": 0.0,
 }
 
 

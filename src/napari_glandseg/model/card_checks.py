@@ -46,9 +46,9 @@ def check_postprocess(name: str, post: dict[str, Any]) -> None:
     if "neck_um" in post and not (_number(post["neck_um"]) and 0 <= post["neck_um"] <= 100):
         raise ValueError(f"model card {name!r}: postprocess.neck_um must be a number in [0, 100] µm, "
                          f"got {post['neck_um']!r}")
-    if "seed_distance" in post and not (_number(post["seed_distance"]) and 0 <= post["seed_distance"] < 1):
-        raise ValueError(f"model card {name!r}: postprocess.seed_distance must be a number in [0, 1), "
-                         f"got {post['seed_distance']!r}")
+    for key in ("seed_distance", "seed_valley"):
+        if key in post and not (_number(post[key]) and 0 <= post[key] < 1):
+            raise ValueError(f"model card {name!r}: postprocess.{key} must be a number in [0, 1), got {post[key]!r}")
     if "fill_holes" in post and not isinstance(post["fill_holes"], bool):
         raise ValueError(f"model card {name!r}: postprocess.fill_holes must be true or false")
 
