@@ -19,7 +19,8 @@ def run_headless(slide: Path, out: Path, mpp: float | None, model: str | None) -
 
     from napari_glandseg.cli import main as cli_main
 
-    argv = ["segment", str(slide), "--out", str(out)]
+    # the demo's folder is the demo's own: a rerun (after an update of the model, say) starts over
+    argv = ["segment", str(slide), "--out", str(out), "--no-resume"]
     if mpp is not None:
         argv += ["--mpp", str(mpp)]
     if model:

@@ -24,6 +24,9 @@ def test_headless_demo_segments_a_small_slide(tmp_path, capsys):
     assert "running: glandseg segment" in printed and str(out.resolve()) in printed
     assert any(out.iterdir())
     assert "(cpu, " in printed and " threads" in printed  # says how it ran
+    # a rerun with other settings (an updated model, another µm/px) starts over instead of refusing
+    rc = demo.main(["--headless", "--slide", str(slide), "--mpp", "1.5", "--out", str(out), "--model", "glandseg_tiny"])
+    assert rc == 0, capsys.readouterr().out
 
 
 @pytest.mark.gui
