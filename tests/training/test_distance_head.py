@@ -184,13 +184,20 @@ def test_a_grown_head_keeps_the_classes_and_starts_at_half(grown):
     net, big = grown
     assert not net.distance_head and big.distance_head
     assert big.card.channels == ("background", "gland", "border", "distance")
-    assert big.card.postprocess["seed_distance"] == 0.5
+    assert big.card.postprocess["seed_distance"] == 0.45 and big.card.postprocess["seed_valley"] == 0.2
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         before, after = net(x), big(x)
     assert after.shape[1] == 4
     torch.testing.assert_close(after[:, :3], before)
     torch.testing.assert_close(after[:, 3].sigmoid(), torch.full((1, 64, 64), 0.5))
+    # a map of 0.5 everywhere at the grown card's seed settings splits nothing
+    labels = _touching()
+    union = (labels > 0).astype(np.float32)
+    probs = np.stack([1 - union, union, np.zeros_like(union), np.full_like(union, 0.5)])
+    params = {**big.card.postprocess, "min_area_um2": 20.0}
+    np.testing.assert_array_equal(probabilities_to_instances(probs, mpp=1.0, params=params),
+                                  probabilities_to_instances(probs[:3], mpp=1.0, params=params))
 
 
 def test_a_distance_model_saves_loads_and_keeps_its_map_through_tta(grown, tmp_path):
@@ -240,7 +247,7 @@ def test_a_run_grows_the_head_trains_the_map_and_resumes(mini_glas, tmp_path):
     assert [r["step"] for r in steps] == [1, 2, 3], "the resumed run goes on with the grown head"
     assert all(0 < r["distance"] < 1 for r in steps)
     model = load_checkpoint(tmp_path / "last.safetensors")
-    assert model.distance_head and model.card.postprocess["seed_distance"] == 0.5
+    assert model.distance_head and model.card.postprocess["seed_distance"] == 0.45
     groups = torch.load(tmp_path / "last_state.pt", weights_only=False)["optimizer"]["param_groups"]
     assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(10 * groups[0]["lr"]), "the head learns 10× faster"
     assert len(groups[1]["params"]) == 2  # the head's weight and bias

@@ -284,10 +284,12 @@ def build_model(model: str, *, crop_px: int, mpp: float | None = None, init: str
     return net.to(memory_format=torch.channels_last)
 
 
-def add_distance_head(net, seed_distance: float = 0.5):
+def add_distance_head(net, seed_distance: float = 0.45, seed_valley: float = 0.2):
     """``net`` rebuilt with a distance head (``model.outputs``): every tensor kept, the new head
-    starting at zero (a distance of 0.5 everywhere: with ``seed_distance`` 0.5 no seed holds two
-    cores, so the model seeds glands as before until its map learns)."""
+    starting at zero (a distance of 0.5 everywhere: one core per seed, so the model seeds glands
+    as before until its map learns). The card's seed settings are what tuning chose for the first
+    default with a map (0.45, 0.2), so that a run's in-training validation scores the map as it
+    will be used, not at a level without a valley depth (which splits glands along noisy middles)."""
     from napari_glandseg.model.network import build_network
 
     if net.distance_head:
@@ -299,7 +301,8 @@ def add_distance_head(net, seed_distance: float = 0.5):
         raise ValueError(f"cannot grow a distance head onto {net.card.name!r}: {missing + unexpected}")
     torch.nn.init.zeros_(grown.distance.weight)
     torch.nn.init.zeros_(grown.distance.bias)
-    grown.card = net.card.replace(arch_args=arch, postprocess={**net.card.postprocess, "seed_distance": seed_distance})
+    grown.card = net.card.replace(arch_args=arch, postprocess={**net.card.postprocess, "seed_distance": seed_distance,
+                                                              "seed_valley": seed_valley})
     return grown.train(net.training)
 
 
