@@ -85,6 +85,8 @@ def tune(checkpoint: Path, pairs: list[tuple[Path, Path, float, str]], *,
     keys = list(grid)
     for values in itertools.product(*(grid[k] for k in keys)):
         params = {**card.postprocess, **dict(zip(keys, values, strict=True))}
+        if "seed_valley" in grid and not params.get("seed_distance") and params["seed_valley"] != grid["seed_valley"][0]:
+            continue  # without seeds from the map its valley depth changes nothing: scored once
         by_source: dict[str, list[dict]] = {}
         for probs, gt, source in cached:
             pred = resize_labels(probabilities_to_instances(probs, mpp=card.mpp, params=params), *gt.shape)

@@ -56,7 +56,8 @@ def _to_instances(
     deep = ridge = None
     if probs.shape[0] > 3 and p.get("seed_distance", 0.0) > 0:
         deep = probs[3] >= p["seed_distance"]
-        ridge = probs[3] >= p["seed_distance"] - p.get("seed_valley", 0.0)
+        if p.get("seed_valley", 0.0) > 0:
+            ridge = probs[3] >= p["seed_distance"] - p["seed_valley"]
     return _instances_from_masks(
         region, interior, float(p["min_area_um2"]) / (mpp * mpp), bool(p["fill_holes"]),
         keep_edge_objects=keep_edge_objects, neck_px=float(p.get("neck_um", 0.0)) / mpp, deep=deep, ridge=ridge,
@@ -68,13 +69,13 @@ def split_at_cores(seeds: np.ndarray, deep: np.ndarray, min_core_px: float,
     """Labelled ``seeds`` with every seed that holds two or more cores (pieces of it that lie
     ``deep`` in their gland by a distance head's map, of ``min_core_px`` or more) replaced by
     those cores, one seed each: glands that touch without a border between them are seeded
-    apart. Cores joined by a ``ridge`` (the map a valley's depth below the core level: a wider
-    mask than ``deep``) are one core: what splits is a real valley, not noise along a gland's
+    apart. Cores joined by a ``ridge`` (the map a valley's depth below the core level: a mask
+    holding ``deep``) are one core: what splits is a real valley, not noise along a gland's
     middle. A seed with one core or none stays whole: the map splits glands, it never merges,
     shrinks or deletes one."""
     cores, n = ndi.label((seeds > 0) & deep)
     if n >= 2 and ridge is not None:
-        ridges, n = ndi.label((seeds > 0) & (ridge | deep))
+        ridges, n = ndi.label((seeds > 0) & ridge)
         cores = np.where(cores > 0, ridges, 0)  # a core is named by the ridge it lies on
     if n < 2:
         return seeds

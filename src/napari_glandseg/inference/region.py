@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from napari_glandseg.errors import GlandsegError, Progress
+from napari_glandseg.inference.confidence import foreground as gland_or_border
 from napari_glandseg.inference.confidence import gland_confidence
 from napari_glandseg.inference.postprocess import probabilities_to_instances
 from napari_glandseg.inference.predictor import Predictor
@@ -188,7 +189,7 @@ def segment_region(
     fine = refined_scale(f, display_downsample, (bh, bw))
     if fine is not None:
         grid = GridPlacement.for_box((y0, x0, bh, bw), fine)
-        foreground = probs[1 : len(card.classes), m : m + out_h, m : m + out_w].sum(0)  # not a distance map
+        foreground = gland_or_border(probs[:, m : m + out_h, m : m + out_w])[0]
         threshold = float(card.postprocess.get("gland_threshold", 0.5))
         labels = refine_to_grid(labels, foreground, grid.shape, threshold=threshold)
     return RegionResult(

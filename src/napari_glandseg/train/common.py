@@ -433,7 +433,7 @@ def validate(model, samples, device: torch.device, amp: bool, postprocess: dict 
     net.eval()
     by_organ: dict[str | None, list[dict]] = {}
     for s in samples:
-        organ = getattr(s, "organ", None)
+        organ = s.organ
         params = postprocess or (card.for_organ(organ) if organ in card.profiles else card).postprocess
         probs = predict_probs(net, s.image, device, amp)
         pred = probabilities_to_instances(probs, mpp=card.mpp, params=params)

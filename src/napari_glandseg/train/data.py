@@ -16,6 +16,7 @@ from scipy import ndimage as ndi
 from skimage.color import hed2rgb, rgb2hed
 
 from napari_glandseg.labels.folders import ImageMask, glas_pairs, split_names
+from napari_glandseg.train.distance_target import pack_target, split_labels, with_distance
 
 IGNORE = 255
 #: added to a target's class where two glands lie close (``make_targets(separation_px=...)``):
@@ -106,14 +107,14 @@ def read_grades(csv_path: Path) -> dict[str, int]:
 
 
 def load_glas_folder(folder: Path, *, source_mpp: float, model_mpp: float, names: list[str] | None = None,
-                     weight: float = 1.0) -> list[Sample]:
+                     weight: float = 1.0, organ: str | None = None) -> list[Sample]:
     """The images of a GlaS-style folder with their masks (the official ``instances/`` where the
     folder has them, else ``masks/``: see ``labels.folders``), at the model's µm/px; ``names``
     picks images by name. Grades come from a ``Grade.csv`` beside or above the folder."""
     folder = Path(folder)
     grades_csv = next((p for p in (folder / "Grade.csv", folder.parent / "Grade.csv") if p.exists()), None)
     grades = read_grades(grades_csv) if grades_csv else {}
-    return [pair_sample(pair, source_mpp / model_mpp, grades.get(pair.name, -1), weight)
+    return [pair_sample(pair, source_mpp / model_mpp, grades.get(pair.name, -1), weight, organ)
             for pair in glas_pairs(folder) if names is None or pair.name in names]
 
 
@@ -122,12 +123,12 @@ def glas_folder_names(folder: Path) -> list[str]:
     return [pair.name for pair in glas_pairs(folder)]
 
 
-def pair_sample(pair: ImageMask, scale: float, tumor: int = -1, weight: float = 1.0) -> Sample:
+def pair_sample(pair: ImageMask, scale: float, tumor: int = -1, weight: float = 1.0, organ: str | None = None) -> Sample:
     """An image and its mask (every pixel reviewed) resampled by ``scale`` (source ÷ model µm/px)."""
     image, mask = pair.read()
     labels = to_instances(mask)
     sample = rescale_sample(pair.name, image, labels, np.ones(labels.shape, bool), scale, tumor)
-    sample.weight = weight
+    sample.weight, sample.organ = weight, organ
     return sample
 
 
@@ -151,19 +152,13 @@ def load_split(data: list, val_data: list, *, data_mpp: float, model_mpp: float,
             continue
         names = glas_folder_names(src.path)
         tr, va = (names, []) if val_data else split_names(names, val_fraction, seed)
-        train += _of_organ(load_glas_folder(src.path, source_mpp=mpp, model_mpp=model_mpp, names=tr,
-                                            weight=src.weight), src.organ)
+        train += load_glas_folder(src.path, source_mpp=mpp, model_mpp=model_mpp, names=tr, weight=src.weight,
+                                  organ=src.organ)
         if va:
-            val += _of_organ(load_glas_folder(src.path, source_mpp=mpp, model_mpp=model_mpp, names=va), src.organ)
+            val += load_glas_folder(src.path, source_mpp=mpp, model_mpp=model_mpp, names=va, organ=src.organ)
     for src in map(DataSource.parse, val_data):
-        val += _of_organ(load_glas_folder(src.path, source_mpp=src.mpp or data_mpp, model_mpp=model_mpp), src.organ)
+        val += load_glas_folder(src.path, source_mpp=src.mpp or data_mpp, model_mpp=model_mpp, organ=src.organ)
     return train, val
-
-
-def _of_organ(samples: list[Sample], organ: str | None) -> list[Sample]:
-    for s in samples:
-        s.organ = organ
-    return samples
 
 
 def load_training_package(folder: Path, *, model_mpp: float) -> list[Sample]:
@@ -318,8 +313,6 @@ class CropDataset(torch.utils.data.Dataset):
             raise ValueError("no training samples")
         check_cut_share(cut_edges)
         if distance:  # each image's gland depth, made whole before any crop (train.distance_target)
-            from napari_glandseg.train.distance_target import with_distance
-
             samples = [with_distance(s) for s in samples]
         self.samples, self.crop_px, self.length, self.distance = samples, crop_px, length, distance
         self.seed, self.augment, self.border_px, self.scale_jitter = seed, augment, border_px, scale_jitter
@@ -342,8 +335,6 @@ class CropDataset(torch.utils.data.Dataset):
         if not self.distance:
             target = make_targets(labels, valid, self.border_px, self.separation_px).astype(np.int64)
         else:
-            from napari_glandseg.train.distance_target import pack_target, split_labels
-
             labels, levels = split_labels(labels)
             target = pack_target(make_targets(labels, valid, self.border_px, self.separation_px), levels)
         return torch.from_numpy(np.array(image)), torch.from_numpy(target), s.tumor

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
+from napari_glandseg.labels.metrics import distinct
+
 #: the distance is stored in LEVELS steps, as level 1 + round(LEVELS * distance); 0 is "unknown"
 LEVELS = 254
 _LABEL_SHIFT = 20  # instance ids below 2**20, levels above
@@ -42,11 +44,8 @@ def gland_distance(labels: np.ndarray) -> np.ndarray:
     if inside.all():  # one gland fills the image: no edge to measure from
         return np.ones(labels.shape, np.float32)
     depth = ndi.distance_transform_edt(inside).astype(np.float32)
-    ids, dense = np.unique(labels, return_inverse=True)
-    dense = dense.reshape(labels.shape)
-    deepest = ndi.maximum(depth, dense, np.arange(len(ids)))
-    deepest = np.asarray(deepest, np.float32)
-    deepest[ids == 0] = 1.0
+    ids, dense = distinct(labels)
+    deepest = np.asarray(ndi.maximum(depth, dense, np.arange(len(ids))), np.float32)
     return np.where(fg, depth / np.maximum(deepest[dense], 1.0), 0.0).astype(np.float32)
 
 
@@ -55,7 +54,6 @@ def pack_labels(labels: np.ndarray, valid: np.ndarray | None = None) -> np.ndarr
     bits hold) with their :func:`gland_distance` levels in the high bits. With ``valid``, the
     distances are those of the reviewed labels (``data.reviewed_labels``): whatever unreviewed
     pixels hold draws no edge inside a reviewed gland."""
-    from napari_glandseg.labels.metrics import distinct
     from napari_glandseg.train.data import reviewed_labels
 
     values, ids = distinct(np.asarray(labels))
